@@ -1,0 +1,106 @@
+"""Procedural renderer of the embedded benchmark: a green subject among distractors on texture.
+
+`render(y, rng, size)` draws one RGB image (float32 in [0, 1]) from a latent attribute vector y
+(ordered as ATTRIBUTE_NAMES, each in [0, 1]) and nuisance factors drawn from `rng` (position,
+background texture, distractor objects, lighting gradient, sensor noise). Shapes are
+superellipses rendered at 2x and box-filtered, so edges are anti-aliased at every size.
+"""
+import math
+
+import numpy as np
+from scipy import special
+
+from relattr_tf.data.synthetic.attributes import ATTRIBUTE_NAMES
+
+SUPERSAMPLE = 2
+STRIPE_PERIOD = 0.0625  # of the image side: 4 px at 64 px
+SUBJECT_RGB = (0.12, 0.85, 0.12)
+# Distractor colours never have green as the dominant channel, so the subject stays findable.
+DISTRACTOR_RGB = ((0.85, 0.15, 0.10), (0.15, 0.25, 0.85), (0.75, 0.10, 0.70),
+                  (0.90, 0.50, 0.10), (0.30, 0.30, 0.30), (0.80, 0.80, 0.85))
+
+
+def superellipse_fill(n):
+    """Area of |u/a|^n + |v/b|^n <= 1 divided by its bounding box area 4ab."""
+    return math.exp(2 * special.gammaln(1 + 1 / n) - special.gammaln(1 + 2 / n))
+
+
+def local_parameters(y, size):
+    """Render parameters of the subject from its latent strengths (semi-axes in pixels)."""
+    v = dict(zip(ATTRIBUTE_NAMES, y))
+    radius = (0.07 + 0.08 * v["size"]) * size  # radius of the circle of equal area
+    elongation = 1.0 + 1.5 * v["elongation"]
+    exponent = 2.0 * (0.75 / 2.0) ** v["pointy"]  # 2: ellipse, 1: diamond, 0.75: star
+    # Keep the area pi r^2 whatever the shape, so size does not leak into pointy or elongation.
+    ab = math.pi * radius ** 2 / (4 * superellipse_fill(exponent))
+    a, b = math.sqrt(ab * elongation), math.sqrt(ab / elongation)
+    return dict(a=a, b=b, exponent=exponent, stripes=0.5 * v["stripes"],
+                angle=math.radians(80.0 * v["tilt"]))
+
+
+def _shape_mask(xx, yy, cx, cy, a, b, exponent, angle):
+    """Inside test and along-axis coordinate of a rotated superellipse (y axis pointing up)."""
+    dx, dy = xx - cx, -(yy - cy)
+    u = dx * math.cos(angle) + dy * math.sin(angle)
+    v = -dx * math.sin(angle) + dy * math.cos(angle)
+    inside = np.abs(u / a) ** exponent + np.abs(v / b) ** exponent <= 1.0
+    return inside, u
+
+
+def _paint(canvas, xx, yy, size, colour, cx, cy, a, b, exponent, angle, stripes):
+    inside, u = _shape_mask(xx, yy, cx, cy, a, b, exponent, angle)
+    period = STRIPE_PERIOD * size * SUPERSAMPLE
+    shade = 1.0 - stripes * (np.sin(2 * np.pi * u / period) > 0)
+    canvas[inside] = np.asarray(colour)[None, :] * shade[inside][:, None]
+
+
+def render(y, rng, size=64):
+    """One image (size x size x 3, float32 in [0, 1]) for latent strengths y."""
+    y = np.clip(np.asarray(y, np.float64), 0.0, 1.0)
+    v = dict(zip(ATTRIBUTE_NAMES, y))
+    big = size * SUPERSAMPLE
+    yy, xx = np.mgrid[0:big, 0:big].astype(np.float32) + 0.5
+
+    # Background: neutral grey with an oriented, two-frequency texture.
+    grey = rng.uniform(0.45, 0.55)
+    amp = rng.uniform(0.08, 0.12)
+    theta, freq = rng.uniform(0, np.pi), rng.uniform(3, 7) / big
+    phase = rng.uniform(0, 2 * np.pi, size=2)
+    t = xx * math.cos(theta) + yy * math.sin(theta)
+    t2 = -xx * math.sin(theta) + yy * math.cos(theta)
+    texture = 0.6 * np.sin(2 * np.pi * freq * t + phase[0]) + 0.4 * np.sin(
+        2 * np.pi * 2.3 * freq * t2 + phase[1])
+    canvas = np.repeat((grey + amp * texture)[..., None], 3, axis=2)
+
+    # Distractors first, so the subject is never occluded.
+    for _ in range(rng.integers(1, 4)):
+        d = local_parameters(rng.uniform(0, 1, len(ATTRIBUTE_NAMES)), size)
+        cx, cy = rng.uniform(0, big, size=2)
+        _paint(canvas, xx, yy, size, DISTRACTOR_RGB[rng.integers(len(DISTRACTOR_RGB))], cx, cy,
+               d["a"] * SUPERSAMPLE * 0.8, d["b"] * SUPERSAMPLE * 0.8, d["exponent"],
+               d["angle"] + rng.uniform(-1.0, 1.0), d["stripes"] * rng.integers(0, 2))
+
+    s = local_parameters(y, size)
+    reach = min(max(s["a"], s["b"]) * SUPERSAMPLE + 2 * SUPERSAMPLE, big / 2)
+    cx, cy = rng.uniform(reach, big - reach, size=2)
+    colour = np.asarray(SUBJECT_RGB) + rng.uniform(-0.05, 0.05, size=3)
+    _paint(canvas, xx, yy, size, colour, cx, cy, s["a"] * SUPERSAMPLE, s["b"] * SUPERSAMPLE,
+           s["exponent"], s["angle"], s["stripes"])
+
+    image = canvas.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(1, 3))
+
+    # Global attributes and lighting.
+    contrast = 0.5 + 0.9 * v["contrast"]
+    brightness = -0.18 + 0.36 * v["brightness"]
+    warmth = -0.25 + 0.5 * v["warmth"]
+    image = 0.5 + (image - 0.5) * contrast + brightness
+    image = image * np.array([1 + warmth, 1.0, 1 - warmth])
+    gy, gx = np.mgrid[0:size, 0:size] / size - 0.5
+    direction = rng.uniform(0, 2 * np.pi)
+    light = 1.0 + rng.uniform(0, 0.08) * (gx * math.cos(direction) + gy * math.sin(direction))
+    image = image * light[..., None] + rng.normal(0, 0.012, image.shape)
+    return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
+def to_uint8(image):
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)

@@ -1,0 +1,31 @@
+"""relattr_tf: relative attributes (DACRL, ATTIC) in Keras 3 / TensorFlow with Apache Beam data jobs."""
+import setuptools
+
+setuptools.setup(
+    name="relattr_tf",
+    version="0.1.0",
+    description="Relative-attribute ranking (DACRL, ATTIC) with Keras 3, TensorFlow and Apache Beam",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.13",
+    packages=setuptools.find_packages(include=["relattr_tf", "relattr_tf.*", "beam_jobs", "beam_jobs.*"]),
+    install_requires=[
+        # GPU users: install tensorflow[and-cuda]==2.21.* first, then this package with --no-deps
+        # or after `pip uninstall tensorflow-cpu` (see README).
+        "tensorflow-cpu>=2.21,<2.22",
+        "keras>=3.15,<3.16",
+        "apache-beam>=2.77,<2.78",
+        "google-crc32c>=1.5",  # WriteToTFRecord needs a crc32c implementation
+        "tensorboard>=2.21,<2.22",
+        "absl-py>=2.1",
+        "numpy>=2.0,<3",
+        "scipy>=1.13",
+        "h5py>=3.10",
+        "pillow>=10",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+        "gcp": ["apache-beam[gcp]>=2.77,<2.78"],
+    },
+)
