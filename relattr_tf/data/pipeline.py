@@ -135,7 +135,7 @@ def make_dataset(data_dir, attribute, split, config=InputConfig(), *, training, 
     ds = ds.map(schema.parse_pair, num_parallel_calls=AUTOTUNE)
     if config.skip_corrupt:
         ds = ds.ignore_errors(log_warning=True)
-    if config.cache:
+    if config.cache and training:
         ds = ds.cache()
     if repeat:
         ds = ds.repeat()
@@ -167,6 +167,11 @@ def make_dataset(data_dir, attribute, split, config=InputConfig(), *, training, 
     else:
         ds = ds.map(lambda a, b, t, info: ((a, b), t))
     ds = ds.batch(config.batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+    if not training and not repeat and not config.skip_corrupt:
+        # Known length: Keras then ends evaluation without probing past the end, and a shard
+        # set that disagrees with metadata.json fails loudly.
+        pairs = split_size(data_dir, attribute, split, meta)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-pairs // config.batch_size)))
     return ds.prefetch(AUTOTUNE)
 
 

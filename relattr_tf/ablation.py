@@ -1,0 +1,99 @@
+"""The DACRL ablation: RankNet vs DACRL without attention vs DACRL, on coarse and fine pairs.
+
+    python -m relattr_tf.ablation --flagfile=configs/ablation.flags
+
+Trains every (pair set, attribute, model, seed) with the training flags given (the same recipe
+for every model), evaluates it, and writes <model_dir>/ablation.md and ablation.csv: accuracy
+(crowd labels) and accuracy against exact truth, mean over seeds, with the seeds listed.
+A rerun skips the runs that already finished (each has its own model_dir and resumes).
+"""
+import dataclasses
+import json
+import os
+import sys
+
+from absl import app, flags
+
+from relattr_tf import train as train_flags  # noqa: F401  defines the training flags
+
+flags.DEFINE_list("models", ["ranknet", "dacrl_noatt", "dacrl"], "Models to compare.")
+flags.DEFINE_list("pair_sets", ["coarse", "fine"], "coarse: train/test, fine: *_fine splits.")
+flags.DEFINE_list("attributes", ["brightness", "contrast", "size", "stripes"], "Attributes.")
+flags.DEFINE_list("seeds", ["0"], "Seeds; each run is repeated per seed.")
+FLAGS = flags.FLAGS
+
+SPLITS = {"coarse": ("train", "test"), "fine": ("train_fine", "test_fine")}
+
+
+def run_ablation(config, model_dir, models, pair_sets, attributes, seeds):
+    import numpy as np
+    from relattr_tf.training import run
+    rows = []
+    for pair_set in pair_sets:
+        train_split, test_split = SPLITS[pair_set]
+        for attribute in attributes:
+            for model in models:
+                results = []
+                for seed in seeds:
+                    run_config = dataclasses.replace(
+                        config, model=model, attribute=attribute, seed=seed,
+                        train_split=train_split, eval_splits=(test_split,))
+                    run_dir = os.path.join(model_dir, pair_set, attribute, model, f"seed{seed}")
+                    summary = os.path.join(run_dir, "summary.json")
+                    if os.path.exists(summary):  # finished earlier: reuse
+                        results.append(json.load(open(summary))["results"][test_split])
+                        continue
+                    results.append(run.train_and_evaluate(run_config, run_dir)[test_split])
+                rows.append(dict(
+                    pair_set=pair_set, attribute=attribute, model=model,
+                    accuracy=float(np.mean([r["accuracy"] for r in results])),
+                    truth_accuracy=float(np.mean([r.get("truth_accuracy", np.nan)
+                                                  for r in results])),
+                    seeds=" ".join(str(s) for s in seeds)))
+    return rows
+
+
+def write_ablation_table(rows, model_dir, models):
+    """One row per (pair set, attribute), one column per model, plus per-pair-set means."""
+    import numpy as np
+    header = ["pair set", "attribute"] + [f"{m} acc / truth" for m in models] + ["seeds"]
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    csv = ["pair_set,attribute," + ",".join(f"{m}_accuracy,{m}_truth_accuracy"
+                                            for m in models) + ",seeds"]
+    keys = list(dict.fromkeys((r["pair_set"], r["attribute"]) for r in rows))
+    for pair_set in dict.fromkeys(k[0] for k in keys):
+        for key in [k for k in keys if k[0] == pair_set] + [(pair_set, "mean")]:
+            cells, raw = [], []
+            for model in models:
+                chosen = [r for r in rows if r["model"] == model and r["pair_set"] == key[0]
+                          and (key[1] == "mean" or r["attribute"] == key[1])]
+                acc = np.mean([r["accuracy"] for r in chosen])
+                truth = np.mean([r["truth_accuracy"] for r in chosen])
+                cells.append(f"{100 * acc:.2f} / {100 * truth:.2f}")
+                raw += [f"{100 * acc:.2f}", f"{100 * truth:.2f}"]
+            seeds = rows[0]["seeds"]
+            md.append("| " + " | ".join([key[0], key[1]] + cells + [seeds]) + " |")
+            csv.append(",".join([key[0], key[1]] + raw + [seeds]))
+    for suffix, lines in ((".md", md), (".csv", csv)):
+        with open(os.path.join(model_dir, "ablation" + suffix), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return "\n".join(md)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = train_flags.prepare()
+    from relattr_tf.data.schema import DataError
+    from relattr_tf.training import run
+    try:
+        run.ensure_data(config)
+        rows = run_ablation(config, FLAGS.model_dir, FLAGS.models, FLAGS.pair_sets,
+                            FLAGS.attributes, [int(s) for s in FLAGS.seeds])
+    except (DataError, run.ConfigError) as e:
+        sys.exit(f"relattr_tf.ablation: {e}")
+    print(write_ablation_table(rows, FLAGS.model_dir, FLAGS.models))
+
+
+if __name__ == "__main__":
+    app.run(main)

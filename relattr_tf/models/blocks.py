@@ -1,0 +1,85 @@
+"""Small building blocks shared by the models, with deterministic layer names."""
+import keras
+from keras import layers, ops
+
+PACKAGE = "relattr_tf"
+
+
+def new_layer_initializers(seed=None):
+    """The papers' initialisation of layers added on top of a trunk: N(0, 0.01), biases 0.01."""
+    return dict(kernel_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=seed),
+                bias_initializer=keras.initializers.Constant(0.01))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SplitPairs(layers.Layer):
+    """Splits a batch [a; b] of 2N along the batch axis into (a, b): the inverse of stacking
+    both images of each pair, so the trunk runs once on 2N images."""
+
+    def call(self, x):
+        return tuple(ops.split(x, 2, axis=0))
+
+    def compute_output_shape(self, input_shape):
+        half = None if input_shape[0] is None else input_shape[0] // 2
+        shape = (half,) + tuple(input_shape[1:])
+        return shape, shape
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ClipProbability(layers.Layer):
+    """Clips p into [eps, 1 - eps] so the cross-entropy stays finite (DACRL: eps = 1e-7)."""
+
+    def __init__(self, epsilon=1e-7, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def call(self, p):
+        return ops.clip(p, self.epsilon, 1.0 - self.epsilon)
+
+    def get_config(self):
+        return dict(super().get_config(), epsilon=self.epsilon)
+
+
+def apply_siamese(trunk, image_a, image_b, name):
+    """Runs one shared trunk on both images in a single call; returns (features_a, features_b)."""
+    both = layers.Concatenate(axis=0, name=f"{name}_stack")([image_a, image_b])
+    return SplitPairs(name=f"{name}_split")(trunk(both))
+
+
+def apply_vgg_block(x, filters, convs, block, pool=True):
+    """`convs` 3x3 ReLU convolutions then 2x2 max pooling, named as Keras' VGG16."""
+    for i in range(1, convs + 1):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu",
+                          name=f"block{block}_conv{i}")(x)
+    if pool:
+        x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+    return x
+
+
+def apply_channel_attention(x, reduction, name="attention", seed=None):
+    """SE-style channel attention: GAP -> FC (C / reduction, ReLU) -> FC (C, sigmoid) -> x * w."""
+    channels = x.shape[-1]
+    init = new_layer_initializers(seed)
+    w = layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
+    w = layers.Dense(max(1, channels // reduction), activation="relu", name=f"{name}_fc1",
+                     **init)(w)
+    w = layers.Dense(channels, activation="sigmoid", name=f"{name}_fc2", **init)(w)
+    w = layers.Reshape((1, 1, channels), name=f"{name}_weights")(w)
+    return layers.Multiply(name=f"{name}_scale")([x, w])
+
+
+def apply_cross_conv(x, filters, depth, name="cross", seed=None):
+    """The cross-image convolution fM: `depth` 3x3 ReLU convolutions over the joint features."""
+    for i in range(1, depth + 1):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv{i}",
+                          **new_layer_initializers(seed))(x)
+    return x
+
+
+def apply_pool(x, pool, name):
+    """'gap' (global average pooling) or 'flatten' (keeps the spatial layout, many weights)."""
+    if pool == "gap":
+        return layers.GlobalAveragePooling2D(name=f"{name}_gap")(x)
+    if pool == "flatten":
+        return layers.Flatten(name=f"{name}_flatten")(x)
+    raise ValueError(f"unknown head pooling {pool!r}; use gap or flatten")

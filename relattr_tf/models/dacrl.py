@@ -1,0 +1,34 @@
+"""DACRL: deep attentive cross-image representation learning (and its no-attention ablation).
+
+    (image_a, image_b) -> shared VGG16 trunk -> concat channels [Ri, Rj]
+      -> SE channel attention W_ij, F_ij = [Ri, Rj] * W_ij      (skipped when attention=False)
+      -> cross-image conv fM -> pool -> FC head_units -> FC 1 -> sigmoid -> p = P(a shows more)
+The model is asymmetric: (a, b) and (b, a) are different inputs (train with swapped pairs).
+"""
+import keras
+from keras import layers
+
+from relattr_tf.models import blocks
+from relattr_tf.models.vgg16 import build_vgg16_trunk
+
+
+def build_dacrl(image_size=224, width=1.0, attention=True, reduction=16, cross_filters=512,
+                cross_depth=1, head_units=1024, head_pool="gap", seed=None, trunk=None):
+    """Functional DACRL model: inputs (image_a, image_b) RGB in [0, 1], output p (B, 1)."""
+    trunk = trunk or build_vgg16_trunk(image_size, width)
+    image_a = keras.Input((image_size, image_size, 3), name="image_a")
+    image_b = keras.Input((image_size, image_size, 3), name="image_b")
+    features_a, features_b = blocks.apply_siamese(trunk, image_a, image_b, name="siamese")
+    x = layers.Concatenate(axis=-1, name="cross_concat")([features_a, features_b])
+    if attention:
+        x = blocks.apply_channel_attention(x, reduction, name="attention", seed=seed)
+    x = blocks.apply_cross_conv(x, cross_filters, cross_depth, name="cross", seed=seed)
+    x = blocks.apply_pool(x, head_pool, name="head")
+    x = layers.Dense(head_units, activation="relu", name="head_fc",
+                     **blocks.new_layer_initializers(seed))(x)
+    logit = layers.Dense(1, name="head_logit", dtype="float32",
+                         **blocks.new_layer_initializers(seed))(x)
+    p = layers.Activation("sigmoid", dtype="float32", name="p_sigmoid")(logit)
+    p = blocks.ClipProbability(1e-7, dtype="float32", name="p")(p)
+    name = "dacrl" if attention else "dacrl_noatt"
+    return keras.Model([image_a, image_b], p, name=name)

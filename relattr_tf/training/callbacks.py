@@ -1,0 +1,147 @@
+"""Training callbacks: checkpoints, non-finite loss guard, learning rates, pair images, HParams."""
+import json
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams_api
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the loss becomes NaN or inf; the last epoch checkpoint is left untouched."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss by raising, before the epoch can end (and be
+    checkpointed), so the last good checkpoint survives for a rerun with another setting."""
+
+    def __init__(self, checkpoint_dir):
+        super().__init__()
+        self.checkpoint_dir = checkpoint_dir
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLossError(
+                f"loss became {float(loss)} in epoch {self.epoch + 1}, step {batch + 1}; training "
+                f"stopped and the last good checkpoint in {self.checkpoint_dir} is kept (lower the "
+                f"learning rate, or check the data, then rerun to resume from it)")
+
+
+class LogLearningRates(keras.callbacks.Callback):
+    """Adds the epoch's learning rates to its logs (TensorBoard then plots them)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.rates = {name: float(keras.ops.convert_to_numpy(value))
+                      for name, value in self.model.learning_rates().items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self.rates)
+
+
+def pair_strip(image_a, image_b, p):
+    """Side-by-side pair with a bar under it: green share = p (a shows more), red = 1 - p."""
+    size = image_a.shape[0]
+    bar = np.zeros((max(4, size // 8), 2 * size, 3), np.float32)
+    split = int(round(float(p) * 2 * size))
+    bar[:, :split, 1] = 1.0
+    bar[:, split:, 0] = 1.0
+    return np.concatenate([np.concatenate([image_a, image_b], axis=1), bar], axis=0)
+
+
+class PairImages(keras.callbacks.Callback):
+    """Writes a few validation pairs with their p, as images (with a p bar) and a text table."""
+
+    def __init__(self, log_dir, images_a, images_b, targets):
+        super().__init__()
+        self.images_a, self.images_b, self.targets = images_a, images_b, targets
+        self.writer = tf.summary.create_file_writer(f"{log_dir}/pairs")
+
+    def on_epoch_end(self, epoch, logs=None):
+        p = np.asarray(self.model.network((self.images_a, self.images_b), training=False))
+        strips = np.stack([pair_strip(a, b, q) for a, b, q in
+                           zip(self.images_a, self.images_b, p.ravel())])
+        rows = ["| pair | p (a shows more) | target |", "|---|---|---|"]
+        rows += [f"| {i} | {q:.3f} | {t:g} |" for i, (q, t) in
+                 enumerate(zip(p.ravel(), self.targets))]
+        with self.writer.as_default(step=epoch + 1):
+            tf.summary.image("pairs", strips, max_outputs=len(strips),
+                             description="image a | image b; bar: green share = p")
+            tf.summary.text("pairs_p", "\n".join(rows))
+        self.writer.flush()
+
+
+class WriteHParams(keras.callbacks.Callback):
+    """Records the run's hyper-parameters for TensorBoard's HParams dashboard."""
+
+    def __init__(self, log_dir, hparams, run_name):
+        super().__init__()
+        self.log_dir, self.hparams, self.run_name = log_dir, hparams, run_name
+
+    def on_train_begin(self, logs=None):
+        with tf.summary.create_file_writer(self.log_dir).as_default():
+            hparams_api.hparams(self.hparams, trial_id=self.run_name)
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One concise line per epoch: losses, accuracies, learning rates and time."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import time
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+        parts = [f"{k}={v:.4g}" for k, v in sorted((logs or {}).items())]
+        print(f"epoch {epoch + 1}/{self.epochs} ({time.time() - self.started:.0f}s): "
+              + " ".join(parts), flush=True)
+
+
+CHECKPOINT_STATE = "checkpoint.json"
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves model and optimizer state at every epoch end, crash-safe.
+
+    Weights go to a new file per epoch; only then does `checkpoint.json` (replaced atomically)
+    point at it, and older files are removed. A kill -9 at any moment leaves the previous
+    complete checkpoint in force. `restore_checkpoint` reads it back.
+    """
+
+    def __init__(self, directory):
+        super().__init__()
+        self.directory = directory
+
+    def on_epoch_end(self, epoch, logs=None):
+        tf.io.gfile.makedirs(self.directory)
+        name = f"epoch-{epoch + 1:04d}.weights.h5"
+        self.model.save_weights(f"{self.directory}/{name}", overwrite=True)
+        state = f"{self.directory}/{CHECKPOINT_STATE}"
+        with tf.io.gfile.GFile(state + ".tmp", "w") as f:
+            f.write(json.dumps({"epoch": epoch + 1, "weights": name}))
+        tf.io.gfile.rename(state + ".tmp", state, overwrite=True)
+        for old in tf.io.gfile.glob(f"{self.directory}/epoch-*.weights.h5"):
+            if not old.endswith(name):
+                tf.io.gfile.remove(old)
+
+
+def restore_checkpoint(model, directory):
+    """Loads the latest complete checkpoint into a built model; returns its epoch (0 if none)."""
+    state = f"{directory}/{CHECKPOINT_STATE}"
+    if not tf.io.gfile.exists(state):
+        return 0
+    with tf.io.gfile.GFile(state) as f:
+        saved = json.load(f)
+    model.load_weights(f"{directory}/{saved['weights']}")
+    return int(saved["epoch"])

@@ -1,0 +1,31 @@
+"""Distribution strategies, and logical CPU devices so multi-replica code runs without GPUs."""
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored")
+
+
+def configure_cpu_devices(count):
+    """Splits the first CPU into `count` logical devices; must run before TensorFlow is used."""
+    if count <= 1:
+        return
+    cpus = tf.config.list_physical_devices("CPU")
+    current = tf.config.get_logical_device_configuration(cpus[0])
+    if current is not None and len(current) == count:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
+    except RuntimeError as e:
+        raise RuntimeError(f"--cpu_devices={count} must be set before TensorFlow starts "
+                           f"({e})") from None
+
+
+def make_strategy(name):
+    """'default': one device. 'mirrored': every GPU, else every logical CPU device."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")

@@ -1,0 +1,92 @@
+"""Model shapes, parameter counts, and loading the Keras VGG16 ImageNet weight file."""
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from relattr_tf.models import build_model, trunk_of
+from relattr_tf.models.vgg16 import VGG16_TRUNK_PARAMS, build_vgg16_trunk, load_imagenet_weights
+
+SMALL = dict(image_size=32, width=0.125, cross_filters=16, head_units=32)
+
+
+def test_width_one_trunk_is_exactly_vgg16():
+    trunk = build_vgg16_trunk(32, 1.0)
+    reference = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
+    assert trunk.count_params() == VGG16_TRUNK_PARAMS == reference.count_params()
+    ours = [(l.name, [tuple(w.shape) for w in l.weights]) for l in trunk.layers if l.weights
+            and l.name.startswith("block")]
+    theirs = [(l.name, [tuple(w.shape) for w in l.weights]) for l in reference.layers
+              if l.weights]
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("name", ["dacrl", "dacrl_noatt", "ranknet"])
+def test_pair_models_output_one_clipped_probability_per_pair(name):
+    model = build_model(name, **SMALL)
+    a, b = np.random.rand(3, 32, 32, 3).astype("float32"), np.random.rand(3, 32, 32, 3)
+    p = np.asarray(model((a, b.astype("float32"))))
+    assert p.shape == (3, 1) and np.all((p >= 1e-7) & (p <= 1 - 1e-7))
+    assert trunk_of(model).name == "trunk"
+
+
+def test_parameter_counts_of_the_heads():
+    width, filters, units, reduction = 0.125, 16, 32, 4
+    kw = dict(image_size=32, width=width, cross_filters=filters, head_units=units,
+              reduction=reduction)
+    trunk = build_vgg16_trunk(32, width).count_params()
+    channels = 2 * 64  # concatenated trunk outputs at width 1/8
+    cross_head = (9 * channels * filters + filters) + (filters * units + units) + (units + 1)
+    attention = (channels * (channels // reduction) + channels // reduction
+                 + (channels // reduction) * channels + channels)
+    assert build_model("dacrl_noatt", **kw).count_params() == trunk + cross_head
+    assert build_model("dacrl", **kw).count_params() == trunk + cross_head + attention
+    assert build_model("ranknet", **kw).count_params() == trunk + 64 + 1
+
+
+def test_ranknet_is_antisymmetric_and_dacrl_is_not():
+    a = np.random.rand(2, 32, 32, 3).astype("float32")
+    b = np.random.rand(2, 32, 32, 3).astype("float32")
+    ranknet = build_model("ranknet", **SMALL)
+    np.testing.assert_allclose(np.asarray(ranknet((a, b))) + np.asarray(ranknet((b, a))), 1.0,
+                               atol=1e-6)
+    dacrl = build_model("dacrl", **SMALL, seed=1)
+    assert not np.allclose(np.asarray(dacrl((a, b))) + np.asarray(dacrl((b, a))), 1.0, atol=1e-9)
+
+
+def _write_keras_vgg16_notop_file(model, path):
+    """Keras' legacy HDF5 weight layout, as in vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5."""
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [l.name.encode() for l in model.layers]
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.2.4"
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            names = [f"{layer.name}/{w.name}:0".encode() for w in layer.weights]
+            group.attrs["weight_names"] = names
+            for name, value in zip(names, layer.get_weights()):
+                group.create_dataset(name.decode(), data=value)
+
+
+def test_imagenet_weight_file_loads_and_matches_keras_vgg16(tmp_path):
+    reference = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
+    path = str(tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    _write_keras_vgg16_notop_file(reference, path)
+    trunk = build_vgg16_trunk(32, 1.0)
+    assert load_imagenet_weights(trunk, path) == 13
+    images = np.random.rand(2, 32, 32, 3).astype("float32")  # RGB in [0, 1]
+    expected = reference(keras.applications.vgg16.preprocess_input(images * 255.0))
+    np.testing.assert_allclose(np.asarray(trunk(images)), np.asarray(expected), rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_weight_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "not_weights.h5"
+    bad.write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not_weights.h5: cannot read"):
+        load_imagenet_weights(build_vgg16_trunk(32, 1.0), str(bad))
+    reference = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
+    path = str(tmp_path / "vgg.h5")
+    _write_keras_vgg16_notop_file(reference, path)
+    with pytest.raises(ValueError, match="vgg.h5: layer block1_conv1 kernel shape.*--width=1"):
+        load_imagenet_weights(build_vgg16_trunk(32, 0.5), path)

@@ -1,0 +1,176 @@
+"""Training machinery: loss scaling across replicas, schedules, evaluation rules, export,
+resume after kill -9, non-finite losses."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from relattr_tf import evaluation
+from relattr_tf import models  # noqa: F401  registers the custom layers for safe loading
+from relattr_tf.training import optimizers
+from tests.cli import ROOT, run_module, smoke_args
+
+
+def _replica_check(*flags):
+    proc = run_module("tests.replica_equivalence", *flags, timeout=300)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_one_and_two_replicas_take_the_same_step():
+    result = _replica_check()
+    assert result["replicas"] == 2
+    assert result["step_one"] > 1e-4  # the step moved the weights
+    assert result["max_weight_diff"] < 1e-6 * max(1.0, result["step_one"] * 1e3)
+    assert result["loss_one"] == pytest.approx(result["loss_two"], rel=1e-5)
+
+
+def test_a_hand_written_mean_loss_would_double_the_step_on_two_replicas():
+    result = _replica_check("--naive")  # shows the equivalence test can fail
+    assert result["step_two"] == pytest.approx(2 * result["step_one"], rel=1e-3)
+
+
+def test_step_schedule_drops_at_the_start_of_the_given_epochs():
+    schedule = optimizers.step_schedule(1.0, (1, 2), 10.0, steps_per_epoch=4)
+    rates = [float(schedule(step)) for step in range(12)]
+    np.testing.assert_allclose(rates, [1] * 4 + [0.1] * 4 + [0.01] * 4, rtol=1e-6)
+    assert float(optimizers.step_schedule(0.5, (), 10.0, 4)(100)) == 0.5
+
+
+def test_accuracy_excludes_equal_pairs_and_counts_p_one_half_as_wrong():
+    targets = [1.0, 0.0, 1.0, 0.5, 0.0]
+    p = [0.9, 0.2, 0.5, 0.99, 0.5]
+    accuracy, used, excluded = evaluation.pair_accuracy(targets, p)
+    assert (used, excluded) == (4, 1) and accuracy == pytest.approx(0.5)
+
+
+def test_results_table_has_rows_and_mean(tmp_path):
+    rows = [dict(attribute="open", accuracy=0.9, truth_accuracy=0.95),
+            dict(attribute="pointy", accuracy=0.8, truth_accuracy=0.85)]
+    table = evaluation.write_table(rows, str(tmp_path / "results_test"))
+    assert "| mean | 85.00 | 90.00 |" in table
+    csv = (tmp_path / "results_test.csv").read_text().splitlines()
+    assert csv[0] == "attribute,accuracy,truth_accuracy" and csv[-1] == "mean,85.00,90.00"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tiny_data_dir, tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("smoke_run"))
+    proc = run_module("relattr_tf.train", *smoke_args(tiny_data_dir, model_dir))
+    return model_dir, proc.stdout
+
+
+def test_smoke_training_exports_a_model_that_loads_without_relattr_tf(smoke_run, tiny_data_dir):
+    model_dir, stdout = smoke_run
+    assert "epoch 2/2" in stdout and "brightness / test: accuracy" in stdout
+    result = json.load(open(os.path.join(model_dir, "eval_test.json")))
+    assert result["pairs_used"] > 0 and 0 <= result["accuracy"] <= 1
+    script = ("import sys, numpy as np, tensorflow as tf\n"
+              "assert 'relattr_tf' not in sys.modules\n"
+              f"m = tf.saved_model.load({os.path.join(model_dir, 'export')!r})\n"
+              "x = np.random.default_rng(0).uniform(size=(3, 32, 32, 3)).astype('float32')\n"
+              "p = m.pair(image_a=x, image_b=x[::-1])['p'].numpy()\n"
+              "s = m.signatures['serving_default'](image_a=x, image_b=x[::-1])['p'].numpy()\n"
+              "np.save(sys.argv[1], p); assert np.allclose(p, s)\n")
+    out = os.path.join(model_dir, "p.npy")
+    subprocess.run([sys.executable, "-c", script, out], check=True, cwd="/",
+                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    network = keras.saving.load_model(os.path.join(model_dir, "model.keras"), safe_mode=True)
+    x = np.random.default_rng(0).uniform(size=(3, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(network((x, x[::-1]))), np.load(out), atol=1e-5)
+
+
+def test_tensorboard_has_losses_learning_rates_pairs_and_hparams(smoke_run):
+    model_dir, _ = smoke_run
+    tags = set()
+    for root, _, files in os.walk(os.path.join(model_dir, "tensorboard")):
+        for name in files:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                tags.update(v.tag for v in event.summary.value)
+    assert {"epoch_loss", "epoch_accuracy", "epoch_lr_trunk", "epoch_lr_head", "pairs",
+            "pairs_p", "_hparams_/session_start_info"} <= tags
+
+
+def test_ranknet_export_also_scores_single_images(tiny_data_dir, tmp_path):
+    model_dir = str(tmp_path / "ranknet")
+    run_module("relattr_tf.train", *smoke_args(tiny_data_dir, model_dir, "--model=ranknet",
+                                               "--epochs=1"))
+    exported = tf.saved_model.load(os.path.join(model_dir, "export"))
+    x = np.random.default_rng(1).uniform(size=(4, 32, 32, 3)).astype("float32")
+    score = exported.score(image=x)["score"].numpy().ravel()
+    p = exported.pair(image_a=x, image_b=x[::-1])["p"].numpy().ravel()
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-(score - score[::-1]))), atol=1e-5)
+
+
+def _optimizer_steps(model_dir):
+    return json.load(open(os.path.join(model_dir, "summary.json")))["optimizer_steps"]
+
+
+def _train_until_killed(args, after_line, delay):
+    """Starts training, waits for `after_line` on stdout, waits `delay` s, then kill -9."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "relattr_tf.train", *args], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen, deadline = "", time.time() + 240
+    while after_line not in seen and time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen += line
+    assert after_line in seen, seen
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return seen
+
+
+def test_resume_after_kill_minus_nine_at_random_points_ends_at_the_same_step(tiny_data_dir,
+                                                                             tmp_path):
+    model_dir = str(tmp_path / "killed")
+    args = smoke_args(tiny_data_dir, model_dir, "--epochs=3", "--steps_per_epoch=30",
+                      "--tensorboard_pairs=0")
+    rng = np.random.default_rng()
+    delays = rng.uniform(0.0, 1.5, size=2)  # anywhere in the next epoch or its checkpoint write
+    _train_until_killed(args, "epoch 1/3", delays[0])
+    _train_until_killed(args, "/3 (", delays[1])  # the next epoch line, resumed or not
+    assert not os.path.exists(os.path.join(model_dir, "summary.json"))
+    state = os.path.join(model_dir, "checkpoints", "checkpoint.json")
+    saved = json.load(open(state))["epoch"] if os.path.exists(state) else 0
+    resumed = run_module("relattr_tf.train", *args)
+    assert (f"resuming after epoch {saved}" in resumed.stdout) == (saved > 0), delays
+    for epoch in range(1, 4):  # exactly the epochs after the checkpoint run again
+        assert (f"epoch {epoch}/3" in resumed.stdout) == (epoch > saved), (delays, saved)
+    assert _optimizer_steps(model_dir) == 90
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny_data_dir,
+                                                                             tmp_path):
+    model_dir = str(tmp_path / "nan")
+    args = smoke_args(tiny_data_dir, model_dir, "--epochs=1", "--tensorboard_pairs=0",
+                      "--lr_drop_epochs=", "--optimizer=sgd", "--trunk_lr=0.01", "--head_lr=0.01")
+    run_module("relattr_tf.train", *args)
+    backup = os.path.join(model_dir, "checkpoints")
+    before = sorted(os.listdir(backup))
+    weights = keras.saving.load_model(os.path.join(model_dir, "model.keras")).get_weights()
+    proc = run_module("relattr_tf.train", *args, "--epochs=3", "--trunk_lr=1e38",
+                      "--head_lr=1e38", check=False)
+    assert proc.returncode != 0
+    assert "loss became nan" in proc.stderr.lower() and "last good checkpoint" in proc.stderr
+    assert sorted(os.listdir(backup)) == before
+    assert all(np.all(np.isfinite(w)) for w in weights)
+    resumed = run_module("relattr_tf.train", *args, "--epochs=2")  # a sane rate again
+    assert "epoch 1/2" not in resumed.stdout and "epoch 2/2" in resumed.stdout
+
+
+def test_resuming_with_another_network_is_refused(smoke_run, tiny_data_dir):
+    model_dir, _ = smoke_run
+    proc = run_module("relattr_tf.train", *smoke_args(tiny_data_dir, model_dir, "--width=0.25"),
+                      check=False)
+    assert proc.returncode != 0
+    assert "holds another network (width: 0.125 -> 0.25)" in proc.stderr
