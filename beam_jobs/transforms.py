@@ -5,6 +5,7 @@ image bytes) and images ((image_id, encoded bytes)). `AttachImages` joins them, 
 serializes through the schema module, and `WritePairShards` writes one shard set per
 (attribute, split) and returns the counts that `WriteMetadata` puts into metadata.json.
 """
+import io
 import logging
 import os
 import time
@@ -151,3 +152,120 @@ def command_line(module, argv):
     import sys
     args = sys.argv[1:] if argv is None else list(argv)
     return " ".join([f"python -m {module}"] + args)
+
+
+# --------------------------------------------------------------------------- real data sets
+class ReadImage(beam.DoFn):
+    """(image_id, path) -> (image_id, encoded bytes); unreadable or missing images go to the
+    `rejected` output as (path, reason) and are counted. With image_size, images are resized
+    to a square and re-encoded as JPEG; otherwise the source bytes are kept."""
+
+    def __init__(self, image_size=0):
+        self.image_size = image_size
+        self.read = counter("images_read")
+        self.rejected = counter("images_rejected")
+
+    def process(self, item):
+        from PIL import Image
+        image_id, path = item
+        try:
+            with FileSystems.open(path, compression_type="uncompressed") as f:
+                data = f.read()
+            image = Image.open(io.BytesIO(data))
+            image.load()  # forces the full decode: a truncated file fails here
+            if self.image_size:
+                image = image.convert("RGB").resize((self.image_size, self.image_size),
+                                                    Image.BICUBIC)
+                buffer = io.BytesIO()
+                image.save(buffer, format="JPEG", quality=95)
+                data = buffer.getvalue()
+        except Exception as e:  # every failure becomes a counted, reported rejection
+            self.rejected.inc()
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            yield beam.pvalue.TaggedOutput("rejected", (path, reason.strip()))
+            return
+        self.read.inc()
+        yield image_id, data
+
+
+class WriteRejected(beam.PTransform):
+    """Writes <output_dir>/rejected.csv (image,reason), sorted; header only when none."""
+
+    def __init__(self, output_dir):
+        super().__init__()
+        self.output_dir = output_dir
+
+    def expand(self, rejected):
+        def csv_line(item):
+            path, reason = item
+            return '"{}","{}"'.format(path.replace('"', '""'), reason.replace('"', '""'))
+        return (rejected
+                | "CsvLine" >> beam.Map(csv_line)
+                | "All" >> beam.combiners.ToList()
+                | "Sorted" >> beam.FlatMap(sorted)
+                | "Write" >> beam.io.WriteToText(
+                    os.path.join(self.output_dir, "rejected"), file_name_suffix=".csv",
+                    header="image,reason", num_shards=1, shard_name_template=""))
+
+
+def file_sha256(path):
+    import hashlib
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def run_conversion(job, output_dir, beam_args, *, image_paths, make_pairs, keys, base_meta,
+                   image_size=0, num_shards=2, max_rejected_fraction=0.01):
+    """The shared body of every converter.
+
+    image_paths: {image_id: path} of the images the pairs use; make_pairs(pipeline) returns the
+    PCollection of pair dicts (schema fields without image bytes); keys: every
+    (attribute, split) to write. Fails, with metadata.json removed, when more than
+    max_rejected_fraction of the images cannot be read.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions
+    started = time.time()
+    output_dir = output_dir.rstrip("/")
+    clear_output(output_dir)
+    with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
+        read = (p
+                | "ImagePaths" >> beam.Create(sorted(image_paths.items()))
+                | "Spread" >> beam.Reshuffle()
+                | "ReadImages" >> beam.ParDo(ReadImage(image_size)).with_outputs(
+                    "rejected", main="images"))
+        _ = read.rejected | "Rejected" >> WriteRejected(output_dir)
+        summaries = ((make_pairs(p), read.images)
+                     | "AttachImages" >> AttachImages()
+                     | "Encode" >> EncodePairs()
+                     | "WritePairs" >> WritePairShards(output_dir, keys, num_shards))
+        image_counts = (read.images
+                        | "Readable" >> beam.Map(lambda kv: "readable")
+                        | "CountImages" >> beam.combiners.Count.PerElement())
+        _ = (summaries, image_counts) | "Metadata" >> WriteMetadata(output_dir, base_meta)
+    counts = print_summary(job, output_dir, p.result, started)
+    rejected, total = counts.get("images_rejected", 0), len(image_paths)
+    if total and rejected / total > max_rejected_fraction:
+        FileSystems.delete([schema.metadata_path(output_dir)])
+        raise SystemExit(
+            f"{job}: {rejected} of {total} images could not be read ({rejected / total:.1%}, "
+            f"more than --max_rejected_fraction={max_rejected_fraction}); see "
+            f"{os.path.join(output_dir, 'rejected.csv')}")
+    return p.result
+
+
+def add_conversion_args(parser):
+    """Flags every converter takes (any other flag is a Beam pipeline option)."""
+    parser.add_argument("--input_dir", required=True, help="the data set as its archive unpacks")
+    parser.add_argument("--output_dir", required=True, help="data directory to write")
+    parser.add_argument("--image_size", type=int, default=0,
+                        help="resize to a square of this size and re-encode (0: keep the bytes)")
+    parser.add_argument("--num_shards", type=int, default=2)
+    parser.add_argument("--max_rejected_fraction", type=float, default=0.01,
+                        help="fail when more than this fraction of the images is unreadable")
+    return parser
+
+
+def safe_name(name):
+    """An attribute name usable as a directory name."""
+    import re
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip())
