@@ -172,3 +172,18 @@ def test_converted_real_data_trains_end_to_end(tmp_path):
                                                       "--batch_size=4", "--epochs=1",
                                                       "--tensorboard_pairs=0"))
     assert "smile / test: accuracy" in proc.stdout
+
+
+def test_numbered_splits_are_trained_and_summarised(tmp_path):
+    real_fixtures.make_zappos(str(tmp_path / "zappos"), with_missing_image_pair=False)
+    data_dir = str(tmp_path / "zap50k1")
+    convert_zappos.run(["--collection=zap50k1", f"--input_dir={tmp_path / 'zappos'}",
+                        f"--output_dir={data_dir}", "--max_rejected_fraction=0.5"])
+    model_dir = str(tmp_path / "splits")
+    proc = run_module("relattr_tf.train_splits", *smoke_args(
+        data_dir, model_dir, "--attribute=open", "--split_numbers=1,2", "--batch_size=4",
+        "--epochs=1", "--tensorboard_pairs=0"))
+    assert "| open |" in proc.stdout and "| mean |" in proc.stdout
+    lines = open(os.path.join(model_dir, "splits_summary.csv")).read().splitlines()
+    assert lines[1].startswith("open,") and lines[1].endswith(",2")
+    assert os.path.exists(os.path.join(model_dir, "split-02", "open", "eval_test-02.json"))

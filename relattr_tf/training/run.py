@@ -50,6 +50,18 @@ def check_resumable(config, model_dir):
                           f"--model_dir or the same settings to resume")
 
 
+def check_config(config, replicas):
+    """One-line errors for settings that cannot build or split."""
+    if config.image_size < 32:
+        raise ConfigError(f"--image_size={config.image_size}: VGG16 halves the size five "
+                          f"times, so it must be at least 32")
+    if config.width <= 0:
+        raise ConfigError(f"--width={config.width}: must be positive (1 = VGG16)")
+    if config.batch_size % replicas:
+        raise ConfigError(f"--batch_size={config.batch_size} is the global batch: it must "
+                          f"divide evenly over the {replicas} replicas")
+
+
 def build_ranker(config, steps_per_epoch):
     network = models.build_model(
         config.model, image_size=config.image_size, width=config.width, seed=config.seed,
@@ -94,6 +106,7 @@ def train_and_evaluate(config, model_dir, strategy=None):
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     strategy = strategy or distribute.make_strategy(config.strategy)
+    check_config(config, strategy.num_replicas_in_sync)
     input_config = config.input_config()
     train_pairs = pipeline.split_size(config.data_dir, config.attribute, config.train_split, meta)
     examples = train_pairs * (2 if config.swap else 1)

@@ -1,0 +1,191 @@
+"""Throughput benchmark: one JSON line per measurement.
+
+    python -m relattr_tf.bench            # models at 64 and 112 px, widths 1 and 0.25
+    python -m relattr_tf.bench --quick    # width 0.25 at 64 px, fewer steps
+    python -m relattr_tf.bench --only=reader,beam
+
+Measures training and inference pairs/s (batch 24) of each pair model, the tf.data reader's
+pairs/s (decode + augment + swap + batch) on the embedded benchmark, the Beam conversion's
+images/s (LFW-10 layout, JPEG decode check, shards written), the peak memory of the process,
+and the device and versions. Compare with a plain PyTorch model on the same machine at the same
+time; figures from a busy machine are not comparable.
+"""
+import json
+import os
+import platform
+import resource
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_boolean("quick", False, "Width 0.25 at 64 px only, fewer steps.")
+flags.DEFINE_list("only", ["env", "models", "reader", "beam"], "Which measurements.")
+flags.DEFINE_list("models", ["dacrl", "ranknet"], "Pair models to time.")
+flags.DEFINE_list("sizes", ["64", "112"], "Image sizes.")
+flags.DEFINE_list("widths", ["1", "0.25"], "VGG16 width multipliers.")
+flags.DEFINE_integer("batch_size", 24, "Pairs per batch.")
+flags.DEFINE_integer("steps", 10, "Timed steps per model.")
+flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Keras dtype policy for the model timings.")
+flags.DEFINE_boolean("jit_compile", False, "XLA-compile the model steps.")
+flags.DEFINE_integer("steps_per_execution", 1, "Keras steps per tf.function call.")
+flags.DEFINE_string("data_dir", "", "Embedded benchmark for the reader ('' = build a small one).")
+flags.DEFINE_integer("beam_images", 2000, "Images in the conversion benchmark's fixture.")
+FLAGS = flags.FLAGS
+
+
+def emit(**record):
+    print(json.dumps(record, sort_keys=True), flush=True)
+
+
+def peak_memory_mb():
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def environment():
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    import apache_beam
+    gpus = tf.config.list_physical_devices("GPU")
+    details = [tf.config.experimental.get_device_details(g).get("device_name", "GPU") for g in gpus]
+    return dict(measurement="environment", device=", ".join(details) or "CPU",
+                cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
+                python=platform.python_version(), tensorflow=tf.__version__,
+                keras=keras.__version__, apache_beam=apache_beam.__version__,
+                numpy=np.__version__)
+
+
+def time_model(model, size, width, steps, batch_size, policy, jit_compile, steps_per_execution):
+    """(train pairs/s, inference pairs/s, parameters) on random pairs, excluding warm-up."""
+    import keras
+    import tensorflow as tf
+    from relattr_tf.config import TrainConfig
+    from relattr_tf.training import run
+    keras.mixed_precision.set_global_policy(policy)
+    config = TrainConfig(model=model, image_size=size, width=width, jit_compile=jit_compile)
+    ranker = run.build_ranker(config, steps_per_epoch=1000)
+    if steps_per_execution > 1:
+        ranker.compile(ranker.trunk_optimizer, ranker.head_optimizer, jit_compile=jit_compile,
+                       steps_per_execution=steps_per_execution)
+    rng = tf.random.Generator.from_seed(0)
+    pair = (rng.uniform((batch_size, size, size, 3)), rng.uniform((batch_size, size, size, 3)))
+    target = tf.cast(rng.uniform((batch_size,), 0, 3, tf.int32), tf.float32) / 2
+    data = tf.data.Dataset.from_tensors((pair, target)).repeat()
+    warmup = 2 * steps_per_execution
+    ranker.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
+    timed = max(steps, steps_per_execution) // steps_per_execution * steps_per_execution
+    started = time.perf_counter()
+    ranker.fit(data, steps_per_epoch=timed, epochs=1, verbose=0)
+    train = timed * batch_size / (time.perf_counter() - started)
+    predict = tf.function(lambda a, b: ranker.network((a, b), training=False),
+                          jit_compile=jit_compile)
+    for _ in range(2):
+        predict(*pair).numpy()
+    started = time.perf_counter()
+    for _ in range(timed):
+        predict(*pair).numpy()
+    infer = timed * batch_size / (time.perf_counter() - started)
+    keras.mixed_precision.set_global_policy("float32")
+    return round(train, 2), round(infer, 2), ranker.network.count_params()
+
+
+def time_reader(data_dir, batch_size, batches=150):
+    from relattr_tf.data import pipeline
+    config = pipeline.InputConfig(batch_size=batch_size, image_size=64)
+    attribute = "brightness"
+    ds = pipeline.make_dataset(data_dir, attribute, "train", config, training=True, seed=0,
+                               repeat=True)
+    iterator = iter(ds)
+    for _ in range(20):  # fills the cache and the prefetch buffers
+        next(iterator)
+    started = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return round(batches * batch_size / (time.perf_counter() - started), 1)
+
+
+def write_lfw10_folder(root, num_images, pairs_per_split=500):
+    """A folder in the LFW-10 layout: num_images 250x250 JPEGs and one attribute's .mat files."""
+    import numpy as np
+    import scipy.io
+    from PIL import Image
+    os.makedirs(os.path.join(root, "images"), exist_ok=True)
+    os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (250, 250, 3), np.uint8)
+    for n in range(1, num_images + 1):
+        pixels = np.roll(base, n, axis=1)
+        Image.fromarray(pixels).save(os.path.join(root, "images", f"{n}.jpg"), quality=90)
+    for split in ("train", "test"):
+        compare = np.empty((pairs_per_split, 3), dtype=object)
+        for r in range(pairs_per_split):
+            a, b = rng.choice(num_images, 2, replace=False) + 1
+            compare[r] = [f"p{r}", f"{a}.jpg", f"{b}.jpg"]
+        votes = np.column_stack([np.zeros(pairs_per_split), rng.multinomial(
+            5, [0.45, 0.45, 0.1], size=pairs_per_split)]).astype(np.uint8)
+        scipy.io.savemat(os.path.join(root, "annotations", f"smile{split}.mat"),
+                         {"images_compare": compare, "attribute_strengths": votes})
+
+
+def time_beam_conversion(num_images):
+    from beam_jobs import convert_lfw10, transforms
+    with tempfile.TemporaryDirectory() as tmp:
+        write_lfw10_folder(os.path.join(tmp, "LFW10"), num_images)
+        started = time.perf_counter()
+        result = convert_lfw10.run([f"--input_dir={tmp}/LFW10", f"--output_dir={tmp}/out",
+                                    "--attributes=smile"])
+        seconds = time.perf_counter() - started
+    read = transforms.counters_of(result).get("images_read", 0)
+    return round(read / seconds, 1), read, round(seconds, 1)
+
+
+def main(argv):
+    del argv
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)
+    import warnings
+    import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")
+    warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+    widths = [0.25] if FLAGS.quick else [float(w) for w in FLAGS.widths]
+    sizes = [64] if FLAGS.quick else [int(s) for s in FLAGS.sizes]
+    steps = 4 if FLAGS.quick else FLAGS.steps
+    if "env" in FLAGS.only:
+        emit(**environment())
+    if "models" in FLAGS.only:
+        for model in FLAGS.models:
+            for width in widths:
+                for size in sizes:
+                    train, infer, params = time_model(
+                        model, size, width, steps, FLAGS.batch_size, FLAGS.mixed_precision,
+                        FLAGS.jit_compile, FLAGS.steps_per_execution)
+                    emit(measurement="model", model=model, size=size, width=width,
+                         batch=FLAGS.batch_size, train_pairs_per_s=train,
+                         infer_pairs_per_s=infer, params=params,
+                         mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
+                         steps_per_execution=FLAGS.steps_per_execution, steps=steps)
+        emit(measurement="peak_memory_after_models", peak_rss_mb=peak_memory_mb())
+    if "reader" in FLAGS.only:
+        data_dir = FLAGS.data_dir
+        with tempfile.TemporaryDirectory() as tmp:
+            if not data_dir:
+                from beam_jobs import make_synthetic
+                data_dir = os.path.join(tmp, "synthetic")
+                make_synthetic.run([f"--output_dir={data_dir}", "--attributes=brightness",
+                                    "--num_images=1000"])
+            emit(measurement="reader", pairs_per_s=time_reader(data_dir, FLAGS.batch_size),
+                 batch=FLAGS.batch_size, augment="flip,translate", swap=True, image_size=64)
+    if "beam" in FLAGS.only:
+        count = 300 if FLAGS.quick else FLAGS.beam_images
+        per_second, read, seconds = time_beam_conversion(count)
+        emit(measurement="beam_conversion", images_per_s=per_second, images=read,
+             seconds=seconds, job="convert_lfw10 (250x250 JPEG, DirectRunner)")
+    emit(measurement="peak_memory", peak_rss_mb=peak_memory_mb())
+
+
+if __name__ == "__main__":
+    app.run(main)

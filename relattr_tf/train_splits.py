@@ -1,0 +1,81 @@
+"""Trains and evaluates over numbered splits (Zap50K-1's ten) and reports mean ± std.
+
+    python -m relattr_tf.train_splits --flagfile=configs/dacrl_zappos1.flags \
+        --backbone_weights=PATH/vgg16_notop.h5
+
+For k in --split_numbers, trains on `<train_prefix>-kk` and evaluates on `<test_prefix>-kk`
+(one network per attribute with --attribute=all) under <model_dir>/split-kk, then writes
+<model_dir>/splits_summary.md and .csv: per attribute the mean and standard deviation of the
+accuracy over the splits, and their mean, as the Zap50K-1 protocol reports it. Finished runs are
+reused on a rerun.
+"""
+import dataclasses
+import json
+import os
+import sys
+
+from absl import app, flags
+
+from relattr_tf import train as train_flags
+
+flags.DEFINE_string("train_prefix", "train", "Training splits are <train_prefix>-01 ...")
+flags.DEFINE_string("test_prefix", "test", "Test splits are <test_prefix>-01 ...")
+flags.DEFINE_list("split_numbers", [str(k) for k in range(1, 11)], "Which numbered splits.")
+FLAGS = flags.FLAGS
+
+
+def run_splits(config, model_dir, numbers, train_prefix, test_prefix):
+    """{attribute: [accuracy per split]} over the numbered splits."""
+    from relattr_tf.data import schema
+    from relattr_tf.training import run
+    run.ensure_data(config)
+    attributes = (schema.read_metadata(config.data_dir)["attributes"]
+                  if config.attribute == "all" else [config.attribute])
+    accuracies = {a: [] for a in attributes}
+    for number in numbers:
+        train_split, test_split = f"{train_prefix}-{number:02d}", f"{test_prefix}-{number:02d}"
+        for attribute in attributes:
+            run_dir = os.path.join(model_dir, f"split-{number:02d}", attribute)
+            summary = os.path.join(run_dir, "summary.json")
+            if os.path.exists(summary):  # finished earlier: reuse
+                result = json.load(open(summary))["results"][test_split]
+            else:
+                run_config = dataclasses.replace(config, attribute=attribute,
+                                                 train_split=train_split,
+                                                 eval_splits=(test_split,), val_split="")
+                result = run.train_and_evaluate(run_config, run_dir)[test_split]
+            accuracies[attribute].append(result["accuracy"])
+    return accuracies
+
+
+def write_summary(accuracies, model_dir):
+    import numpy as np
+    md = ["| attribute | mean accuracy | std | splits |", "|---|---|---|---|"]
+    csv = ["attribute,mean_accuracy,std,splits"]
+    for attribute, values in list(accuracies.items()) + [
+            ("mean", [float(np.mean(v)) for v in zip(*accuracies.values())])]:
+        mean, std = 100 * np.mean(values), 100 * np.std(values)
+        md.append(f"| {attribute} | {mean:.2f} | {std:.2f} | {len(values)} |")
+        csv.append(f"{attribute},{mean:.2f},{std:.2f},{len(values)}")
+    for suffix, lines in ((".md", md), (".csv", csv)):
+        with open(os.path.join(model_dir, "splits_summary" + suffix), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return "\n".join(md)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = train_flags.prepare()
+    from relattr_tf.data.schema import DataError
+    from relattr_tf.training import run
+    try:
+        accuracies = run_splits(config, FLAGS.model_dir, [int(k) for k in FLAGS.split_numbers],
+                                FLAGS.train_prefix, FLAGS.test_prefix)
+    except (DataError, run.ConfigError) as e:
+        sys.exit(f"relattr_tf.train_splits: {e}")
+    print(write_summary(accuracies, FLAGS.model_dir))
+
+
+if __name__ == "__main__":
+    app.run(main)
