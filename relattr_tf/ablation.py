@@ -8,7 +8,6 @@ for every model), evaluates it, and writes <model_dir>/ablation.md and ablation.
 A rerun skips the runs that already finished (each has its own model_dir and resumes).
 """
 import dataclasses
-import json
 import os
 import sys
 
@@ -39,11 +38,7 @@ def run_ablation(config, model_dir, models, pair_sets, attributes, seeds):
                         config, model=model, attribute=attribute, seed=seed,
                         train_split=train_split, eval_splits=(test_split,))
                     run_dir = os.path.join(model_dir, pair_set, attribute, model, f"seed{seed}")
-                    summary = os.path.join(run_dir, "summary.json")
-                    if os.path.exists(summary):  # finished earlier: reuse
-                        results.append(json.load(open(summary))["results"][test_split])
-                        continue
-                    results.append(run.train_and_evaluate(run_config, run_dir)[test_split])
+                    results.append(run.train_or_reuse(run_config, run_dir)[test_split])
                 rows.append(dict(
                     pair_set=pair_set, attribute=attribute, model=model,
                     accuracy=float(np.mean([r["accuracy"] for r in results])),
@@ -56,28 +51,28 @@ def run_ablation(config, model_dir, models, pair_sets, attributes, seeds):
 def write_ablation_table(rows, model_dir, models):
     """One row per (pair set, attribute), one column per model, plus per-pair-set means."""
     import numpy as np
-    header = ["pair set", "attribute"] + [f"{m} acc / truth" for m in models] + ["seeds"]
-    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    csv = ["pair_set,attribute," + ",".join(f"{m}_accuracy,{m}_truth_accuracy"
-                                            for m in models) + ",seeds"]
+    from relattr_tf.evaluation import write_markdown_and_csv
     keys = list(dict.fromkeys((r["pair_set"], r["attribute"]) for r in rows))
+    seeds = rows[0]["seeds"]
+    md_rows, csv_rows = [], []
     for pair_set in dict.fromkeys(k[0] for k in keys):
         for key in [k for k in keys if k[0] == pair_set] + [(pair_set, "mean")]:
             cells, raw = [], []
             for model in models:
                 chosen = [r for r in rows if r["model"] == model and r["pair_set"] == key[0]
                           and (key[1] == "mean" or r["attribute"] == key[1])]
-                acc = np.mean([r["accuracy"] for r in chosen])
-                truth = np.mean([r["truth_accuracy"] for r in chosen])
-                cells.append(f"{100 * acc:.2f} / {100 * truth:.2f}")
-                raw += [f"{100 * acc:.2f}", f"{100 * truth:.2f}"]
-            seeds = rows[0]["seeds"]
-            md.append("| " + " | ".join([key[0], key[1]] + cells + [seeds]) + " |")
-            csv.append(",".join([key[0], key[1]] + raw + [seeds]))
-    for suffix, lines in ((".md", md), (".csv", csv)):
-        with open(os.path.join(model_dir, "ablation" + suffix), "w") as f:
-            f.write("\n".join(lines) + "\n")
-    return "\n".join(md)
+                acc = 100 * np.mean([r["accuracy"] for r in chosen])
+                truth = 100 * np.mean([r["truth_accuracy"] for r in chosen])
+                cells.append(f"{acc:.2f} / {truth:.2f}")
+                raw += [f"{acc:.2f}", f"{truth:.2f}"]
+            md_rows.append(list(key) + cells + [seeds])
+            csv_rows.append(list(key) + raw + [seeds])
+    return write_markdown_and_csv(
+        os.path.join(model_dir, "ablation"),
+        ["pair set", "attribute"] + [f"{m} acc / truth" for m in models] + ["seeds"], md_rows,
+        ["pair_set", "attribute"] + [f"{m}_{c}" for m in models
+                                     for c in ("accuracy", "truth_accuracy")] + ["seeds"],
+        csv_rows)
 
 
 def main(argv):

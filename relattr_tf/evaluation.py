@@ -71,18 +71,21 @@ def summary_line(result):
     return line
 
 
-def write_table(rows, path_prefix, columns=("accuracy", "truth_accuracy")):
-    """Per-attribute rows and their mean, as <prefix>.md (paper-style) and <prefix>.csv."""
-    columns = [c for c in columns if any(c in r for r in rows)]
-    means = {c: float(np.nanmean([r.get(c, np.nan) for r in rows])) for c in columns}
-    header = ["attribute"] + columns
+def write_markdown_and_csv(path_prefix, header, rows, csv_header=None, csv_rows=None):
+    """Writes <prefix>.md (a markdown table) and <prefix>.csv; returns the markdown."""
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    csv = [",".join(header)]
-    for label, values in [(r["attribute"], r) for r in rows] + [("mean", means)]:
-        cells = [f"{100 * values[c]:.2f}" if c in values else "" for c in columns]
-        md.append("| " + " | ".join([label] + cells) + " |")
-        csv.append(",".join([label] + cells))
+    md += ["| " + " | ".join(row) + " |" for row in rows]
+    csv = [",".join(csv_header or header)] + [",".join(r) for r in (csv_rows or rows)]
     for suffix, lines in ((".md", md), (".csv", csv)):
         with tf.io.gfile.GFile(path_prefix + suffix, "w") as f:
             f.write("\n".join(lines) + "\n")
     return "\n".join(md)
+
+
+def write_table(rows, path_prefix, columns=("accuracy", "truth_accuracy")):
+    """Per-attribute rows and their mean, as <prefix>.md (paper-style) and <prefix>.csv."""
+    columns = [c for c in columns if any(c in r for r in rows)]
+    means = {c: float(np.nanmean([r.get(c, np.nan) for r in rows])) for c in columns}
+    table = [[label] + [f"{100 * values[c]:.2f}" if c in values else "" for c in columns]
+             for label, values in [(r["attribute"], r) for r in rows] + [("mean", means)]]
+    return write_markdown_and_csv(path_prefix, ["attribute"] + columns, table)

@@ -10,7 +10,6 @@ accuracy over the splits, and their mean, as the Zap50K-1 protocol reports it. F
 reused on a rerun.
 """
 import dataclasses
-import json
 import os
 import sys
 
@@ -35,32 +34,23 @@ def run_splits(config, model_dir, numbers, train_prefix, test_prefix):
     for number in numbers:
         train_split, test_split = f"{train_prefix}-{number:02d}", f"{test_prefix}-{number:02d}"
         for attribute in attributes:
+            run_config = dataclasses.replace(config, attribute=attribute, train_split=train_split,
+                                             eval_splits=(test_split,), val_split="")
             run_dir = os.path.join(model_dir, f"split-{number:02d}", attribute)
-            summary = os.path.join(run_dir, "summary.json")
-            if os.path.exists(summary):  # finished earlier: reuse
-                result = json.load(open(summary))["results"][test_split]
-            else:
-                run_config = dataclasses.replace(config, attribute=attribute,
-                                                 train_split=train_split,
-                                                 eval_splits=(test_split,), val_split="")
-                result = run.train_and_evaluate(run_config, run_dir)[test_split]
-            accuracies[attribute].append(result["accuracy"])
+            accuracies[attribute].append(
+                run.train_or_reuse(run_config, run_dir)[test_split]["accuracy"])
     return accuracies
 
 
 def write_summary(accuracies, model_dir):
     import numpy as np
-    md = ["| attribute | mean accuracy | std | splits |", "|---|---|---|---|"]
-    csv = ["attribute,mean_accuracy,std,splits"]
-    for attribute, values in list(accuracies.items()) + [
-            ("mean", [float(np.mean(v)) for v in zip(*accuracies.values())])]:
-        mean, std = 100 * np.mean(values), 100 * np.std(values)
-        md.append(f"| {attribute} | {mean:.2f} | {std:.2f} | {len(values)} |")
-        csv.append(f"{attribute},{mean:.2f},{std:.2f},{len(values)}")
-    for suffix, lines in ((".md", md), (".csv", csv)):
-        with open(os.path.join(model_dir, "splits_summary" + suffix), "w") as f:
-            f.write("\n".join(lines) + "\n")
-    return "\n".join(md)
+    from relattr_tf.evaluation import write_markdown_and_csv
+    rows = [[attribute, f"{100 * np.mean(v):.2f}", f"{100 * np.std(v):.2f}", str(len(v))]
+            for attribute, v in list(accuracies.items()) + [
+                ("mean", [float(np.mean(v)) for v in zip(*accuracies.values())])]]
+    return write_markdown_and_csv(os.path.join(model_dir, "splits_summary"),
+                                  ["attribute", "mean accuracy", "std", "splits"], rows,
+                                  ["attribute", "mean_accuracy", "std", "splits"])
 
 
 def main(argv):

@@ -1,5 +1,4 @@
 """Tiny copies of the real data sets in their documented on-disk formats (see the converters)."""
-import io
 import os
 
 import h5py

@@ -6,7 +6,6 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from relattr_tf import models  # noqa: F401  registers the custom layers
 from tests.cli import run_module, smoke_args

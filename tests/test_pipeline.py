@@ -1,5 +1,4 @@
 """The tf.data reader over a data directory."""
-import os
 
 import numpy as np
 import pytest

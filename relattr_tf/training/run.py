@@ -11,7 +11,6 @@ import shlex
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from relattr_tf import evaluation, models
@@ -171,6 +170,17 @@ def train_and_evaluate(config, model_dir, strategy=None):
     return results
 
 
+def train_or_reuse(config, model_dir):
+    """train_and_evaluate, or the results of an earlier finished run in model_dir."""
+    summary = os.path.join(model_dir, "summary.json")
+    if tf.io.gfile.exists(summary):
+        with tf.io.gfile.GFile(summary) as f:
+            results = json.load(f)["results"]
+        if set(config.eval_splits) <= set(results):
+            return results
+    return train_and_evaluate(config, model_dir)
+
+
 def train_all_attributes(config, model_dir, strategy=None):
     """One network per attribute in turn (model_dir/<attribute>), then the results table."""
     import dataclasses
@@ -188,7 +198,3 @@ def train_all_attributes(config, model_dir, strategy=None):
                                                                         f"results_{split}"))
         print(f"\n{config.model} on {config.data_dir} / {split}:\n{tables[split]}", flush=True)
     return rows
-
-
-def mean_accuracy(rows):
-    return float(np.nanmean([r["accuracy"] for r in rows]))
