@@ -143,10 +143,11 @@ def make_dataset(data_dir, attribute, split, config=InputConfig(), *, training, 
         ds = ds.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
 
     def decode(record):
-        info = {"true_target": record["true_target"], "id_a": record["id_a"],
-                "id_b": record["id_b"]}
-        return (decode_image(record["image_a"], config.image_size),
-                decode_image(record["image_b"], config.image_size), record["target"], info)
+        info = {"true_target": record[schema.TRUE_TARGET], "id_a": record[schema.ID_A],
+                "id_b": record[schema.ID_B]}
+        return (decode_image(record[schema.IMAGE_A], config.image_size),
+                decode_image(record[schema.IMAGE_B], config.image_size), record[schema.TARGET],
+                info)
 
     ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
     if config.skip_corrupt:
@@ -184,6 +185,6 @@ def make_image_dataset(data_dir, split="generator", *, batch_size, image_size):
         raise schema.DataError(f"{schema.image_shard_prefix(data_dir, split)}: no image shards")
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=AUTOTUNE)
     ds = ds.map(schema.parse_image, num_parallel_calls=AUTOTUNE)
-    ds = ds.map(lambda r: (decode_image(r["image"], image_size), r["strengths"]),
+    ds = ds.map(lambda r: (decode_image(r[schema.IMAGE], image_size), r[schema.STRENGTHS]),
                 num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size).prefetch(AUTOTUNE)

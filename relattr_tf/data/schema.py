@@ -19,6 +19,10 @@ import os
 import numpy as np
 
 SCHEMA_VERSION = 1
+# Feature names other modules read from parsed records.
+IMAGE_A, IMAGE_B, ID_A, ID_B, TARGET, TRUE_TARGET = (
+    "image_a", "image_b", "id_a", "id_b", "target", "true_target")
+IMAGE, STRENGTHS = "image", "strengths"
 METADATA_FILE = "metadata.json"
 SHARD_SUFFIX = ".tfrecord.gz"
 IMAGES_DIR = "images"
@@ -72,17 +76,17 @@ def encode_pair(*, image_a, image_b, id_a, id_b, attribute, target, source, spli
         raise ValueError(f"pair {id_a},{id_b}: target must be 0, 0.5 or 1, got {target}")
     feature = {
         "schema_version": _floats([SCHEMA_VERSION]),
-        "image_a": _bytes([image_a]),
-        "image_b": _bytes([image_b]),
-        "id_a": _text(id_a),
-        "id_b": _text(id_b),
+        IMAGE_A: _bytes([image_a]),
+        IMAGE_B: _bytes([image_b]),
+        ID_A: _text(id_a),
+        ID_B: _text(id_b),
         "attribute": _text(attribute),
-        "target": _floats([target]),
+        TARGET: _floats([target]),
         "agreement": _floats([_optional(agreement)]),
         "confidence": _floats([_optional(confidence)]),
         "strengths_a": _floats(_vector(strengths_a)),
         "strengths_b": _floats(_vector(strengths_b)),
-        "true_target": _floats([_optional(true_target)]),
+        TRUE_TARGET: _floats([_optional(true_target)]),
         "source": _text(source),
         "split": _text(split),
     }
@@ -95,9 +99,9 @@ def encode_image(*, image, image_id, strengths, source, split):
     from tensorflow.core.example import example_pb2, feature_pb2
     feature = {
         "schema_version": _floats([SCHEMA_VERSION]),
-        "image": _bytes([image]),
+        IMAGE: _bytes([image]),
         "id": _text(image_id),
-        "strengths": _floats(_vector(strengths)),
+        STRENGTHS: _floats(_vector(strengths)),
         "source": _text(source),
         "split": _text(split),
     }
@@ -112,17 +116,17 @@ def pair_feature_spec():
     scalar_s = lambda: tf.io.FixedLenFeature([], tf.string, default_value="")
     return {
         "schema_version": tf.io.FixedLenFeature([], tf.float32),
-        "image_a": tf.io.FixedLenFeature([], tf.string),
-        "image_b": tf.io.FixedLenFeature([], tf.string),
-        "id_a": scalar_s(),
-        "id_b": scalar_s(),
+        IMAGE_A: tf.io.FixedLenFeature([], tf.string),
+        IMAGE_B: tf.io.FixedLenFeature([], tf.string),
+        ID_A: scalar_s(),
+        ID_B: scalar_s(),
         "attribute": scalar_s(),
-        "target": tf.io.FixedLenFeature([], tf.float32),
+        TARGET: tf.io.FixedLenFeature([], tf.float32),
         "agreement": scalar_f(),
         "confidence": scalar_f(),
         "strengths_a": tf.io.VarLenFeature(tf.float32),
         "strengths_b": tf.io.VarLenFeature(tf.float32),
-        "true_target": scalar_f(),
+        TRUE_TARGET: scalar_f(),
         "source": scalar_s(),
         "split": scalar_s(),
     }
@@ -132,9 +136,9 @@ def image_feature_spec():
     import tensorflow as tf
     return {
         "schema_version": tf.io.FixedLenFeature([], tf.float32),
-        "image": tf.io.FixedLenFeature([], tf.string),
+        IMAGE: tf.io.FixedLenFeature([], tf.string),
         "id": tf.io.FixedLenFeature([], tf.string, default_value=""),
-        "strengths": tf.io.VarLenFeature(tf.float32),
+        STRENGTHS: tf.io.VarLenFeature(tf.float32),
         "source": tf.io.FixedLenFeature([], tf.string, default_value=""),
         "split": tf.io.FixedLenFeature([], tf.string, default_value=""),
     }
@@ -152,7 +156,7 @@ def parse_pair(serialized):
 def parse_image(serialized):
     import tensorflow as tf
     parsed = tf.io.parse_single_example(serialized, image_feature_spec())
-    parsed["strengths"] = tf.sparse.to_dense(parsed["strengths"])
+    parsed[STRENGTHS] = tf.sparse.to_dense(parsed[STRENGTHS])
     return parsed
 
 
