@@ -2,6 +2,8 @@
 import json
 import os
 
+import pytest
+
 from relattr_tf.data import schema
 from tests.cli import run_module, smoke_args
 from tests.conftest import TINY_ARGS
@@ -49,3 +51,14 @@ def test_commands_fail_with_one_line_errors(tiny_data_dir, tmp_path):
     assert "unknown attribute 'shiny'; known: brightness, tilt" in proc.stderr
     proc = run_module("relattr_tf.evaluate", f"--model_dir={tmp_path / 'nothing'}", check=False)
     assert proc.returncode != 0 and "no trained model here" in proc.stderr
+
+
+@pytest.mark.slow
+def test_quickstart_recipe_learns_brightness(tmp_path):
+    """The quickstart's model and recipe on a brightness-only benchmark (about 5 minutes)."""
+    data_dir, model_dir = str(tmp_path / "data"), str(tmp_path / "model")
+    run_module("relattr_tf.train", "--flagfile=configs/quickstart.flags",
+               f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+               "--make_data_args=--attributes=brightness", timeout=1200)
+    result = json.load(open(os.path.join(model_dir, "eval_test.json")))
+    assert result["accuracy"] > 0.95 and result["truth_accuracy"] > 0.93
