@@ -62,7 +62,9 @@ def test_results_table_has_rows_and_mean(tmp_path):
 @pytest.fixture(scope="module")
 def smoke_run(tiny_data_dir, tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("smoke_run"))
-    proc = run_module("relattr_tf.train", *smoke_args(tiny_data_dir, model_dir))
+    # 23 steps: epochs end off TensorBoard's update_freq (2), where summaries once got lost.
+    proc = run_module("relattr_tf.train", *smoke_args(tiny_data_dir, model_dir,
+                                                      "--steps_per_epoch=23"))
     return model_dir, proc.stdout
 
 
@@ -88,13 +90,15 @@ def test_smoke_training_exports_a_model_that_loads_without_relattr_tf(smoke_run,
 
 def test_tensorboard_has_losses_learning_rates_pairs_and_hparams(smoke_run):
     model_dir, _ = smoke_run
-    tags = set()
+    tags = {}
     for root, _, files in os.walk(os.path.join(model_dir, "tensorboard")):
         for name in files:
             for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
-                tags.update(v.tag for v in event.summary.value)
+                for value in event.summary.value:
+                    tags.setdefault(value.tag, set()).add(event.step)
     assert {"epoch_loss", "epoch_accuracy", "epoch_lr_trunk", "epoch_lr_head", "pairs",
-            "pairs_p", "_hparams_/session_start_info"} <= tags
+            "pairs_p", "_hparams_/session_start_info"} <= set(tags)
+    assert tags["pairs"] == {1, 2} and tags["pairs_p"] == {1, 2}  # every epoch
 
 
 def test_ranknet_export_also_scores_single_images(tiny_data_dir, tmp_path):

@@ -70,7 +70,9 @@ class PairImages(keras.callbacks.Callback):
         rows = ["| pair | p (a shows more) | target |", "|---|---|---|"]
         rows += [f"| {i} | {q:.3f} | {t:g} |" for i, (q, t) in
                  enumerate(zip(p.ravel(), self.targets))]
-        with self.writer.as_default(step=epoch + 1):
+        # record_if(True): Keras' TensorBoard callback makes recording conditional on its
+        # update_freq, which would drop these epoch-end summaries.
+        with self.writer.as_default(step=epoch + 1), tf.summary.record_if(True):
             tf.summary.image("pairs", strips, max_outputs=len(strips),
                              description="image a | image b; bar: green share = p")
             tf.summary.text("pairs_p", "\n".join(rows))
@@ -85,7 +87,8 @@ class WriteHParams(keras.callbacks.Callback):
         self.log_dir, self.hparams, self.run_name = log_dir, hparams, run_name
 
     def on_train_begin(self, logs=None):
-        with tf.summary.create_file_writer(self.log_dir).as_default():
+        with tf.summary.create_file_writer(self.log_dir).as_default(), \
+                tf.summary.record_if(True):
             hparams_api.hparams(self.hparams, trial_id=self.run_name)
 
 
