@@ -1,4 +1,6 @@
 """Model registry: `--model` names -> functional model builders."""
+import keras
+
 from relattr_tf.models.dacrl import build_dacrl
 from relattr_tf.models.ranknet import build_ranknet
 
@@ -22,7 +24,7 @@ def trunk_of(network):
     for layer in network.layers:
         if layer.name == "trunk":
             return layer
-        if isinstance(layer, __import__("keras").Model):
+        if isinstance(layer, keras.Model):
             for inner in layer.layers:
                 if inner.name == "trunk":
                     return inner

@@ -1,6 +1,7 @@
 """Training callbacks: checkpoints, non-finite loss guard, learning rates, pair images, HParams."""
 import json
 import math
+import time
 
 import keras
 import numpy as np
@@ -101,11 +102,9 @@ class EpochLine(keras.callbacks.Callback):
         self.started = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        import time
         self.started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        import time
         parts = [f"{k}={v:.4g}" for k, v in sorted((logs or {}).items())]
         print(f"epoch {epoch + 1}/{self.epochs} ({time.time() - self.started:.0f}s): "
               + " ".join(parts), flush=True)
