@@ -56,11 +56,43 @@ def environment():
                 cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
                 python=platform.python_version(), tensorflow=tf.__version__,
                 keras=keras.__version__, apache_beam=apache_beam.__version__,
-                numpy=np.__version__)
+                numpy=np.__version__,
+                onednn_cpu_kernels=os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0",
+                intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads() or "auto")
 
 
-def time_model(model, size, width, steps, batch_size, policy, jit_compile, steps_per_execution):
-    """(train pairs/s, inference pairs/s, parameters) on random pairs, excluding warm-up."""
+def _step_timer():
+    """Keras callback recording the wall time at the end of every training batch."""
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.ends = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.ends.append(time.perf_counter())
+
+    return StepTimer()
+
+
+def _rates(seconds_per_call, pairs_per_call):
+    """(mean, median) pairs/s over timed calls: the mean is what a run gets, the median is robust
+    to a busy moment on a shared machine."""
+    seconds = sorted(seconds_per_call)
+    median = seconds[len(seconds) // 2]
+    return (round(pairs_per_call * len(seconds) / sum(seconds), 2),
+            round(pairs_per_call / median, 2))
+
+
+def time_model(model, size, width, steps, batch_size, policy, jit_compile, steps_per_execution,
+               warmup=2):
+    """Training and inference pairs/s on random pairs, excluding warm-up calls.
+
+    Training is one `fit` call, as in a real run: a second `fit` on the same model would start a
+    new input iterator, and after one is dropped mid-stream TensorFlow can leave the next one's
+    steps running on a single core (measured here: 47 instead of 90 pairs/s at width 0.25).
+    """
     import keras
     import tensorflow as tf
     from relattr_tf.config import TrainConfig
@@ -75,22 +107,24 @@ def time_model(model, size, width, steps, batch_size, policy, jit_compile, steps
     pair = (rng.uniform((batch_size, size, size, 3)), rng.uniform((batch_size, size, size, 3)))
     target = tf.cast(rng.uniform((batch_size,), 0, 3, tf.int32), tf.float32) / 2
     data = tf.data.Dataset.from_tensors((pair, target)).repeat()
-    warmup = 2 * steps_per_execution
-    ranker.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
-    timed = max(steps, steps_per_execution) // steps_per_execution * steps_per_execution
-    started = time.perf_counter()
-    ranker.fit(data, steps_per_epoch=timed, epochs=1, verbose=0)
-    train = timed * batch_size / (time.perf_counter() - started)
+    calls = max(steps // steps_per_execution, 1)
+    timer = _step_timer()
+    ranker.fit(data, steps_per_epoch=(warmup + calls) * steps_per_execution, epochs=1,
+               verbose=0, callbacks=[timer])
+    ends = timer.ends[warmup - 1:]
+    train = _rates([b - a for a, b in zip(ends, ends[1:])], batch_size * steps_per_execution)
     predict = tf.function(lambda a, b: ranker.network((a, b), training=False),
                           jit_compile=jit_compile)
-    for _ in range(2):
+    for _ in range(warmup):
         predict(*pair).numpy()
-    started = time.perf_counter()
-    for _ in range(timed):
+    seconds = []
+    for _ in range(calls * steps_per_execution):
+        started = time.perf_counter()
         predict(*pair).numpy()
-    infer = timed * batch_size / (time.perf_counter() - started)
+        seconds.append(time.perf_counter() - started)
+    infer = _rates(seconds, batch_size)
     keras.mixed_precision.set_global_policy("float32")
-    return round(train, 2), round(infer, 2), ranker.network.count_params()
+    return train, infer, ranker.network.count_params()
 
 
 def time_reader(data_dir, batch_size, batches=150):
@@ -160,12 +194,13 @@ def main(argv):
         for model in FLAGS.models:
             for width in widths:
                 for size in sizes:
-                    train, infer, params = time_model(
+                    (train, train_median), (infer, infer_median), params = time_model(
                         model, size, width, steps, FLAGS.batch_size, FLAGS.mixed_precision,
                         FLAGS.jit_compile, FLAGS.steps_per_execution)
                     emit(measurement="model", model=model, size=size, width=width,
                          batch=FLAGS.batch_size, train_pairs_per_s=train,
-                         infer_pairs_per_s=infer, params=params,
+                         train_pairs_per_s_median=train_median, infer_pairs_per_s=infer,
+                         infer_pairs_per_s_median=infer_median, params=params,
                          mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
                          steps_per_execution=FLAGS.steps_per_execution, steps=steps)
         emit(measurement="peak_memory_after_models", peak_rss_mb=peak_memory_mb())

@@ -56,7 +56,8 @@ flags.DEFINE_enum("mixed_precision", D.mixed_precision,
                   ["float32", "mixed_float16", "mixed_bfloat16"], "Keras dtype policy.")
 flags.DEFINE_boolean("jit_compile", D.jit_compile, "XLA-compile the train step.")
 flags.DEFINE_integer("seed", D.seed, "Random seed.")
-flags.DEFINE_boolean("deterministic", D.deterministic, "TensorFlow op determinism.")
+flags.DEFINE_boolean("deterministic", D.deterministic,
+                     "TensorFlow op determinism (and its own CPU kernels: slower than oneDNN).")
 flags.DEFINE_integer("tensorboard_pairs", D.tensorboard_pairs, "Pairs shown in TensorBoard.")
 flags.DEFINE_enum("progress", D.progress, ["line", "bar"], "Per-epoch line or progress bar.")
 flags.DEFINE_boolean("make_data", D.make_data,
@@ -89,6 +90,10 @@ def prepare():
     """Quiet logs, logical CPU devices and determinism from the flags; returns the config."""
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # keep the per-epoch lines readable
+    if FLAGS.deterministic and "tensorflow" not in sys.modules:
+        # oneDNN's results depend on its thread count, which TensorFlow may change between
+        # steps; TensorFlow's own CPU kernels are the reproducible (slower) path.
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
     from relattr_tf.training import distribute
     distribute.configure_cpu_devices(FLAGS.cpu_devices)  # before TensorFlow is used
     import tensorflow as tf
