@@ -75,8 +75,13 @@ def raise_for_unreadable(files, error):
 def decode_image(encoded, image_size):
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     image = tf.image.convert_image_dtype(image, tf.float32)
-    image = tf.image.resize(image, (image_size, image_size), antialias=True)
-    return tf.clip_by_value(image, 0.0, 1.0)
+    height_width = tf.shape(image)[:2]
+    # Resizing costs even at the same size; shards are usually written at the training size.
+    return tf.cond(
+        tf.reduce_all(height_width == image_size),
+        lambda: tf.ensure_shape(image, (image_size, image_size, 3)),
+        lambda: tf.clip_by_value(
+            tf.image.resize(image, (image_size, image_size), antialias=True), 0.0, 1.0))
 
 
 def augment_image(image, seeds, augment, config):
