@@ -3,7 +3,6 @@ import dataclasses
 import json
 import os
 
-from relattr_tf.data.pipeline import InputConfig
 
 # Fields that fix the network's shape: a model_dir can only be resumed with the same values.
 ARCHITECTURE_FIELDS = ("model", "image_size", "width", "reduction", "cross_filters",
@@ -51,6 +50,8 @@ class TrainConfig:
     make_data_args: str = ""
 
     def input_config(self):
+        # Imported here so that the commands can set TensorFlow's environment before its import.
+        from relattr_tf.data.pipeline import InputConfig
         return InputConfig(batch_size=self.batch_size, image_size=self.image_size,
                            augment=tuple(self.augment), swap=self.swap, cache=self.cache,
                            skip_corrupt=self.skip_corrupt)

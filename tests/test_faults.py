@@ -78,6 +78,17 @@ def test_deterministic_runs_give_identical_models_and_metrics(tiny_data_dir, tmp
         np.testing.assert_array_equal(a, b)
 
 
+def test_train_command_imports_tensorflow_only_after_reading_its_flags():
+    # --deterministic switches TensorFlow's oneDNN kernels off, which works only before import.
+    import subprocess
+    import sys
+    from tests.cli import ROOT
+    code = "import sys, relattr_tf.train; print('tensorflow' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, check=True)
+    assert proc.stdout.strip() == "False"
+
+
 def test_safe_loading_refuses_code_in_a_tampered_model_file(tmp_path):
     network = models.build_model("ranknet", image_size=32, width=0.125)
     path = str(tmp_path / "model.keras")
