@@ -90,9 +90,10 @@ def prepare():
     """Quiet logs, logical CPU devices and determinism from the flags; returns the config."""
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # keep the per-epoch lines readable
-    if FLAGS.deterministic and "tensorflow" not in sys.modules:
+    if FLAGS.deterministic:
         # oneDNN's results depend on its thread count, which TensorFlow may change between
-        # steps; TensorFlow's own CPU kernels are the reproducible (slower) path.
+        # steps; TensorFlow's own CPU kernels are the reproducible (slower) path. Read at
+        # TensorFlow's import, which comes after this (tests/test_faults.py checks).
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
     from relattr_tf.training import distribute
     distribute.configure_cpu_devices(FLAGS.cpu_devices)  # before TensorFlow is used

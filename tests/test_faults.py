@@ -1,6 +1,8 @@
 """Bad input and bad settings: one-line errors, determinism, safe loading."""
 import json
 import os
+import subprocess
+import sys
 import zipfile
 
 import keras
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 
 from relattr_tf import models  # noqa: F401  registers the custom layers
-from tests.cli import run_module, smoke_args
+from tests.cli import ROOT, run_module, smoke_args
 
 
 def _last_line(proc):
@@ -80,9 +82,6 @@ def test_deterministic_runs_give_identical_models_and_metrics(tiny_data_dir, tmp
 
 def test_train_command_imports_tensorflow_only_after_reading_its_flags():
     # --deterministic switches TensorFlow's oneDNN kernels off, which works only before import.
-    import subprocess
-    import sys
-    from tests.cli import ROOT
     code = "import sys, relattr_tf.train; print('tensorflow' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, check=True)
