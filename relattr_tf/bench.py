@@ -9,10 +9,18 @@ pairs/s (decode + augment + swap + batch) on the embedded benchmark, the Beam co
 images/s (LFW-10 layout, JPEG decode check, shards written), the peak memory of the process,
 and the device and versions. Compare with a plain PyTorch model on the same machine at the same
 time; figures from a busy machine are not comparable.
+
+FLOPs utilisation: each model line gives its forward FLOPs per pair (TensorFlow's graph
+profiler), the achieved model FLOP/s (training counts 3x forward) and that as a fraction of
+the device's peak: the datasheet peak on known GPUs (MFU), and everywhere the measured matmul
+peak (the `peak` line), which is what the device's kernels can reach here. Where two devices
+exist (GPUs, or `--cpu_devices=2` to exercise the code on CPU) the `replica_speedup` line gives
+training pairs/s on 2 replicas (MirroredStrategy, batch 24 per replica) over 1.
 """
 import json
 import os
 import platform
+import re
 import resource
 import tempfile
 import time
@@ -22,7 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 from absl import app, flags  # noqa: E402
 
 flags.DEFINE_boolean("quick", False, "Width 0.25 at 64 px only, fewer steps.")
-flags.DEFINE_list("only", ["env", "models", "reader", "beam"], "Which measurements.")
+flags.DEFINE_list("only", ["env", "peak", "models", "replicas", "reader", "beam"],
+                  "Which measurements.")
 flags.DEFINE_list("models", ["dacrl", "ranknet"], "Pair models to time.")
 flags.DEFINE_list("sizes", ["64", "112"], "Image sizes.")
 flags.DEFINE_list("widths", ["1", "0.25"], "VGG16 width multipliers.")
@@ -34,6 +43,8 @@ flags.DEFINE_boolean("jit_compile", False, "XLA-compile the model steps.")
 flags.DEFINE_integer("steps_per_execution", 1, "Keras steps per tf.function call.")
 flags.DEFINE_string("data_dir", "", "Embedded benchmark for the reader ('' = build a small one).")
 flags.DEFINE_integer("beam_images", 2000, "Images in the conversion benchmark's fixture.")
+flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into N logical devices (exercises the "
+                     "2-replica measurement without GPUs; its speed-up then means nothing).")
 FLAGS = flags.FLAGS
 
 
@@ -85,46 +96,139 @@ def _rates(seconds_per_call, pairs_per_call):
             round(pairs_per_call / median, 2))
 
 
-def time_model(model, size, width, steps, batch_size, policy, jit_compile, steps_per_execution,
-               warmup=2):
-    """Training and inference pairs/s on random pairs, excluding warm-up calls.
+def _random_batch(batch_size, size):
+    import tensorflow as tf
+    rng = tf.random.Generator.from_seed(0)
+    pair = (rng.uniform((batch_size, size, size, 3)), rng.uniform((batch_size, size, size, 3)))
+    target = tf.cast(rng.uniform((batch_size,), 0, 3, tf.int32), tf.float32) / 2
+    return pair, target
 
-    Training is one `fit` call, as in a real run: a second `fit` on the same model would start a
-    new input iterator, and after one is dropped mid-stream TensorFlow can leave the next one's
-    steps running on a single core (measured here: 47 instead of 90 pairs/s at width 0.25).
+
+def time_training(ranker, batch_size, size, steps, steps_per_execution=1, warmup=2):
+    """(mean, median) training pairs/s of one `fit` call on a repeated random batch.
+
+    One `fit` call, as in a real run: a second `fit` on the same model would start a new input
+    iterator, and after one is dropped mid-stream TensorFlow can leave the next one's steps
+    running on a single core (measured here: 47 instead of 90 pairs/s at width 0.25).
     """
+    import tensorflow as tf
+    data = tf.data.Dataset.from_tensors(_random_batch(batch_size, size)).repeat()
+    calls = max(steps // steps_per_execution, 1)
+    timer = _step_timer()  # its logs are converted to numbers, so a GPU step has finished
+    ranker.fit(data, steps_per_epoch=(warmup + calls) * steps_per_execution, epochs=1,
+               verbose=0, callbacks=[timer])
+    ends = timer.ends[warmup - 1:]
+    return _rates([b - a for a, b in zip(ends, ends[1:])], batch_size * steps_per_execution)
+
+
+def time_inference(network, batch_size, size, calls, jit_compile, warmup=2):
+    """(mean, median) inference pairs/s of the network's forward pass."""
+    import tensorflow as tf
+    pair, _ = _random_batch(batch_size, size)
+    predict = tf.function(lambda a, b: network((a, b), training=False), jit_compile=jit_compile)
+    for _ in range(warmup):
+        predict(*pair).numpy()
+    seconds = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        predict(*pair).numpy()
+        seconds.append(time.perf_counter() - started)
+    return _rates(seconds, batch_size)
+
+
+def build_ranker(model, size, width, policy, jit_compile, steps_per_execution=1, strategy=None):
     import keras
     import tensorflow as tf
     from relattr_tf.config import TrainConfig
     from relattr_tf.training import run
     keras.mixed_precision.set_global_policy(policy)
     config = TrainConfig(model=model, image_size=size, width=width, jit_compile=jit_compile)
-    ranker = run.build_ranker(config, steps_per_epoch=1000)
-    if steps_per_execution > 1:
-        ranker.compile(ranker.trunk_optimizer, ranker.head_optimizer, jit_compile=jit_compile,
-                       steps_per_execution=steps_per_execution)
-    rng = tf.random.Generator.from_seed(0)
-    pair = (rng.uniform((batch_size, size, size, 3)), rng.uniform((batch_size, size, size, 3)))
-    target = tf.cast(rng.uniform((batch_size,), 0, 3, tf.int32), tf.float32) / 2
-    data = tf.data.Dataset.from_tensors((pair, target)).repeat()
-    calls = max(steps // steps_per_execution, 1)
-    timer = _step_timer()
-    ranker.fit(data, steps_per_epoch=(warmup + calls) * steps_per_execution, epochs=1,
-               verbose=0, callbacks=[timer])
-    ends = timer.ends[warmup - 1:]
-    train = _rates([b - a for a, b in zip(ends, ends[1:])], batch_size * steps_per_execution)
-    predict = tf.function(lambda a, b: ranker.network((a, b), training=False),
-                          jit_compile=jit_compile)
-    for _ in range(warmup):
-        predict(*pair).numpy()
-    seconds = []
-    for _ in range(calls * steps_per_execution):
+    with (strategy or tf.distribute.get_strategy()).scope():
+        ranker = run.build_ranker(config, steps_per_epoch=1000)
+        if steps_per_execution > 1:
+            ranker.compile(ranker.trunk_optimizer, ranker.head_optimizer,
+                           jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    return ranker
+
+
+def forward_flops_per_pair(network, size):
+    """Forward FLOPs of one pair (a multiply-add counts 2), from TensorFlow's graph profiler."""
+    import tensorflow as tf
+    from tensorflow.python.framework import convert_to_constants
+    spec = tf.TensorSpec((1, size, size, 3), tf.float32)
+    forward = tf.function(lambda a, b: network((a, b), training=False))
+    graph = convert_to_constants.convert_variables_to_constants_v2(
+        forward.get_concrete_function(spec, spec)).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
+
+
+# Dense datasheet peaks in TFLOP/s: (float32 as TensorFlow runs it, which is TF32 on Ampere and
+# later; float16/bfloat16). Matched in order as whole words of the device name, so "H100 PCIe"
+# comes before "H100".
+GPU_PEAK_TFLOPS = (("H100 PCIe", 378, 756), ("H100 NVL", 417, 835), ("H100", 495, 989),
+                   ("H200", 495, 989), ("A100", 156, 312), ("L4", 60, 121), ("V100", 15.7, 125), ("T4", 8.1, 65))
+
+
+def datasheet_peak_flops(device_name, policy):
+    for name, float32, half in GPU_PEAK_TFLOPS:
+        if re.search(rf"\b{name}\b", device_name):
+            return (float32 if policy == "float32" else half) * 1e12
+    return None
+
+
+def measure_matmul_peak(policy, calls=5):
+    """Best FLOP/s of one square matmul in the policy's compute dtype on the default device: a
+    ceiling for what this device's kernels reach on a large, simple operation."""
+    import tensorflow as tf
+    dtype = {"float32": tf.float32, "mixed_bfloat16": tf.bfloat16,
+             "mixed_float16": tf.float16}[policy]
+    n = 8192 if tf.config.list_logical_devices("GPU") else 3072
+    a, b = (tf.cast(tf.random.uniform((n, n)), dtype) for _ in range(2))
+    matmul = tf.function(lambda a, b: tf.matmul(a, b)[0, 0])
+    matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(calls):
         started = time.perf_counter()
-        predict(*pair).numpy()
-        seconds.append(time.perf_counter() - started)
-    infer = _rates(seconds, batch_size)
+        matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - started)
+    return 2 * n ** 3 / best
+
+
+def time_model(model, size, width, steps, batch_size, policy, jit_compile, steps_per_execution):
+    """Training and inference pairs/s on random pairs (warm-up calls excluded), and FLOPs."""
+    import keras
+    ranker = build_ranker(model, size, width, policy, jit_compile, steps_per_execution)
+    train = time_training(ranker, batch_size, size, steps, steps_per_execution)
+    infer = time_inference(ranker.network, batch_size, size, max(steps, steps_per_execution),
+                           jit_compile)
+    flops = forward_flops_per_pair(ranker.network, size)
     keras.mixed_precision.set_global_policy("float32")
-    return train, infer, ranker.network.count_params()
+    return train, infer, ranker.network.count_params(), flops
+
+
+def utilisation(pairs_per_s, flops_per_pair, peak):
+    return round(pairs_per_s * flops_per_pair / peak, 3) if peak else None
+
+
+def replica_devices():
+    import tensorflow as tf
+    return ([d.name for d in tf.config.list_logical_devices("GPU")]
+            or [d.name for d in tf.config.list_logical_devices("CPU")])
+
+
+def time_replica_speedup(model, size, width, steps, batch_size, policy, jit_compile, devices):
+    """Training pairs/s on 1 and on 2 replicas (MirroredStrategy, `batch_size` per replica)."""
+    import keras
+    import tensorflow as tf
+    rates = []
+    for count in (1, 2):
+        strategy = tf.distribute.MirroredStrategy(devices[:count])
+        ranker = build_ranker(model, size, width, policy, jit_compile, strategy=strategy)
+        rates.append(time_training(ranker, batch_size * count, size, steps)[0])
+    keras.mixed_precision.set_global_policy("float32")
+    return rates
 
 
 def time_reader(data_dir, batch_size, batches=150):
@@ -183,27 +287,55 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     import warnings
     import tensorflow as tf
+    from relattr_tf.training import distribute
+    distribute.configure_cpu_devices(FLAGS.cpu_devices)  # before TensorFlow is used
     tf.get_logger().setLevel("ERROR")
     warnings.filterwarnings("ignore", message=".*shuffle=True.*")
     widths = [0.25] if FLAGS.quick else [float(w) for w in FLAGS.widths]
     sizes = [64] if FLAGS.quick else [int(s) for s in FLAGS.sizes]
     steps = 4 if FLAGS.quick else FLAGS.steps
+    env = environment()
     if "env" in FLAGS.only:
-        emit(**environment())
+        emit(**env)
+    matmul_peak = datasheet_peak = None
+    if "peak" in FLAGS.only:
+        matmul_peak = measure_matmul_peak(FLAGS.mixed_precision)
+        datasheet_peak = datasheet_peak_flops(env["device"], FLAGS.mixed_precision)
+        emit(measurement="peak", device=env["device"], mixed_precision=FLAGS.mixed_precision,
+             matmul_gflops_per_s=round(matmul_peak / 1e9, 1),
+             datasheet_gflops_per_s=datasheet_peak and round(datasheet_peak / 1e9))
     if "models" in FLAGS.only:
         for model in FLAGS.models:
             for width in widths:
                 for size in sizes:
-                    (train, train_median), (infer, infer_median), params = time_model(
+                    (train, train_median), (infer, infer_median), params, flops = time_model(
                         model, size, width, steps, FLAGS.batch_size, FLAGS.mixed_precision,
                         FLAGS.jit_compile, FLAGS.steps_per_execution)
                     emit(measurement="model", model=model, size=size, width=width,
                          batch=FLAGS.batch_size, train_pairs_per_s=train,
                          train_pairs_per_s_median=train_median, infer_pairs_per_s=infer,
                          infer_pairs_per_s_median=infer_median, params=params,
+                         forward_gflops_per_pair=round(flops / 1e9, 4),
+                         train_gflops_per_s=round(train * 3 * flops / 1e9, 1),
+                         infer_gflops_per_s=round(infer * flops / 1e9, 1),
+                         train_of_matmul_peak=utilisation(train, 3 * flops, matmul_peak),
+                         infer_of_matmul_peak=utilisation(infer, flops, matmul_peak),
+                         train_mfu=utilisation(train, 3 * flops, datasheet_peak),
+                         infer_mfu=utilisation(infer, flops, datasheet_peak),
                          mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
                          steps_per_execution=FLAGS.steps_per_execution, steps=steps)
         emit(measurement="peak_memory_after_models", peak_rss_mb=peak_memory_mb())
+    devices = replica_devices()
+    if "replicas" in FLAGS.only and len(devices) >= 2:
+        model, size, width = FLAGS.models[0], max(sizes), widths[0]
+        one, two = time_replica_speedup(model, size, width, steps, FLAGS.batch_size,
+                                        FLAGS.mixed_precision, FLAGS.jit_compile, devices)
+        emit(measurement="replica_speedup", model=model, size=size, width=width,
+             batch_per_replica=FLAGS.batch_size, devices=devices[:2],
+             train_pairs_per_s_1_replica=one, train_pairs_per_s_2_replicas=two,
+             speedup=round(two / one, 2),
+             note=("logical CPU devices share the same cores: exercises the code, says nothing "
+                   "about scaling") if "CPU" in devices[0] else "")
     if "reader" in FLAGS.only:
         data_dir = FLAGS.data_dir
         with tempfile.TemporaryDirectory() as tmp:
