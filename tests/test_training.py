@@ -116,9 +116,10 @@ def _optimizer_steps(model_dir):
     return json.load(open(os.path.join(model_dir, "summary.json")))["optimizer_steps"]
 
 
-def _train_until_killed(args, after_line, delay):
+def _train_until_killed(args, after_line, delay, temp_dir):
     """Starts training, waits for `after_line` on stdout, waits `delay` s, then kill -9."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    # A killed process leaves its temporary files (TensorFlow's autograph sources) behind.
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", TMPDIR=temp_dir)
     proc = subprocess.Popen([sys.executable, "-m", "relattr_tf.train", *args], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen, deadline = "", time.time() + 240
@@ -141,8 +142,8 @@ def test_resume_after_kill_minus_nine_at_random_points_ends_at_the_same_step(tin
                       "--tensorboard_pairs=0")
     rng = np.random.default_rng()
     delays = rng.uniform(0.0, 1.5, size=2)  # anywhere in the next epoch or its checkpoint write
-    _train_until_killed(args, "epoch 1/3", delays[0])
-    _train_until_killed(args, "/3 (", delays[1])  # the next epoch line, resumed or not
+    _train_until_killed(args, "epoch 1/3", delays[0], str(tmp_path))
+    _train_until_killed(args, "/3 (", delays[1], str(tmp_path))  # the next epoch line
     assert not os.path.exists(os.path.join(model_dir, "summary.json"))
     state = os.path.join(model_dir, "checkpoints", "checkpoint.json")
     saved = json.load(open(state))["epoch"] if os.path.exists(state) else 0
