@@ -168,7 +168,8 @@ def forward_flops_per_pair(network, size):
 # later; float16/bfloat16). Matched in order as whole words of the device name, so "H100 PCIe"
 # comes before "H100".
 GPU_PEAK_TFLOPS = (("H100 PCIe", 378, 756), ("H100 NVL", 417, 835), ("H100", 495, 989),
-                   ("H200", 495, 989), ("A100", 156, 312), ("L4", 60, 121), ("V100", 15.7, 125), ("T4", 8.1, 65))
+                   ("H200", 495, 989), ("A100", 156, 312), ("L4", 60, 121),
+                   ("V100", 15.7, 125), ("T4", 8.1, 65))
 
 
 def datasheet_peak_flops(device_name, policy):
@@ -210,12 +211,6 @@ def time_model(model, size, width, steps, batch_size, policy, jit_compile, steps
 
 def utilisation(pairs_per_s, flops_per_pair, peak):
     return round(pairs_per_s * flops_per_pair / peak, 3) if peak else None
-
-
-def replica_devices():
-    import tensorflow as tf
-    return ([d.name for d in tf.config.list_logical_devices("GPU")]
-            or [d.name for d in tf.config.list_logical_devices("CPU")])
 
 
 def time_replica_speedup(model, size, width, steps, batch_size, policy, jit_compile, devices):
@@ -325,7 +320,7 @@ def main(argv):
                          mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
                          steps_per_execution=FLAGS.steps_per_execution, steps=steps)
         emit(measurement="peak_memory_after_models", peak_rss_mb=peak_memory_mb())
-    devices = replica_devices()
+    devices = distribute.replica_devices()
     if "replicas" in FLAGS.only and len(devices) >= 2:
         model, size, width = FLAGS.models[0], max(sizes), widths[0]
         one, two = time_replica_speedup(model, size, width, steps, FLAGS.batch_size,

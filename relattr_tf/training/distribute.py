@@ -20,12 +20,16 @@ def configure_cpu_devices(count):
                            f"({e})") from None
 
 
+def replica_devices():
+    """Every GPU, else every logical CPU device: what a mirrored strategy replicates over."""
+    return ([d.name for d in tf.config.list_logical_devices("GPU")]
+            or [d.name for d in tf.config.list_logical_devices("CPU")])
+
+
 def make_strategy(name):
-    """'default': one device. 'mirrored': every GPU, else every logical CPU device."""
+    """'default': one device. 'mirrored': one replica per device of replica_devices()."""
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+        return tf.distribute.MirroredStrategy(replica_devices())
     raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
