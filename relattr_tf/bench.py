@@ -141,13 +141,14 @@ def build_ranker(model, size, width, policy, jit_compile, steps_per_execution=1,
     import tensorflow as tf
     from relattr_tf.config import TrainConfig
     from relattr_tf.training import run
-    keras.mixed_precision.set_global_policy(policy)
+    keras.mixed_precision.set_global_policy(policy)  # layers keep the policy they were built with
     config = TrainConfig(model=model, image_size=size, width=width, jit_compile=jit_compile)
     with (strategy or tf.distribute.get_strategy()).scope():
         ranker = run.build_ranker(config, steps_per_epoch=1000)
         if steps_per_execution > 1:
             ranker.compile(ranker.trunk_optimizer, ranker.head_optimizer,
                            jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    keras.mixed_precision.set_global_policy("float32")
     return ranker
 
 
@@ -199,13 +200,11 @@ def measure_matmul_peak(policy, calls=5):
 
 def time_model(model, size, width, steps, batch_size, policy, jit_compile, steps_per_execution):
     """Training and inference pairs/s on random pairs (warm-up calls excluded), and FLOPs."""
-    import keras
     ranker = build_ranker(model, size, width, policy, jit_compile, steps_per_execution)
     train = time_training(ranker, batch_size, size, steps, steps_per_execution)
     infer = time_inference(ranker.network, batch_size, size, max(steps, steps_per_execution),
                            jit_compile)
     flops = forward_flops_per_pair(ranker.network, size)
-    keras.mixed_precision.set_global_policy("float32")
     return train, infer, ranker.network.count_params(), flops
 
 
@@ -215,14 +214,12 @@ def utilisation(pairs_per_s, flops_per_pair, peak):
 
 def time_replica_speedup(model, size, width, steps, batch_size, policy, jit_compile, devices):
     """Training pairs/s on 1 and on 2 replicas (MirroredStrategy, `batch_size` per replica)."""
-    import keras
     import tensorflow as tf
     rates = []
     for count in (1, 2):
         strategy = tf.distribute.MirroredStrategy(devices[:count])
         ranker = build_ranker(model, size, width, policy, jit_compile, strategy=strategy)
         rates.append(time_training(ranker, batch_size * count, size, steps)[0])
-    keras.mixed_precision.set_global_policy("float32")
     return rates
 
 
@@ -320,8 +317,8 @@ def main(argv):
                          mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
                          steps_per_execution=FLAGS.steps_per_execution, steps=steps)
         emit(measurement="peak_memory_after_models", peak_rss_mb=peak_memory_mb())
-    devices = distribute.replica_devices()
-    if "replicas" in FLAGS.only and len(devices) >= 2:
+    devices = distribute.replica_devices() if "replicas" in FLAGS.only else []
+    if len(devices) >= 2:
         model, size, width = FLAGS.models[0], max(sizes), widths[0]
         one, two = time_replica_speedup(model, size, width, steps, FLAGS.batch_size,
                                         FLAGS.mixed_precision, FLAGS.jit_compile, devices)
