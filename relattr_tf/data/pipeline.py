@@ -1,21 +1,37 @@
-"""tf.data input pipeline over a data directory's pair shards.
+"""tf.data input pipelines over a data directory: pairs joined to images inside tf.data.
 
-    ds = make_dataset(data_dir, "open", "train", batch_size=24, image_size=64, training=True)
+    ds = make_dataset(data_dir, "open", "train", InputConfig(batch_size=24), training=True)
     for (image_a, image_b), target in ds: ...
+    ds = make_dataset(data_dir, "open", {"train": 1.0, "synthetic-round-01": 0.5}, ...)
+    ds = make_image_dataset(data_dir, "generator", InputConfig(), part="train", training=True)
+
+The images a read needs (the image tables its splits refer to) are loaded once into an
+`ImageStore`: decoded at the training size and kept in memory when they fit
+`InputConfig.image_memory_mb`, kept encoded and decoded on use otherwise. Pair records carry
+only ids, which map to rows of the store with a `tf.lookup` table; a batch's images are a
+`tf.gather`. So shuffling, swapping and mixing move small index tuples, and augmentation runs
+on whole batches.
 
 Images come out as float32 RGB in [0, 1], (batch, size, size, 3); the models normalise them.
 With `with_info=True` each element has a third part, a dict with `true_target` (-1 unknown),
-`id_a` and `id_b`, which the evaluator uses; targets of 0.5 mark equal pairs.
+`id_a` and `id_b`; targets of 0.5 mark equal pairs.
+
+Training streams are infinite and reproducible: pass k over a split is shuffled with a seed made
+from (seed, split, k), augmentation of batch n uses (seed, n), so `start_batch=n` continues the
+stream of an interrupted run exactly where it stopped instead of replaying its first epoch.
 """
 import dataclasses
 import logging
+import zlib
 
+import numpy as np
 import tensorflow as tf
 
 from relattr_tf.data import schema
 
 AUTOTUNE = tf.data.AUTOTUNE
 AUGMENTATIONS = ("flip", "translate", "crop")
+FOREVER = np.iinfo(np.int64).max
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,81 +40,166 @@ class InputConfig:
     image_size: int = 64
     augment: tuple = ("flip", "translate")  # used when training
     swap: bool = True  # add (j, i) with 1 - t for every (i, j) when training
-    shuffle_buffer: int = 4096
-    cache: bool = True  # keep the encoded records in memory after the first epoch
+    image_memory_mb: int = 2048  # decoded images above this stay encoded, decoded on use
     skip_corrupt: bool = False  # count-and-skip unreadable records instead of failing
     translate_pixels: int = 4  # at 64 px; scaled with image_size
     crop_min_fraction: float = 0.85
 
 
-def shard_files(data_dir, attribute, split, meta=None):
-    """The sorted shard paths of one attribute and split; DataError if there are none."""
-    meta = meta or schema.read_metadata(data_dir)
-    schema.check_attribute_split(meta, data_dir, attribute, split)
-    prefix = schema.shard_prefix(data_dir, attribute, split)
-    files = sorted(tf.io.gfile.glob(schema.shard_pattern(prefix)))
-    if not files:
-        raise schema.DataError(f"{prefix}: metadata.json lists this split but no shard files "
-                               f"match {schema.shard_pattern(prefix)}")
-    return files
+def _stable_hash(*keys):
+    return zlib.crc32("|".join(str(k) for k in keys).encode("utf-8"))
 
 
-def split_size(data_dir, attribute, split, meta=None):
-    """Number of pairs in a split, as recorded in metadata.json."""
-    meta = meta or schema.read_metadata(data_dir)
-    return int(schema.check_attribute_split(meta, data_dir, attribute, split)["pairs"])
+def read_records(paths):
+    """Records of gzip TFRecord shards, in order."""
+    files = tf.data.Dataset.from_tensor_slices(list(paths))
+    return files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+                            cycle_length=min(len(paths), 8), num_parallel_calls=AUTOTUNE,
+                            deterministic=True)
 
 
-def find_unreadable_shards(files):
-    """[(file, error)] for every shard that cannot be read to its end (names the bad file)."""
-    bad = []
-    for path in files:
-        try:
-            for _ in tf.data.TFRecordDataset(path, compression_type="GZIP"):
-                pass
-        except (tf.errors.DataLossError, tf.errors.OutOfRangeError,
-                tf.errors.InvalidArgumentError) as e:
-            bad.append((path, e.message.splitlines()[0] if e.message else type(e).__name__))
-    return bad
-
-
-def raise_for_unreadable(files, error):
-    """Turns a read error from deep inside tf.data into a one-line DataError naming the file."""
-    bad = find_unreadable_shards(files)
-    if bad:
-        path, message = bad[0]
-        raise schema.DataError(f"{path}: corrupt or truncated shard ({message}); regenerate it, "
-                               f"or pass --skip_corrupt to count and skip bad records") from None
-    raise error
-
-
-def decode_image(encoded, image_size):
+def decode_to_uint8(encoded, image_size):
+    """Encoded PNG/JPEG -> uint8 (size, size, 3), resized (antialiased) only when needed."""
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    image = tf.image.convert_image_dtype(image, tf.float32)
-    height_width = tf.shape(image)[:2]
-    # Resizing costs even at the same size; shards are usually written at the training size.
     return tf.cond(
-        tf.reduce_all(height_width == image_size),
+        tf.reduce_all(tf.shape(image)[:2] == image_size),
         lambda: tf.ensure_shape(image, (image_size, image_size, 3)),
-        lambda: tf.clip_by_value(
-            tf.image.resize(image, (image_size, image_size), antialias=True), 0.0, 1.0))
+        lambda: tf.cast(tf.round(tf.clip_by_value(tf.image.resize(
+            tf.cast(image, tf.float32), (image_size, image_size), antialias=True), 0, 255)),
+            tf.uint8))
 
 
-def augment_image(image, seeds, augment, config):
-    """Random per-image augmentation; `seeds` is an int64 (3, 2) tensor of stateless seeds."""
+class ImageStore:
+    """The images of some image tables, loaded once, addressed by row.
+
+    `rows(ids)` maps ids to rows (-1 when absent), `images(rows)` gives uint8 images of the
+    training size, `strengths` / `boxes` / `ids` are numpy arrays over the rows.
+    """
+
+    def __init__(self, data_dir, tables, image_size, memory_mb=2048, meta=None,
+                 skip_corrupt=False):
+        meta = meta or schema.read_metadata(data_dir)
+        self.tables, self.image_size = list(tables), image_size
+        ids, encoded, strengths, boxes = [], [], [], []
+        for table in self.tables:
+            entry = schema.image_table(meta, data_dir, table)
+            for path in schema.shard_paths(data_dir, entry, f"image table {table!r}"):
+                try:
+                    for batch in read_records([path]).batch(512).map(schema.parse_images):
+                        ids += batch[schema.ID].numpy().tolist()
+                        encoded += batch[schema.IMAGE].numpy().tolist()
+                        strengths += batch[schema.STRENGTHS].to_list()
+                        boxes += batch[schema.BOX].to_list()
+                except tf.errors.OpError as e:
+                    if not skip_corrupt:
+                        raise schema.DataError(f"{path}: corrupt or truncated shard "
+                                               f"({_first_line(e)}); regenerate it, or pass "
+                                               f"--skip_corrupt to skip bad records") from None
+                    logging.warning("%s: skipped the rest of a corrupt shard (%s)", path,
+                                    _first_line(e))
+        self.ids = np.asarray(ids, dtype=object)
+        self.strengths = _dense(strengths, np.nan)
+        self.boxes = _dense(boxes, -1.0, width=4)
+        self.decoded = len(ids) * image_size * image_size * 3 <= memory_mb * 2 ** 20
+        if self.decoded:
+            self._pixels = tf.constant(self._decode_all(encoded, skip_corrupt))
+        else:
+            logging.info("%d images at %d px exceed --image_memory_mb=%d: decoded on use",
+                         len(ids), image_size, memory_mb)
+            self._pixels = tf.constant(encoded, tf.string)
+        self._table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(ids or [b"\0none"], tf.string),
+                                                tf.range(max(len(ids), 1), dtype=tf.int64)),
+            default_value=-1)
+        self.count = len(ids)
+
+    def _decode_all(self, encoded, skip_corrupt):
+        size = self.image_size
+        out = np.zeros((len(encoded), size, size, 3), np.uint8)
+        ds = tf.data.Dataset.from_tensor_slices(tf.constant(encoded or [b""], tf.string))
+        ds = ds.take(len(encoded)).enumerate()
+        ds = ds.map(lambda i, e: (i, decode_to_uint8(e, size)), num_parallel_calls=AUTOTUNE,
+                    deterministic=True)
+        if skip_corrupt:
+            ds = ds.ignore_errors(log_warning=True)
+        decoded = 0
+        try:
+            for index, pixels in ds.batch(256):
+                out[index.numpy()] = pixels.numpy()
+                decoded += len(index)
+        except tf.errors.InvalidArgumentError as e:
+            raise schema.DataError(f"image tables {', '.join(self.tables)}: an image does not "
+                                   f"decode ({_first_line(e)}); pass --skip_corrupt to skip "
+                                   f"it") from None
+        if decoded < len(encoded):
+            logging.warning("image tables %s: %d undecodable images skipped (their pairs are "
+                            "dropped)", ", ".join(self.tables), len(encoded) - decoded)
+        return out
+
+    def rows(self, ids):
+        return self._table.lookup(ids)
+
+    def images(self, rows):
+        """uint8 images (len(rows), size, size, 3) of rows (graph-safe)."""
+        if self.decoded:
+            return tf.gather(self._pixels, rows)
+        size = self.image_size
+        return tf.map_fn(lambda e: decode_to_uint8(e, size), tf.gather(self._pixels, rows),
+                         fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8))
+
+
+def _dense(vectors, fill, width=None):
+    width = width or max((len(v) for v in vectors), default=0)
+    out = np.full((len(vectors), width), fill, np.float32)
+    for row, v in enumerate(vectors):
+        out[row, :len(v)] = v
+    return out
+
+
+def _first_line(error):
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    return message.strip().splitlines()[0]
+
+
+# --------------------------------------------------------------------------- augmentation
+def _reflect(index, size):
+    """Index into [0, size) of a position past an edge, mirrored as tf.pad's REFLECT mode."""
+    index = tf.abs(index)
+    return tf.where(index > size - 1, 2 * (size - 1) - index, index)
+
+
+def augment_batch(images, seed, augment, config):
+    """Random per-image augmentation of a batch (uint8 or float); `seed` is a stateless (2,)
+    seed. Returns float32 in [0, 1].
+
+    Translation (whole pixels, borders mirrored) and flips are index gathers, so they cost
+    about as much as copying the batch; a crop resizes, so it needs a float image first.
+    """
     size = config.image_size
+    batch = tf.shape(images)[0]
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    if images.dtype == tf.uint8:
+        scale = 1.0 / 255.0
+    else:
+        scale = 1.0
     if "crop" in augment:
-        fraction = tf.random.stateless_uniform([], seeds[0], config.crop_min_fraction, 1.0)
-        crop = tf.cast(tf.round(fraction * size), tf.int32)
-        image = tf.image.stateless_random_crop(image, [crop, crop, 3], seeds[0])
-        image = tf.image.resize(image, (size, size), antialias=True)
+        images, scale = tf.cast(images, tf.float32) * scale, 1.0
+        fraction = tf.random.stateless_uniform([batch], seeds[0], config.crop_min_fraction, 1.0)
+        offset = tf.random.stateless_uniform([batch, 2], seeds[1]) * (1.0 - fraction)[:, None]
+        boxes = tf.concat([offset, offset + fraction[:, None]], axis=1)
+        images = tf.image.crop_and_resize(images, boxes, tf.range(batch), (size, size))
+    rows = cols = tf.tile(tf.range(size)[None], [batch, 1])
     if "translate" in augment:
         pad = max(1, round(config.translate_pixels * size / 64))
-        padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-        image = tf.image.stateless_random_crop(padded, [size, size, 3], seeds[1])
+        shift = tf.random.stateless_uniform([batch, 2], seeds[2], -pad, pad + 1, tf.int32)
+        rows, cols = _reflect(rows + shift[:, :1], size), _reflect(cols + shift[:, 1:], size)
     if "flip" in augment:
-        image = tf.image.stateless_random_flip_left_right(image, seeds[2])
-    return image
+        flip = tf.random.stateless_uniform([batch, 1], seeds[3]) < 0.5
+        cols = tf.where(flip, tf.reverse(cols, axis=[1]), cols)
+    if "translate" in augment or "flip" in augment:
+        images = tf.gather(images, rows, axis=1, batch_dims=1)
+        images = tf.gather(images, cols, axis=2, batch_dims=1)
+    return tf.cast(images, tf.float32) * scale
 
 
 def allowed_augmentations(meta, attribute, requested):
@@ -114,82 +215,256 @@ def allowed_augmentations(meta, attribute, requested):
     return tuple(requested)
 
 
-def _swap(images_a, images_b, target, info):
-    """One pair -> the pair and its swapped copy (j, i) with target 1 - t."""
-    true = info["true_target"]
-    swapped_info = {"id_a": tf.stack([info["id_a"], info["id_b"]]),
-                    "id_b": tf.stack([info["id_b"], info["id_a"]]),
-                    "true_target": tf.stack([true, tf.where(true < 0, true, 1.0 - true)])}
-    return (tf.stack([images_a, images_b]), tf.stack([images_b, images_a]),
-            tf.stack([target, 1.0 - target]), swapped_info)
+# --------------------------------------------------------------------------- pairs
+def as_weights(splits):
+    """'train', ['a', 'b'] or {'a': 1.0, 'b': 0.5} -> {split: weight}."""
+    if isinstance(splits, str):
+        return {splits: 1.0}
+    if isinstance(splits, dict):
+        return {s: float(w) for s, w in splits.items()}
+    return {s: 1.0 for s in splits}
 
 
-def make_dataset(data_dir, attribute, split, config=InputConfig(), *, training, seed=None,
-                 with_info=False, repeat=False, meta=None):
-    """Batched ((image_a, image_b), target[, info]) dataset of one attribute and split."""
+def pair_count(meta, data_dir, attribute, splits):
+    """Pairs in the given splits, as recorded in metadata.json."""
+    return sum(int(schema.pair_split(meta, data_dir, attribute, s)["pairs"])
+               for s in as_weights(splits))
+
+
+def image_tables_of(meta, data_dir, attribute, splits):
+    tables = []
+    for split in as_weights(splits):
+        entry = schema.pair_split(meta, data_dir, attribute, split)
+        tables += [t for t in entry.get("image_tables", []) if t not in tables]
+    return tables
+
+
+def pair_split_files(meta, data_dir, attribute, split):
+    return schema.shard_paths(data_dir, schema.pair_split(meta, data_dir, attribute, split),
+                              f"pair split {attribute}/{split}")
+
+
+def _streamed_pair_rows(meta, data_dir, attribute, split, store, skip_corrupt):
+    """Dataset of one split's pairs as dicts of rows into the store, targets and ids."""
+    tables = ", ".join(store.tables)
+
+    def lookup(serialized):
+        pairs = schema.parse_pairs(serialized)
+        pairs["row_a"], pairs["row_b"] = (store.rows(pairs[schema.ID_A]),
+                                          store.rows(pairs[schema.ID_B]))
+        if skip_corrupt:
+            return pairs
+        missing = tf.logical_or(pairs["row_a"] < 0, pairs["row_b"] < 0)
+        first = tf.boolean_mask(tf.where(pairs["row_a"] < 0, pairs[schema.ID_A],
+                                         pairs[schema.ID_B]), missing)[:1]
+        check = tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(missing)),
+            [f"pairs of {attribute}/{split} name an image that is not in the image tables "
+             f"({tables}):", first])
+        with tf.control_dependencies([check]):
+            return {k: tf.identity(v) for k, v in pairs.items()}
+
+    ds = read_records(pair_split_files(meta, data_dir, attribute, split))
+    if skip_corrupt:
+        ds = ds.ignore_errors(log_warning=True)
+    ds = ds.batch(1024).map(lookup, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
+    if skip_corrupt:
+        ds = ds.filter(lambda p: tf.logical_and(p["row_a"] >= 0, p["row_b"] >= 0))
+    keep = ("row_a", "row_b", schema.TARGET, schema.TRUE_TARGET, schema.ID_A, schema.ID_B)
+    return ds.map(lambda p: {k: p[k] for k in keep})
+
+
+def read_pairs(meta, data_dir, attribute, split):
+    """A split's pair records as numpy arrays (ids, target, true_target), in file order."""
+    files = pair_split_files(meta, data_dir, attribute, split)
+    parts = {k: [] for k in (schema.ID_A, schema.ID_B, schema.TARGET, schema.TRUE_TARGET)}
+    try:
+        for batch in read_records(files).batch(8192).map(schema.parse_pairs):
+            for key in parts:
+                parts[key].append(batch[key].numpy())
+    except tf.errors.DataLossError as e:
+        raise_for_unreadable(files, e)
+    return {k: np.concatenate(v) if v else np.zeros(0, object if k.startswith("id") else
+                                                     np.float32) for k, v in parts.items()}
+
+
+def pair_rows(pairs, store, what, skip_corrupt=False):
+    """Pairs (read_pairs) with `row_a` / `row_b` into the store; a pair naming an image the
+    store lacks is a one-line DataError, or (skip_corrupt) dropped and counted in the log."""
+    rows = {side: store.rows(tf.constant(pairs[key], tf.string)).numpy() if len(pairs[key])
+            else np.zeros(0, np.int64) for side, key in (("a", schema.ID_A), ("b", schema.ID_B))}
+    missing = (rows["a"] < 0) | (rows["b"] < 0)
+    if missing.any():
+        first = np.where(rows["a"] < 0, pairs[schema.ID_A], pairs[schema.ID_B])[missing][0]
+        message = (f"{what}: {int(missing.sum())} pairs name images that are not in the image "
+                   f"tables {', '.join(store.tables)} (first: {first.decode()})")
+        if not skip_corrupt:
+            raise schema.DataError(message)
+        logging.warning("%s; those pairs are skipped", message)
+    keep = ~missing
+    out = {k: v[keep] for k, v in pairs.items()}
+    out["row_a"], out["row_b"] = rows["a"][keep], rows["b"][keep]
+    return out
+
+
+def _swapped(pairs):
+    """Every pair and its swapped copy (b, a) with targets 1 - t."""
+    true = pairs[schema.TRUE_TARGET]
+    swapped = {"row_a": pairs["row_b"], "row_b": pairs["row_a"],
+               schema.ID_A: pairs[schema.ID_B], schema.ID_B: pairs[schema.ID_A],
+               schema.TARGET: 1.0 - pairs[schema.TARGET],
+               schema.TRUE_TARGET: np.where(true < 0, true, 1.0 - true).astype(np.float32)}
+    return {k: np.concatenate([pairs[k], swapped[k]]) for k in swapped}
+
+
+def _endless(arrays, seed):
+    """Pass after pass over in-memory arrays, pass k in the order of a stateless shuffle
+    seeded by (seed, k): any pass can be recomputed, so a resumed run continues the stream."""
+    tensors = {k: tf.constant(v) for k, v in arrays.items()}
+    count = len(next(iter(arrays.values())))
+
+    def one_pass(k):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), k]))
+        return tf.data.Dataset.from_tensor_slices(
+            {key: tf.gather(t, order) for key, t in tensors.items()})
+
+    return tf.data.Dataset.range(FOREVER).flat_map(one_pass)
+
+
+def make_dataset(data_dir, attribute, splits, config=InputConfig(), *, training, seed=0,
+                 start_batch=0, with_info=False, meta=None, store=None):
+    """Batched ((image_a, image_b), target[, info]) of one attribute's pair split(s).
+
+    splits: a split name, or {split: weight} to mix several in each batch (training).
+    Training streams are endless; `start_batch` continues one after that many batches.
+    """
     meta = meta or schema.read_metadata(data_dir)
-    files = shard_files(data_dir, attribute, split, meta)
+    weights = as_weights(splits)
+    if not training and len(weights) != 1:
+        raise ValueError("evaluation reads one split at a time")
     augment = allowed_augmentations(meta, attribute, config.augment) if training else ()
-
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-                       cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE,
-                       deterministic=True)
-    ds = ds.map(schema.parse_pair, num_parallel_calls=AUTOTUNE)
-    if config.skip_corrupt:
-        ds = ds.ignore_errors(log_warning=True)
-    if config.cache and training:
-        ds = ds.cache()
-    if repeat:
-        ds = ds.repeat()
-    if training:
-        ds = ds.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-
-    def decode(record):
-        info = {"true_target": record[schema.TRUE_TARGET], "id_a": record[schema.ID_A],
-                "id_b": record[schema.ID_B]}
-        return (decode_image(record[schema.IMAGE_A], config.image_size),
-                decode_image(record[schema.IMAGE_B], config.image_size), record[schema.TARGET],
-                info)
-
-    ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
-    if config.skip_corrupt:
-        ds = ds.ignore_errors(log_warning=True)
-    if training and config.swap:
-        ds = ds.map(_swap, num_parallel_calls=AUTOTUNE).unbatch()
-        ds = ds.shuffle(4 * config.batch_size, seed=seed)  # part a pair from its swapped copy
-    if augment:
-        # Stateless seeds per pair: reproducible with a fixed seed, parallel-safe.
-        seeds = tf.data.Dataset.random(seed=seed).batch(12).map(
-            lambda s: tf.reshape(s, (2, 3, 2)))
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda pair, s: (augment_image(pair[0], s[0], augment, config),
-                             augment_image(pair[1], s[1], augment, config), pair[2], pair[3]),
-            num_parallel_calls=AUTOTUNE)
-    if with_info:
-        ds = ds.map(lambda a, b, t, info: ((a, b), t, info))
+    store = store or ImageStore(data_dir, image_tables_of(meta, data_dir, attribute, weights),
+                                config.image_size, config.image_memory_mb, meta,
+                                config.skip_corrupt)
+    streams = []
+    for split in weights:
+        if not training:
+            streams.append(_streamed_pair_rows(meta, data_dir, attribute, split, store,
+                                      config.skip_corrupt))
+            continue
+        pairs = pair_rows(read_pairs(meta, data_dir, attribute, split), store,
+                          f"{attribute}/{split}", config.skip_corrupt)
+        if not len(pairs["row_a"]):
+            raise schema.DataError(f"{schema.metadata_path(data_dir)}: {attribute}/{split} has "
+                                   f"no pairs to train on")
+        streams.append(_endless(_swapped(pairs) if config.swap else pairs,
+                                _stable_hash(seed, split)))
+    if len(streams) == 1:
+        ds = streams[0]
     else:
-        ds = ds.map(lambda a, b, t, info: ((a, b), t))
-    ds = ds.batch(config.batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
-    if not training and not repeat and not config.skip_corrupt:
+        total = sum(weights.values())
+        ds = tf.data.Dataset.sample_from_datasets(
+            streams, [w / total for w in weights.values()], seed=_stable_hash(seed, "mix"))
+    if training and start_batch:
+        ds = ds.skip(start_batch * config.batch_size)  # index tuples only: cheap
+    ds = ds.batch(config.batch_size, drop_remainder=training)
+    ds = tf.data.Dataset.zip((ds, tf.data.Dataset.range(start_batch, FOREVER)))
+
+    def materialize(pairs, index):
+        images = []
+        for side, rows in enumerate((pairs["row_a"], pairs["row_b"])):
+            image = store.images(rows)
+            if augment:
+                image = augment_batch(image, tf.stack([tf.constant(2 * seed + side, tf.int64),
+                                                       index]), augment, config)
+            else:
+                image = tf.cast(image, tf.float32) / 255.0
+            images.append(image)
+        pair = (images[0], images[1])
+        if with_info:
+            info = {k: pairs[k] for k in (schema.TRUE_TARGET, schema.ID_A, schema.ID_B)}
+            return pair, pairs[schema.TARGET], info
+        return pair, pairs[schema.TARGET]
+
+    ds = ds.map(materialize, num_parallel_calls=AUTOTUNE, deterministic=True)
+    if not training and not config.skip_corrupt:
         # Known length: Keras then ends evaluation without probing past the end, and a shard
         # set that disagrees with metadata.json fails loudly.
-        pairs = split_size(data_dir, attribute, split, meta)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-pairs // config.batch_size)))
+        count = pair_count(meta, data_dir, attribute, splits)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-count // config.batch_size)))
     return ds.prefetch(AUTOTUNE)
 
 
-def make_image_dataset(data_dir, split="generator", *, batch_size, image_size):
-    """Batched (image, strengths) of the single-image records (the generator's training set)."""
-    schema.read_metadata(data_dir)
-    files = sorted(tf.io.gfile.glob(schema.shard_pattern(schema.image_shard_prefix(data_dir,
-                                                                                   split))))
-    if not files:
-        raise schema.DataError(f"{schema.image_shard_prefix(data_dir, split)}: no image shards")
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=AUTOTUNE)
-    ds = ds.map(schema.parse_image, num_parallel_calls=AUTOTUNE)
-    ds = ds.map(lambda r: (decode_image(r[schema.IMAGE], image_size), r[schema.STRENGTHS]),
-                num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+# --------------------------------------------------------------------------- single images
+def validation_rows(ids, fraction):
+    """Which rows form the held-out part: a stable hash of the id, so a table that grows keeps
+    its old images on the same side."""
+    return np.asarray([_stable_hash(i) % 10_000 < fraction * 10_000 for i in ids], bool)
+
+
+def make_image_dataset(data_dir, table, config=InputConfig(), *, part="train",
+                       validation_fraction=0.1, training, seed=0, start_batch=0, meta=None,
+                       store=None):
+    """Batched (image, strengths) of an image table (the generator's training set).
+
+    part: 'train' or 'validation' (a held-out `validation_fraction` by id), or 'all'.
+    Training streams are endless, shuffled and augmented (flip / translate / crop).
+    """
+    meta = meta or schema.read_metadata(data_dir)
+    store = store or ImageStore(data_dir, [table], config.image_size, config.image_memory_mb,
+                                meta, config.skip_corrupt)
+    held_out = validation_rows(store.ids, validation_fraction)
+    chosen = {"train": ~held_out, "validation": held_out,
+              "all": np.ones_like(held_out)}[part]
+    rows = np.flatnonzero(chosen)
+    if not len(rows):
+        raise schema.DataError(f"{schema.metadata_path(data_dir)}: image table {table!r} has no "
+                               f"{part} images")
+    strengths = tf.constant(store.strengths)
+    if training:
+        ds = _endless({"row": rows}, _stable_hash(seed, table, part)).map(lambda r: r["row"])
+        ds = ds.skip(start_batch * config.batch_size)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(rows)
+    ds = ds.batch(config.batch_size, drop_remainder=training)
+    ds = tf.data.Dataset.zip((ds, tf.data.Dataset.range(start_batch, FOREVER)))
+    augment = tuple(config.augment) if training else ()
+
+    def materialize(batch_rows, index):
+        image = store.images(batch_rows)
+        if augment:
+            image = augment_batch(image, tf.stack([tf.constant(seed, tf.int64), index]),
+                                  augment, config)
+        else:
+            image = tf.cast(image, tf.float32) / 255.0
+        return image, tf.gather(strengths, batch_rows)
+
+    return ds.map(materialize, num_parallel_calls=AUTOTUNE,
+                  deterministic=True).prefetch(AUTOTUNE)
+
+
+def find_unreadable_shards(files):
+    """[(file, error)] for every shard that cannot be read to its end (names the bad file)."""
+    bad = []
+    for path in files:
+        try:
+            for _ in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+                pass
+        except (tf.errors.DataLossError, tf.errors.OutOfRangeError,
+                tf.errors.InvalidArgumentError) as e:
+            bad.append((path, _first_line(e)))
+    return bad
+
+
+def raise_for_unreadable(files, error):
+    """Turns a data-loss error from deep inside tf.data into a one-line DataError naming the
+    file; any other error is raised as it is (no reading of every shard first)."""
+    if not isinstance(error, tf.errors.DataLossError):
+        raise error
+    bad = find_unreadable_shards(files)
+    if bad:
+        path, message = bad[0]
+        raise schema.DataError(f"{path}: corrupt or truncated shard ({message}); regenerate it, "
+                               f"or pass --skip_corrupt to count and skip bad records") from None
+    raise error

@@ -1,198 +1,207 @@
-"""The TFRecord schema of relattr_tf: the one place feature names, dtypes and layout live.
+"""The data-directory schema of relattr_tf (version 2): the one place names and layout live.
 
-Two record types, both `tf.train.Example`, in gzip TFRecord shards:
+Images are stored once, in image tables; pairs are small records that name two images by id.
 
-* pair records, one per labelled pair (i, j) of one attribute;
-* image records, one per image with its attribute-strength vector (training data for the
-  conditional generator, which sees images and strengths but no pairs).
+    DIR/metadata.json
+    DIR/images/<table>-00000-of-00001.tfrecord.gz            image records
+    DIR/pairs/<attribute>/<split>-00000-of-00002.tfrecord.gz  pair records
 
-Targets follow one convention everywhere: 1 = the first image (a) shows more, 0 = the second
-(b) shows more, 0.5 = about equal. Unknown scalars are stored as -1; unknown vectors are empty.
+Both record types are `tf.train.Example`s in gzip TFRecord shards:
 
-A data directory holds `metadata.json` plus shards, one set per attribute and split:
-`<dir>/<attribute>/<split>-00000-of-00004.tfrecord.gz`, and image shards under
-`<dir>/images/<split>-*.tfrecord.gz`.
+* image record: `image` (encoded PNG or the source JPEG bytes), `id`, `strengths` (the image's
+  attribute-strength vector, empty when unknown), `box` (the subject's bounding box
+  [ymin, xmin, ymax, xmax] in [0, 1], empty when unknown), `source`;
+* pair record: `id_a`, `id_b`, `attribute`, `target` (1 = a shows more, 0 = b shows more,
+  0.5 = about equal), `agreement`, `confidence`, `true_target` (exact truth; -1 when unknown),
+  `source`, `split`. No image bytes.
+
+`metadata.json` lists every image table (`images`: count, shards, bytes) and every pair split
+(`splits[attribute][split]`: pairs, equal pairs, shards, and the image tables its ids refer to),
+with the hashes of the sources and the commands that made and grew the directory. Shard paths
+in it are relative to the data directory; readers use them, never a glob, so a stale file
+cannot leak into a read.
 """
 import json
 import os
+import zlib
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Feature names other modules read from parsed records.
-IMAGE_A, IMAGE_B, ID_A, ID_B, TARGET, TRUE_TARGET = (
-    "image_a", "image_b", "id_a", "id_b", "target", "true_target")
-IMAGE, STRENGTHS = "image", "strengths"
+ID, IMAGE, STRENGTHS, BOX = "id", "image", "strengths", "box"
+ID_A, ID_B, TARGET, TRUE_TARGET = "id_a", "id_b", "target", "true_target"
+AGREEMENT, CONFIDENCE = "agreement", "confidence"
 METADATA_FILE = "metadata.json"
 SHARD_SUFFIX = ".tfrecord.gz"
-IMAGES_DIR = "images"
+IMAGES_DIR, PAIRS_DIR = "images", "pairs"
 UNKNOWN = -1.0
 EQUAL_TARGET = 0.5
+SHARD_TARGET_BYTES = 128 << 20  # automatic shard count: about this much per shard
+REBUILD_HINT = "python -m beam_jobs.make_synthetic --output_dir=DIR"
 
 
-def shard_prefix(data_dir, attribute, split):
-    """Path prefix that WriteToTFRecord completes with `-SSSSS-of-NNNNN.tfrecord.gz`."""
-    return f"{data_dir.rstrip('/')}/{attribute}/{split}"
+class DataError(ValueError):
+    """A data directory problem, with a one-line message that names the file."""
 
 
-def image_shard_prefix(data_dir, split):
-    return f"{data_dir.rstrip('/')}/{IMAGES_DIR}/{split}"
+# --------------------------------------------------------------------------- layout
+def image_table_prefix(table):
+    """Shard prefix of an image table, relative to the data directory."""
+    return f"{IMAGES_DIR}/{table}"
 
 
-def shard_pattern(prefix):
-    return f"{prefix}-*-of-*{SHARD_SUFFIX}"
+def pair_split_prefix(attribute, split):
+    """Shard prefix of one attribute's pair split, relative to the data directory."""
+    return f"{PAIRS_DIR}/{attribute}/{split}"
+
+
+def shard_name(prefix, index, count, tag=""):
+    """`prefix[-tag]-SSSSS-of-NNNNN.tfrecord.gz`; a tag keeps a rewritten set apart from the
+    one it replaces until metadata.json points at it."""
+    tag = f"-{tag}" if tag else ""
+    return f"{prefix}{tag}-{index:05d}-of-{count:05d}{SHARD_SUFFIX}"
+
+
+def shard_count(total_bytes, requested=0):
+    """`requested` shards, or (0) one per SHARD_TARGET_BYTES of records, at least one."""
+    if requested:
+        return int(requested)
+    return max(1, -(-int(total_bytes) // SHARD_TARGET_BYTES))
+
+
+def shard_of(sort_key, count):
+    """The shard a record goes to: a stable hash of its key (the same run after run)."""
+    return zlib.crc32(sort_key.encode("utf-8")) % count
+
+
+def join(data_dir, relative):
+    return f"{data_dir.rstrip('/')}/{relative}"
 
 
 # --------------------------------------------------------------------------- encoding
-def _bytes(values):
+def _feature(kind, values):
     from tensorflow.core.example import feature_pb2
-    return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=values))
-
-
-def _floats(values):
-    from tensorflow.core.example import feature_pb2
+    if kind == "bytes":
+        return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=values))
     return feature_pb2.Feature(float_list=feature_pb2.FloatList(value=values))
 
 
 def _text(s):
-    return _bytes([s.encode("utf-8")])
+    return _feature("bytes", [str(s).encode("utf-8")])
 
 
-def _optional(x):
-    return UNKNOWN if x is None else float(x)
+def _scalar(x):
+    return _feature("float", [UNKNOWN if x is None else float(x)])
 
 
 def _vector(v):
-    return [] if v is None else [float(x) for x in np.asarray(v, np.float64).ravel()]
+    return _feature("float", [] if v is None else
+                    [float(x) for x in np.asarray(v, np.float64).ravel()])
 
 
-def encode_pair(*, image_a, image_b, id_a, id_b, attribute, target, source, split,
-                agreement=None, confidence=None, strengths_a=None, strengths_b=None,
-                true_target=None):
-    """Serialized pair Example (bytes). Images are encoded bytes (PNG, JPEG)."""
+def _example(feature):
     from tensorflow.core.example import example_pb2, feature_pb2
+    feature["schema_version"] = _feature("float", [SCHEMA_VERSION])
+    example = example_pb2.Example(features=feature_pb2.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)
+
+
+def encode_image(*, image, image_id, source, strengths=None, box=None):
+    """Serialized image record (bytes). `image` is encoded bytes (PNG, JPEG)."""
+    if box is not None and len(box) != 4:
+        raise ValueError(f"image {image_id}: box must be [ymin, xmin, ymax, xmax], got {box}")
+    return _example({IMAGE: _feature("bytes", [image]), ID: _text(image_id),
+                     STRENGTHS: _vector(strengths), BOX: _vector(box), "source": _text(source)})
+
+
+def encode_pair(*, id_a, id_b, attribute, target, source, split, agreement=None,
+                confidence=None, true_target=None):
+    """Serialized pair record (bytes): two image ids and the label, no image bytes."""
     target = float(target)
     if target not in (0.0, 0.5, 1.0):
         raise ValueError(f"pair {id_a},{id_b}: target must be 0, 0.5 or 1, got {target}")
-    feature = {
-        "schema_version": _floats([SCHEMA_VERSION]),
-        IMAGE_A: _bytes([image_a]),
-        IMAGE_B: _bytes([image_b]),
-        ID_A: _text(id_a),
-        ID_B: _text(id_b),
-        "attribute": _text(attribute),
-        TARGET: _floats([target]),
-        "agreement": _floats([_optional(agreement)]),
-        "confidence": _floats([_optional(confidence)]),
-        "strengths_a": _floats(_vector(strengths_a)),
-        "strengths_b": _floats(_vector(strengths_b)),
-        TRUE_TARGET: _floats([_optional(true_target)]),
-        "source": _text(source),
-        "split": _text(split),
-    }
-    example = example_pb2.Example(features=feature_pb2.Features(feature=feature))
-    return example.SerializeToString(deterministic=True)
+    return _example({ID_A: _text(id_a), ID_B: _text(id_b), "attribute": _text(attribute),
+                     TARGET: _scalar(target), AGREEMENT: _scalar(agreement),
+                     CONFIDENCE: _scalar(confidence), TRUE_TARGET: _scalar(true_target),
+                     "source": _text(source), "split": _text(split)})
 
 
-def encode_image(*, image, image_id, strengths, source, split):
-    """Serialized single-image Example with its attribute-strength vector."""
-    from tensorflow.core.example import example_pb2, feature_pb2
-    feature = {
-        "schema_version": _floats([SCHEMA_VERSION]),
-        IMAGE: _bytes([image]),
-        "id": _text(image_id),
-        STRENGTHS: _floats(_vector(strengths)),
-        "source": _text(source),
-        "split": _text(split),
-    }
-    example = example_pb2.Example(features=feature_pb2.Features(feature=feature))
-    return example.SerializeToString(deterministic=True)
+def pair_sort_key(pair):
+    """The order of pairs inside a shard (and which shard): ids, then the label."""
+    return f"{pair['id_a']}|{pair['id_b']}|{pair['target']}"
 
 
 # --------------------------------------------------------------------------- parsing
-def pair_feature_spec():
-    import tensorflow as tf
-    scalar_f = lambda: tf.io.FixedLenFeature([], tf.float32, default_value=UNKNOWN)
-    scalar_s = lambda: tf.io.FixedLenFeature([], tf.string, default_value="")
-    return {
-        "schema_version": tf.io.FixedLenFeature([], tf.float32),
-        IMAGE_A: tf.io.FixedLenFeature([], tf.string),
-        IMAGE_B: tf.io.FixedLenFeature([], tf.string),
-        ID_A: scalar_s(),
-        ID_B: scalar_s(),
-        "attribute": scalar_s(),
-        TARGET: tf.io.FixedLenFeature([], tf.float32),
-        "agreement": scalar_f(),
-        "confidence": scalar_f(),
-        "strengths_a": tf.io.VarLenFeature(tf.float32),
-        "strengths_b": tf.io.VarLenFeature(tf.float32),
-        TRUE_TARGET: scalar_f(),
-        "source": scalar_s(),
-        "split": scalar_s(),
-    }
-
-
 def image_feature_spec():
     import tensorflow as tf
     return {
-        "schema_version": tf.io.FixedLenFeature([], tf.float32),
         IMAGE: tf.io.FixedLenFeature([], tf.string),
-        "id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+        ID: tf.io.FixedLenFeature([], tf.string),
         STRENGTHS: tf.io.VarLenFeature(tf.float32),
-        "source": tf.io.FixedLenFeature([], tf.string, default_value=""),
-        "split": tf.io.FixedLenFeature([], tf.string, default_value=""),
+        BOX: tf.io.VarLenFeature(tf.float32),
     }
 
 
-def parse_pair(serialized):
-    """Parses one pair record (graph mode) into a dict of tensors; vectors are dense."""
+def pair_feature_spec():
     import tensorflow as tf
-    parsed = tf.io.parse_single_example(serialized, pair_feature_spec())
-    for key in ("strengths_a", "strengths_b"):
-        parsed[key] = tf.sparse.to_dense(parsed[key])
+    scalar = lambda: tf.io.FixedLenFeature([], tf.float32, default_value=UNKNOWN)
+    return {
+        ID_A: tf.io.FixedLenFeature([], tf.string),
+        ID_B: tf.io.FixedLenFeature([], tf.string),
+        TARGET: tf.io.FixedLenFeature([], tf.float32),
+        AGREEMENT: scalar(),
+        CONFIDENCE: scalar(),
+        TRUE_TARGET: scalar(),
+    }
+
+
+def parse_pairs(serialized):
+    """Parses a batch of pair records (graph mode) into a dict of tensors."""
+    import tensorflow as tf
+    return tf.io.parse_example(serialized, pair_feature_spec())
+
+
+def parse_images(serialized):
+    """Parses a batch of image records; strengths and boxes come back as ragged tensors."""
+    import tensorflow as tf
+    parsed = tf.io.parse_example(serialized, image_feature_spec())
+    for key in (STRENGTHS, BOX):
+        parsed[key] = tf.RaggedTensor.from_sparse(parsed[key])
     return parsed
 
 
-def parse_image(serialized):
-    import tensorflow as tf
-    parsed = tf.io.parse_single_example(serialized, image_feature_spec())
-    parsed[STRENGTHS] = tf.sparse.to_dense(parsed[STRENGTHS])
-    return parsed
-
-
-def decode_pair(serialized):
-    """Parses a pair record in Python (eager, tests and tools): dict of numpy/str values."""
+def decode_record(serialized):
+    """Parses any record in Python (tests and tools): dict of str / float / numpy values."""
     from tensorflow.core.example import example_pb2
     example = example_pb2.Example.FromString(serialized)
     out = {}
     for key, feature in example.features.feature.items():
         kind = feature.WhichOneof("kind")
-        values = list(getattr(feature, kind).value)
-        if kind == "bytes_list":
-            out[key] = values[0] if key.startswith("image") else values[0].decode("utf-8")
-        elif key.startswith("strengths"):
+        values = list(getattr(feature, kind).value) if kind else []
+        if key == IMAGE:
+            out[key] = values[0]
+        elif kind == "bytes_list":
+            out[key] = values[0].decode("utf-8")
+        elif key in (STRENGTHS, BOX):
             out[key] = np.asarray(values, np.float32)
         else:
-            out[key] = values[0]
+            out[key] = values[0] if values else None
     return out
 
 
 # --------------------------------------------------------------------------- metadata
-class DataError(ValueError):
-    """A data directory problem, with a one-line message that names the file."""
-
-
 def metadata_path(data_dir):
     return os.path.join(data_dir, METADATA_FILE)
 
 
-def read_metadata(data_dir, make_hint="python -m beam_jobs.make_synthetic --output_dir=DIR"):
+def read_metadata(data_dir, make_hint=REBUILD_HINT):
     """Reads and checks metadata.json; errors name the file and say how to make it."""
     import tensorflow as tf
     path = metadata_path(data_dir)
     if not tf.io.gfile.exists(path):
-        raise DataError(f"{path}: no data directory here (metadata.json missing); make one with: "
-                        f"{make_hint}")
+        raise DataError(f"{path}: no data directory here (metadata.json missing); make one "
+                        f"with: {make_hint}")
     try:
         with tf.io.gfile.GFile(path) as f:
             meta = json.load(f)
@@ -200,26 +209,47 @@ def read_metadata(data_dir, make_hint="python -m beam_jobs.make_synthetic --outp
         raise DataError(f"{path}: not valid JSON ({e})") from None
     version = meta.get("schema_version")
     if version != SCHEMA_VERSION:
+        command = meta.get("command") or make_hint
         raise DataError(f"{path}: schema version {version}, this relattr_tf reads version "
-                        f"{SCHEMA_VERSION}; regenerate the data directory with this version")
+                        f"{SCHEMA_VERSION} (images stored once, pairs by id); rebuild it with: "
+                        f"{command}")
     return meta
 
 
-def check_attribute_split(meta, data_dir, attribute, split):
-    """Raises DataError listing the known attributes / splits."""
+def pair_split(meta, data_dir, attribute, split):
+    """The metadata entry of one pair split; DataError listing what exists."""
     splits = meta.get("splits", {})
     if attribute not in splits:
         raise DataError(f"{metadata_path(data_dir)}: unknown attribute {attribute!r}; known: "
                         f"{', '.join(sorted(splits))}")
     if split not in splits[attribute]:
-        raise DataError(f"{metadata_path(data_dir)}: attribute {attribute!r} has no split {split!r}; "
-                        f"known: {', '.join(sorted(splits[attribute]))}")
+        raise DataError(f"{metadata_path(data_dir)}: attribute {attribute!r} has no split "
+                        f"{split!r}; known: {', '.join(sorted(splits[attribute]))}")
     return splits[attribute][split]
 
 
+def image_table(meta, data_dir, table):
+    """The metadata entry of one image table; DataError listing what exists."""
+    tables = meta.get("images", {})
+    if table not in tables:
+        raise DataError(f"{metadata_path(data_dir)}: no image table {table!r}; known: "
+                        f"{', '.join(sorted(tables))}")
+    return tables[table]
+
+
+def shard_paths(data_dir, entry, what):
+    """Absolute shard paths of a table or split entry; DataError when it has none."""
+    if not entry.get("shards"):
+        raise DataError(f"{metadata_path(data_dir)}: {what} has no records")
+    return [join(data_dir, name) for name in entry["shards"]]
+
+
 def write_metadata(data_dir, meta):
-    """Writes metadata.json through Beam's FileSystems (works for gs:// too)."""
-    from apache_beam.io.filesystems import FileSystems
+    """Writes metadata.json atomically (a temporary file, then a rename), also on gs://."""
+    import tensorflow as tf
     meta = dict(meta, schema_version=SCHEMA_VERSION)
-    with FileSystems.create(metadata_path(data_dir)) as f:
-        f.write(json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"))
+    path = metadata_path(data_dir)
+    tf.io.gfile.makedirs(data_dir)
+    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+        f.write(json.dumps(meta, indent=2, sort_keys=True))
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)

@@ -1,0 +1,103 @@
+"""Writing records into a data directory: shard files, and growing a directory in place.
+
+The Beam jobs and `add_to_data_dir` place records the same way (schema.shard_of on a sort key,
+records sorted inside a shard), so the same records always land in the same shards.
+
+    add_to_data_dir("data/synthetic", table="synthetic-round-01", images=[...],
+                    pairs=[...], command="...")
+
+adds an image table and pair splits to an existing data directory and updates metadata.json
+atomically. A table or split of the same name is replaced, nothing else; the replaced shard
+files are deleted only after metadata.json points at the new ones.
+"""
+import hashlib
+import time
+
+import tensorflow as tf
+
+from relattr_tf.data import schema
+
+
+def write_shard(path, records):
+    """Writes serialized records into one gzip TFRecord file (creating its folder)."""
+    tf.io.gfile.makedirs(path.rsplit("/", 1)[0])  # TFRecordWriter does not create folders
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for record in records:
+            writer.write(record)
+
+
+def write_record_set(data_dir, prefix, keyed_records, num_shards=0, tag=""):
+    """Writes (sort_key, record) pairs as one shard set; returns count, bytes and shard names."""
+    total = sum(len(record) for _, record in keyed_records)
+    count = schema.shard_count(total, num_shards)
+    buckets = [[] for _ in range(count)]
+    for key, record in keyed_records:
+        buckets[schema.shard_of(key, count)].append((key, record))
+    names = []
+    for index, bucket in enumerate(buckets):
+        name = schema.shard_name(prefix, index, count, tag)
+        write_shard(schema.join(data_dir, name), [record for _, record in sorted(bucket)])
+        names.append(name)
+    return dict(count=len(keyed_records), bytes=total, shards=names)
+
+
+def _tag(keyed_records):
+    """A content hash: a rewritten set gets new file names, the same content the same ones."""
+    digest = hashlib.sha256()
+    for key, record in sorted(keyed_records):
+        digest.update(record)
+    return digest.hexdigest()[:8]
+
+
+def add_to_data_dir(data_dir, *, images=(), table=None, pairs=(), image_tables=None,
+                    command="", num_shards=0):
+    """Adds an image table and/or pair splits to an existing (version 2) data directory.
+
+    images: dicts of schema.encode_image's arguments, written as image table `table`.
+    pairs: dicts of schema.encode_pair's arguments; one split per (attribute, split) in them,
+      whose ids refer to `image_tables` (default: [table]).
+    Returns the updated metadata.
+    """
+    meta = schema.read_metadata(data_dir)
+    replaced = []
+    if images:
+        if not table:
+            raise ValueError("add_to_data_dir: images need a table name")
+        keyed = [(image["image_id"], schema.encode_image(**image)) for image in images]
+        tag = _tag(keyed)
+        summary = write_record_set(data_dir, schema.image_table_prefix(table), keyed,
+                                   num_shards, tag)
+        replaced += meta.setdefault("images", {}).get(table, {}).get("shards", [])
+        meta["images"][table] = summary
+    tables = list(image_tables or ([table] if table else []))
+    for name in tables:
+        schema.image_table(meta, data_dir, name)  # the ids must refer to a table that exists
+    by_split = {}
+    for pair in pairs:
+        by_split.setdefault((pair["attribute"], pair["split"]), []).append(pair)
+    for (attribute, split), members in sorted(by_split.items()):
+        if not tables:
+            raise ValueError(f"add_to_data_dir: pairs of {attribute}/{split} need image_tables")
+        keyed = [(schema.pair_sort_key(p), schema.encode_pair(**p)) for p in members]
+        summary = write_record_set(data_dir, schema.pair_split_prefix(attribute, split), keyed,
+                                   num_shards, _tag(keyed))
+        summary.update(pairs=summary.pop("count"), image_tables=tables,
+                       equal_pairs=sum(p["target"] == schema.EQUAL_TARGET for p in members))
+        splits = meta.setdefault("splits", {}).setdefault(attribute, {})
+        replaced += splits.get(split, {}).get("shards", [])
+        splits[split] = summary
+        if attribute not in meta.setdefault("attributes", []):
+            meta["attributes"].append(attribute)
+    meta.setdefault("history", []).append(dict(
+        command=command, time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        images={table: len(images)} if images else {},
+        pairs={f"{a}/{s}": len(m) for (a, s), m in sorted(by_split.items())}))
+    schema.write_metadata(data_dir, meta)
+    in_use = {name for entry in meta.get("images", {}).values() for name in entry["shards"]}
+    in_use |= {name for splits in meta.get("splits", {}).values() for entry in splits.values()
+               for name in entry["shards"]}
+    for name in set(replaced) - in_use:
+        path = schema.join(data_dir, name)
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+    return meta
