@@ -7,21 +7,23 @@ for every model), evaluates it, and writes <model_dir>/ablation.md and ablation.
 (crowd labels) and accuracy against exact truth, mean over seeds, with the seeds listed.
 A rerun skips the runs that already finished (each has its own model_dir and resumes).
 """
-import dataclasses
 import os
-import sys
 
 from absl import app, flags
 
-from relattr_tf import train as train_flags  # noqa: F401  defines the training flags
-
-flags.DEFINE_list("models", ["ranknet", "dacrl_noatt", "dacrl"], "Models to compare.")
-flags.DEFINE_list("pair_sets", ["coarse", "fine"], "coarse: train/test, fine: *_fine splits.")
-flags.DEFINE_list("attributes", ["brightness", "contrast", "size", "stripes"], "Attributes.")
-flags.DEFINE_list("seeds", ["0"], "Seeds; each run is repeated per seed.")
-FLAGS = flags.FLAGS
+from relattr_tf import cli
+from relattr_tf import train as train_flags  # defines the training flags
 
 SPLITS = {"coarse": ("train", "test"), "fine": ("train_fine", "test_fine")}
+flags.DEFINE_multi_enum("models", ["ranknet", "dacrl_noatt", "dacrl"],
+                        ["ranknet", "dacrl_noatt", "dacrl"], "Models to compare.")
+flags.DEFINE_multi_enum("pair_sets", ["coarse", "fine"], list(SPLITS),
+                        "coarse: train/test, fine: *_fine splits.")
+flags.DEFINE_list("attributes", ["brightness", "contrast", "size", "stripes"], "Attributes.")
+flags.DEFINE_list("seeds", ["0"], "Seeds; each run is repeated per seed.")
+flags.register_validator("seeds", lambda v: all(s.isdigit() for s in v),
+                         "--seeds: non-negative integers")
+FLAGS = flags.FLAGS
 
 
 def run_ablation(config, model_dir, models, pair_sets, attributes, seeds):
@@ -34,9 +36,9 @@ def run_ablation(config, model_dir, models, pair_sets, attributes, seeds):
             for model in models:
                 results = []
                 for seed in seeds:
-                    run_config = dataclasses.replace(
-                        config, model=model, attribute=attribute, seed=seed,
-                        train_split=train_split, eval_splits=(test_split,))
+                    run_config = config.with_values(
+                        model=model, attribute=attribute, seed=seed, train_split=(train_split,),
+                        eval_split=(test_split,))
                     run_dir = os.path.join(model_dir, pair_set, attribute, model, f"seed{seed}")
                     results.append(run.train_or_reuse(run_config, run_dir)[test_split])
                 rows.append(dict(
@@ -79,16 +81,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = train_flags.prepare()
-    from relattr_tf.data.schema import DataError
     from relattr_tf.training import run
-    try:
-        run.ensure_data(config)
-        rows = run_ablation(config, FLAGS.model_dir, FLAGS.models, FLAGS.pair_sets,
-                            FLAGS.attributes, [int(s) for s in FLAGS.seeds])
-    except (DataError, run.ConfigError) as e:
-        sys.exit(f"relattr_tf.ablation: {e}")
+    run.ensure_data(config)
+    rows = run_ablation(config, FLAGS.model_dir, FLAGS.models, FLAGS.pair_sets,
+                        FLAGS.attributes, [int(s) for s in FLAGS.seeds])
     print(write_ablation_table(rows, FLAGS.model_dir, FLAGS.models))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, "relattr_tf.ablation")

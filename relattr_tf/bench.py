@@ -137,17 +137,21 @@ def time_inference(network, batch_size, size, calls, jit_compile, warmup=2):
 
 
 def build_ranker(model, size, width, policy, jit_compile, steps_per_execution=1, strategy=None):
+    """A compiled PairwiseRanker as training builds it (the paper's recipe, one optimizer per
+    parameter group)."""
     import keras
     import tensorflow as tf
-    from relattr_tf.config import TrainConfig
-    from relattr_tf.training import run
+    from relattr_tf.config import Config, DataConfig, RankerConfig, TrainConfig
+    from relattr_tf.training import ranker as ranker_lib, run
     keras.mixed_precision.set_global_policy(policy)  # layers keep the policy they were built with
-    config = TrainConfig(model=model, image_size=size, width=width, jit_compile=jit_compile)
+    config = Config(model=model, data=DataConfig(image_size=size),
+                    train=TrainConfig(jit_compile=jit_compile, mixed_precision=policy),
+                    family=RankerConfig(width=width))
     with (strategy or tf.distribute.get_strategy()).scope():
-        ranker = run.build_ranker(config, steps_per_epoch=1000)
-        if steps_per_execution > 1:
-            ranker.compile(ranker.trunk_optimizer, ranker.head_optimizer,
-                           jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+        task = ranker_lib.RankerTask(config)
+        ranker = task.build()
+        run.compile_model(ranker, task, config, steps_per_epoch=1000,
+                          steps_per_execution=steps_per_execution)
     keras.mixed_precision.set_global_policy("float32")
     return ranker
 
@@ -223,18 +227,19 @@ def time_replica_speedup(model, size, width, steps, batch_size, policy, jit_comp
     return rates
 
 
-def time_reader(data_dir, batch_size, batches=150):
+def time_reader(data_dir, batch_size, seconds=5.0):
+    """Training pairs/s of the reader (decode or gather, flip + translate, swap, batch)."""
     from relattr_tf.data import pipeline
     config = pipeline.InputConfig(batch_size=batch_size, image_size=64)
     attribute = "brightness"
-    ds = pipeline.make_dataset(data_dir, attribute, "train", config, training=True, seed=0,
-                               repeat=True)
+    ds = pipeline.make_dataset(data_dir, attribute, "train", config, training=True, seed=0)
     iterator = iter(ds)
-    for _ in range(20):  # fills the cache and the prefetch buffers
+    for _ in range(20):  # fills the prefetch buffers
         next(iterator)
-    started = time.perf_counter()
-    for _ in range(batches):
+    started, batches = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
         next(iterator)
+        batches += 1
     return round(batches * batch_size / (time.perf_counter() - started), 1)
 
 

@@ -1,86 +1,346 @@
-"""Typed training configuration, built once from flags in `train.main` and passed down."""
+"""The one configuration definition: typed sections whose fields generate the command flags.
+
+    config = Config(model="dacrl", data=DataConfig(...), train=TrainConfig(...),
+                    family=RankerConfig(...))
+    config.data.attribute, config.train.epochs, config.family.width
+
+A `Config` holds the settings every model shares (`data`, `train`) and the section of its model
+family (`family`: `RankerConfig` for the pair rankers); the sections of other families are not
+part of it, so they are neither saved with a run nor compared when it resumes. Every field is
+declared once, with `setting(...)`: its default, help text, range and role. `define_flags`
+makes one absl flag per field (flat names, so flagfiles read `--width=0.25`), `from_flags`
+builds the Config back; a flag of another family's section that is set explicitly is an error.
+"""
 import dataclasses
 import json
 import os
 
+CONFIG_FILE = "config.json"
 
-# Fields that fix the network's shape: a model_dir can only be resumed with the same values.
-ARCHITECTURE_FIELDS = ("model", "image_size", "width", "reduction", "cross_filters",
-                       "cross_depth", "head_units", "head_pool")
+
+class ConfigError(ValueError):
+    """A configuration that cannot run, with a one-line message."""
+
+
+def setting(default, help, *, lower=None, upper=None, choices=None, compared=True,
+            architecture=False):
+    """A config field. compared=False: may change freely between a run and its resumption
+    (display, logging); architecture=True: fixes the network, so a resume must keep it."""
+    kind = dict(default_factory=lambda: default) if isinstance(default, list) else dict(
+        default=default)
+    return dataclasses.field(**kind, metadata=dict(
+        help=help, lower=lower, upper=upper, choices=choices, compared=compared,
+        architecture=architecture))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    data_dir: str = setting("data/synthetic", "Data directory (metadata.json, image tables, "
+                            "pair splits).")
+    attribute: str = setting("brightness", "Attribute to train, or 'all' (one network each).")
+    train_split: tuple = setting(("train",), "Training split(s); SPLIT:WEIGHT mixes several "
+                                 "in every batch, e.g. train:1,synthetic-round-01:0.5.")
+    val_split: str = setting("", "Split monitored during training ('' = the first eval split; "
+                             "monitoring only, nothing is selected on it).")
+    val_steps: int = setting(0, "Validation batches per epoch (0 = all).", lower=0,
+                             compared=False)
+    eval_split: tuple = setting(("test",), "Split(s) evaluated at the end.", compared=False)
+    image_table: str = setting("generator", "Image table of single-image models.")
+    validation_fraction: float = setting(0.1, "Share of an image table held out for "
+                                         "validation (single-image models).", lower=0.0,
+                                         upper=0.5)
+    image_size: int = setting(64, "Input size; images are resized to it.", lower=32,
+                              upper=1024, architecture=True)
+    augment: tuple = setting(("flip", "translate"), "Training augmentations: flip, translate, "
+                             "crop.", choices=("flip", "translate", "crop"))
+    swap: bool = setting(True, "Also train every pair swapped, with target 1 - t.")
+    image_memory_mb: int = setting(2048, "Keep decoded images in memory up to this size; "
+                                   "beyond it they stay encoded and are decoded on use.",
+                                   lower=1, compared=False)
+    skip_corrupt: bool = setting(False, "Skip unreadable records (logged) instead of failing.",
+                                 compared=False)
+    make_data: bool = setting(False, "Build the embedded benchmark in --data_dir first if it "
+                              "has none.", compared=False)
+    make_data_args: str = setting("", "Arguments for beam_jobs.make_synthetic when --make_data "
+                                  "builds data.", compared=False)
+
+    def train_weights(self):
+        """--train_split as {split: weight}."""
+        weights = {}
+        for item in self.train_split:
+            split, _, weight = item.partition(":")
+            try:
+                weights[split] = float(weight) if weight else 1.0
+            except ValueError:
+                raise ConfigError(f"--train_split={item}: the weight after ':' must be a "
+                                  f"number") from None
+            if weights[split] <= 0:
+                raise ConfigError(f"--train_split={item}: the weight must be positive")
+        return weights
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    data_dir: str = "data/synthetic"
-    attribute: str = "brightness"
+    optimizer: str = setting("rmsprop", "Optimizer of every parameter group.",
+                             choices=("rmsprop", "adam", "adamw", "sgd"))
+    weight_decay: float = setting(5e-4, "Weight decay of kernels (biases excluded).", lower=0.0,
+                                  upper=1.0)
+    weight_decay_mode: str = setting("l2", "l2: wd * w added to the gradient, as Caffe, Torch "
+                                     "and the papers apply it; decoupled: w -= lr * wd * w "
+                                     "(AdamW style).", choices=("l2", "decoupled"))
+    rho: float = setting(0.9, "RMSProp's decay of the squared-gradient average.", lower=0.0,
+                         upper=0.9999)
+    epsilon: float = setting(1e-7, "Optimizer epsilon (RMSProp, Adam).", lower=0.0, upper=1.0)
+    momentum: float = setting(0.9, "SGD momentum.", lower=0.0, upper=0.9999)
+    lr_drop_epochs: tuple = setting((5, 12), "Divide learning rates by --lr_drop_factor after "
+                                    "these many epochs.", lower=1)
+    lr_drop_factor: float = setting(10.0, "Learning-rate drop factor.", lower=1.0)
+    epochs: int = setting(16, "Epochs.", lower=1)
+    steps_per_epoch: int = setting(0, "Steps per epoch; 0: one pass over the training data.",
+                                   lower=0)
+    batch_size: int = setting(24, "Global batch size (pairs or images).", lower=1)
+    strategy: str = setting("default", "Distribution strategy.", choices=("default", "mirrored"))
+    mixed_precision: str = setting("float32", "Keras dtype policy (mixed_float16 gets dynamic "
+                                   "loss scaling).",
+                                   choices=("float32", "mixed_float16", "mixed_bfloat16"))
+    jit_compile: bool = setting(False, "XLA-compile the train step.")
+    seed: int = setting(0, "Random seed (initial weights, data order, augmentation).", lower=0)
+    deterministic: bool = setting(False, "TensorFlow op determinism (and its own CPU kernels: "
+                                  "slower than oneDNN).")
+    tensorboard_images: int = setting(4, "Examples drawn in TensorBoard each epoch.", lower=0,
+                                      compared=False)
+    update_freq: int = setting(0, "TensorBoard batch summaries every N steps (0 = about ten "
+                               "per epoch).", lower=0, compared=False)
+    progress: str = setting("line", "Per-epoch line or progress bar.", choices=("line", "bar"),
+                            compared=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class RankerConfig:
+    """The pair rankers: DACRL, its no-attention ablation and RankNet."""
+    width: float = setting(1.0, "VGG16 channel multiplier; 1 = the real VGG16.", lower=0.01,
+                           upper=4.0, architecture=True)
+    backbone_weights: str = setting("", "Local path of Keras' VGG16 notop ImageNet .h5 file "
+                                    "(needs --width=1).")
+    trunk_lr: float = setting(5e-5, "Learning rate of the VGG16 trunk.", lower=0.0)
+    head_lr: float = setting(5e-4, "Learning rate of every other layer.", lower=0.0)
+    reduction: int = setting(16, "DACRL: channel attention reduction ratio.", lower=1,
+                             architecture=True)
+    cross_filters: int = setting(512, "DACRL: filters of the cross-image conv.", lower=1,
+                                 architecture=True)
+    cross_depth: int = setting(1, "DACRL: layers of the cross-image conv.", lower=1, upper=8,
+                               architecture=True)
+    head_units: int = setting(1024, "DACRL: units of the prediction FC layer.", lower=1,
+                              architecture=True)
+    head_pool: str = setting("gap", "DACRL: pooling before the head.",
+                             choices=("gap", "flatten"), architecture=True)
+
+    DACRL_ONLY = ("reduction", "cross_filters", "cross_depth", "head_units", "head_pool")
+
+    def applies(self, model, name):
+        """Whether a field means anything for `model` (RankNet has no cross-image head)."""
+        if name == "reduction":
+            return model == "dacrl"
+        return model.startswith("dacrl") or name not in self.DACRL_ONLY
+
+
+# Model families: section class and the --model names they train. Registered, so a new family
+# (and a test's own task) adds itself without touching the others.
+FAMILIES = {"ranker": (RankerConfig, ("dacrl", "dacrl_noatt", "ranknet"))}
+
+
+def register_family(name, section, models):
+    FAMILIES[name] = (section, tuple(models))
+
+
+def family_of(model):
+    for name, (_, models) in FAMILIES.items():
+        if model in models:
+            return name
+    known = [m for _, models in FAMILIES.values() for m in models]
+    raise ConfigError(f"--model={model}: unknown model; known: {', '.join(known)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
     model: str = "dacrl"
-    image_size: int = 64
-    width: float = 1.0
-    reduction: int = 16
-    cross_filters: int = 512
-    cross_depth: int = 1
-    head_units: int = 1024
-    head_pool: str = "gap"
-    backbone_weights: str = ""
-    optimizer: str = "rmsprop"
-    trunk_lr: float = 5e-5
-    head_lr: float = 5e-4
-    weight_decay: float = 5e-4
-    lr_drop_epochs: tuple = (5, 12)
-    lr_drop_factor: float = 10.0
-    epochs: int = 16
-    steps_per_epoch: int = 0  # 0: one pass over the (swapped) training pairs
-    batch_size: int = 24
-    train_split: str = "train"
-    val_split: str = ""  # "": the first eval split
-    val_steps: int = 0  # 0: the whole validation split
-    eval_splits: tuple = ("test",)
-    augment: tuple = ("flip", "translate")
-    swap: bool = True
-    cache: bool = True
-    skip_corrupt: bool = False
-    strategy: str = "default"
-    mixed_precision: str = "float32"
-    jit_compile: bool = False
-    seed: int = 0
-    deterministic: bool = False
-    tensorboard_pairs: int = 4
-    progress: str = "line"
-    make_data: bool = False  # build the embedded benchmark first if data_dir has none
-    make_data_args: str = ""
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    family: object = dataclasses.field(default_factory=RankerConfig)
 
-    def input_config(self):
-        # Imported here so that the commands can set TensorFlow's environment before its import.
-        from relattr_tf.data.pipeline import InputConfig
-        return InputConfig(batch_size=self.batch_size, image_size=self.image_size,
-                           augment=tuple(self.augment), swap=self.swap, cache=self.cache,
-                           skip_corrupt=self.skip_corrupt)
+    @property
+    def family_name(self):
+        return family_of(self.model)
 
-    def architecture(self):
-        return {k: getattr(self, k) for k in ARCHITECTURE_FIELDS}
+    def sections(self):
+        return {"data": self.data, "train": self.train, self.family_name: self.family}
+
+    def relevant(self, section, name):
+        applies = getattr(section, "applies", None)
+        return applies is None or applies(self.model, name)
+
+    def values(self):
+        """{flag name: value} of every setting that means something for this model."""
+        out = {"model": self.model}
+        for section in self.sections().values():
+            for f in dataclasses.fields(section):
+                if self.relevant(section, f.name):
+                    out[f.name] = getattr(section, f.name)
+        return out
+
+    def with_values(self, **values):
+        """A copy with settings replaced by flag name, e.g. with_values(attribute="size")."""
+        config = self
+        for name, value in values.items():
+            if name == "model":
+                config = dataclasses.replace(config, model=value)
+                continue
+            for key, section in config.sections().items():
+                if name in {f.name for f in dataclasses.fields(section)}:
+                    attr = key if key in ("data", "train") else "family"
+                    config = dataclasses.replace(
+                        config, **{attr: dataclasses.replace(section, **{name: value})})
+                    break
+            else:
+                raise ConfigError(f"no setting {name!r} for --model={config.model}")
+        return config
+
+    def differences(self, other):
+        """(architecture changes, other compared changes, uncompared changes) against `other`
+        (an earlier run), each {name: (before, now)}."""
+        fields = {"model": dict(architecture=True, compared=True)}
+        for section in list(self.sections().values()) + list(other.sections().values()):
+            fields.update({f.name: f.metadata for f in dataclasses.fields(section)})
+        before, now = other.values(), self.values()
+        changes = ({}, {}, {})
+        for name in sorted(set(before) | set(now)):
+            if before.get(name) != now.get(name):
+                meta = fields[name]
+                kind = 0 if meta["architecture"] else 1 if meta["compared"] else 2
+                changes[kind][name] = (before.get(name), now.get(name))
+        return changes
 
     def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        sections = {k: dataclasses.asdict(v) for k, v in self.sections().items()}
+        return json.dumps(dict(model=self.model, **sections), indent=2, sort_keys=True)
 
     def hparams(self):
-        """Scalar hyper-parameters for TensorBoard's HParams dashboard."""
-        out = {}
-        for k, v in dataclasses.asdict(self).items():
-            if isinstance(v, (tuple, list)):
-                v = ",".join(str(x) for x in v)
-            out[k] = v
-        return out
+        """Scalar settings for TensorBoard's HParams dashboard."""
+        return {k: ",".join(str(x) for x in v) if isinstance(v, (tuple, list)) else v
+                for k, v in self.values().items()}
+
+
+def _section_from(cls, values):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kept = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+    return cls(**kept)
+
+
+def from_json(text, path="config.json"):
+    values = json.loads(text)
+    if "data" not in values or "train" not in values:
+        raise ConfigError(f"{path}: written by an older relattr_tf (no config sections); "
+                          f"train into a new --model_dir")
+    model = values["model"]
+    family = family_of(model)
+    section = FAMILIES[family][0]
+    return Config(model=model, data=_section_from(DataConfig, values["data"]),
+                  train=_section_from(TrainConfig, values["train"]),
+                  family=_section_from(section, values.get(family, {})))
 
 
 def load_run_config(model_dir):
-    """The TrainConfig saved in a model_dir by training."""
+    """The Config saved in a model_dir by training."""
     import tensorflow as tf
-    path = os.path.join(model_dir, "config.json")
+    path = os.path.join(model_dir, CONFIG_FILE)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path}: no trained model here (train with python -m "
                                 f"relattr_tf.train --model_dir={model_dir} ...)")
     with tf.io.gfile.GFile(path) as f:
-        values = json.load(f)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in fields}
-    return TrainConfig(**values)
+        return from_json(f.read(), path)
+
+
+# --------------------------------------------------------------------------- flags
+def _section_classes():
+    out = {"data": DataConfig, "train": TrainConfig}
+    out.update({name: cls for name, (cls, _) in FAMILIES.items()})
+    return out
+
+
+def define_flags(flag_values=None):
+    """One absl flag per setting of every section (flat names, defined once each)."""
+    from absl import flags
+    fv = flags.FLAGS if flag_values is None else flag_values
+    models = [m for _, ms in FAMILIES.values() for m in ms]
+    flags.DEFINE_enum("model", Config.model, models, "Model to train.", flag_values=fv)
+    seen = {"model"}
+    for cls in _section_classes().values():
+        for f in dataclasses.fields(cls):
+            if f.name in seen:
+                continue  # a later family may reuse a name with the same meaning
+            seen.add(f.name)
+            _define(fv, f)
+
+
+def _define(fv, field):
+    from absl import flags
+    meta, default, name = field.metadata, field.default, field.name
+    bounds = dict(lower_bound=meta["lower"], upper_bound=meta["upper"])
+    if isinstance(default, bool):
+        flags.DEFINE_boolean(name, default, meta["help"], flag_values=fv)
+    elif isinstance(default, int):
+        flags.DEFINE_integer(name, default, meta["help"], flag_values=fv, **bounds)
+    elif isinstance(default, float):
+        flags.DEFINE_float(name, default, meta["help"], flag_values=fv, **bounds)
+    elif isinstance(default, tuple):
+        flags.DEFINE_list(name, [str(x) for x in default], meta["help"], flag_values=fv)
+        item = type(default[0]) if default else str
+        choices, lower = meta["choices"], meta["lower"]
+
+        def check(values):
+            try:
+                parsed = [item(v) for v in values]
+            except ValueError:
+                raise flags.ValidationError(f"--{name}: every item must be a {item.__name__}")
+            if choices and not set(parsed) <= set(choices):
+                raise flags.ValidationError(f"--{name}: items must be among "
+                                            f"{', '.join(choices)}")
+            if lower is not None and any(v < lower for v in parsed):
+                raise flags.ValidationError(f"--{name}: items must be at least {lower}")
+            return True
+        flags.register_validator(name, check, flag_values=fv)
+    elif meta["choices"]:
+        flags.DEFINE_enum(name, default, list(meta["choices"]), meta["help"], flag_values=fv)
+    else:
+        flags.DEFINE_string(name, default, meta["help"], flag_values=fv)
+
+
+def from_flags(flag_values=None):
+    """The Config of the parsed flags; flags of another family's section must not be set."""
+    from absl import flags
+    fv = flags.FLAGS if flag_values is None else flag_values
+    model = fv.model
+    family = family_of(model)
+
+    def build(cls):
+        values = {}
+        for f in dataclasses.fields(cls):
+            value = fv[f.name].value
+            if isinstance(f.default, tuple):
+                item = type(f.default[0]) if f.default else str
+                value = tuple(item(v) for v in value)
+            values[f.name] = value
+        return cls(**values)
+
+    own = {f.name for f in dataclasses.fields(FAMILIES[family][0])}
+    for name, (cls, _) in FAMILIES.items():
+        if name == family:
+            continue
+        for f in dataclasses.fields(cls):
+            if f.name not in own and fv[f.name].present:
+                raise ConfigError(f"--{f.name} is a setting of the {name} models, not of "
+                                  f"--model={model}")
+    config = Config(model=model, data=build(DataConfig), train=build(TrainConfig),
+                    family=build(FAMILIES[family][0]))
+    config.data.train_weights()  # checks the weights' syntax now
+    return config

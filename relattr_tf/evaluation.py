@@ -6,13 +6,16 @@ Where the data carries exact truth (the embedded benchmark), accuracy against it
 """
 import json
 import os
+import time
 
 import numpy as np
 import tensorflow as tf
 
 from relattr_tf.config import load_run_config
-from relattr_tf.data import pipeline
+from relattr_tf.data import pipeline, schema
 from relattr_tf.training.export import load_exported
+
+METHODS = ("auto", "pairwise")
 
 
 def pair_accuracy(targets, p):
@@ -24,35 +27,95 @@ def pair_accuracy(targets, p):
     return accuracy, int(used.sum()), int((~used).sum())
 
 
-def predict_split(model, data_dir, attribute, split, image_size, batch_size=64,
-                  skip_corrupt=False):
-    """(targets, true_targets, p) over a whole split, in file order."""
+def _batched(fn, rows, store, batch_size):
+    """fn over the images of `rows`, batch by batch; concatenated numpy output."""
+    out = []
+    for start in range(0, len(rows), batch_size):
+        images = tf.cast(store.images(rows[start:start + batch_size]), tf.float32) / 255.0
+        out.append(fn(images))
+    return np.concatenate(out)
+
+
+def predict_from_table(model, meta, data_dir, attribute, split, image_size, batch_size=64,
+                       image_memory_mb=2048, skip_corrupt=False):
+    """(targets, true_targets, p, method): every test image through the trunk once.
+
+    Score models (an exported `score`) give p = sigmoid(v_a - v_b); feature models (`features`
+    and `compare`) run only their comparator per pair. None when the export has neither.
+    """
+    has_score = hasattr(model, "score")
+    if not has_score and not (hasattr(model, "features") and hasattr(model, "compare")):
+        return None
+    store = pipeline.ImageStore(data_dir, pipeline.image_tables_of(meta, data_dir, attribute,
+                                                                   split),
+                                image_size, image_memory_mb, meta, skip_corrupt)
+    pairs = pipeline.pair_rows(pipeline.read_pairs(meta, data_dir, attribute, split), store,
+                               f"{attribute}/{split}", skip_corrupt)
+    rows_a, rows_b = pairs["row_a"], pairs["row_b"]
+    used = np.unique(np.concatenate([rows_a, rows_b]))
+    position = np.zeros(max(store.count, 1), np.int64)
+    position[used] = np.arange(len(used))
+    if has_score:
+        scores = _batched(lambda x: model.score(image=x)["score"].numpy().ravel(), used, store,
+                          batch_size)
+        logits = scores[position[rows_a]] - scores[position[rows_b]]
+        p = (1.0 / (1.0 + np.exp(-logits.astype(np.float32)))).astype(np.float32)
+        method = "score"
+    else:
+        features = _batched(lambda x: model.features(image=x)["features"].numpy(), used, store,
+                            batch_size)
+        p = np.zeros(len(rows_a), np.float32)
+        for start in range(0, len(rows_a), 4 * batch_size):
+            stop = start + 4 * batch_size
+            p[start:stop] = model.compare(
+                features_a=features[position[rows_a[start:stop]]],
+                features_b=features[position[rows_b[start:stop]]])["p"].numpy().ravel()
+        method = "features"
+    return pairs[schema.TARGET], pairs[schema.TRUE_TARGET], p, method
+
+
+def predict_pairwise(model, meta, data_dir, attribute, split, image_size, batch_size=64,
+                     image_memory_mb=2048, skip_corrupt=False):
+    """(targets, true_targets, p, "pairwise"): both images of every pair through the network."""
     config = pipeline.InputConfig(batch_size=batch_size, image_size=image_size, augment=(),
-                                  cache=False, skip_corrupt=skip_corrupt)
+                                  image_memory_mb=image_memory_mb, skip_corrupt=skip_corrupt)
     ds = pipeline.make_dataset(data_dir, attribute, split, config, training=False,
-                               with_info=True)
+                               with_info=True, meta=meta)
     targets, truths, probabilities = [], [], []
     try:
         for (image_a, image_b), target, info in ds:
             probabilities.append(model.pair(image_a=image_a, image_b=image_b)["p"].numpy().ravel())
             targets.append(target.numpy())
-            truths.append(info["true_target"].numpy())
+            truths.append(info[schema.TRUE_TARGET].numpy())
     except tf.errors.OpError as e:
-        pipeline.raise_for_unreadable(pipeline.shard_files(data_dir, attribute, split), e)
+        pipeline.raise_for_unreadable(pipeline.pair_split_files(meta, data_dir, attribute,
+                                                                split), e)
     if not targets:
-        return np.zeros(0), np.zeros(0), np.zeros(0)
-    return np.concatenate(targets), np.concatenate(truths), np.concatenate(probabilities)
+        return np.zeros(0), np.zeros(0), np.zeros(0), "pairwise"
+    return (np.concatenate(targets), np.concatenate(truths), np.concatenate(probabilities),
+            "pairwise")
 
 
-def evaluate_split(model_dir, data_dir, attribute, split, batch_size=64, skip_corrupt=False):
-    """Evaluates model_dir's exported model; writes and returns eval_<split>.json's content."""
+def evaluate_split(model_dir, data_dir, attribute, split, batch_size=64, image_memory_mb=2048,
+                   skip_corrupt=False, method="auto"):
+    """Evaluates model_dir's exported model; writes and returns eval_<split>.json's content.
+
+    method "auto" runs each test image through the trunk once where the export allows it
+    (score or feature models) and falls back to "pairwise" (both images of every pair).
+    """
+    started = time.time()
     run = load_run_config(model_dir)
     model = load_exported(model_dir)
-    targets, truths, p = predict_split(model, data_dir, attribute, split, run.image_size,
-                                       batch_size, skip_corrupt)
+    meta = schema.read_metadata(data_dir)
+    schema.pair_split(meta, data_dir, attribute, split)
+    args = (model, meta, data_dir, attribute, split, run.data.image_size, batch_size,
+            image_memory_mb, skip_corrupt)
+    predicted = predict_from_table(*args) if method == "auto" else None
+    targets, truths, p, used_method = predicted or predict_pairwise(*args)
     accuracy, used, excluded = pair_accuracy(targets, p)
     result = dict(model=run.model, attribute=attribute, split=split, data_dir=data_dir,
-                  accuracy=accuracy, pairs_used=used, pairs_excluded_equal=excluded)
+                  accuracy=accuracy, pairs_used=used, pairs_excluded_equal=excluded,
+                  method=used_method, seconds=round(time.time() - started, 2))
     known = truths >= 0
     if known.any():
         truth_accuracy, truth_used, _ = pair_accuracy(truths[known], p[known])

@@ -9,17 +9,18 @@ For k in --split_numbers, trains on `<train_prefix>-kk` and evaluates on `<test_
 accuracy over the splits, and their mean, as the Zap50K-1 protocol reports it. Finished runs are
 reused on a rerun.
 """
-import dataclasses
 import os
-import sys
 
 from absl import app, flags
 
+from relattr_tf import cli
 from relattr_tf import train as train_flags
 
 flags.DEFINE_string("train_prefix", "train", "Training splits are <train_prefix>-01 ...")
 flags.DEFINE_string("test_prefix", "test", "Test splits are <test_prefix>-01 ...")
 flags.DEFINE_list("split_numbers", [str(k) for k in range(1, 11)], "Which numbered splits.")
+flags.register_validator("split_numbers", lambda v: bool(v) and all(
+    s.isdigit() and 1 <= int(s) <= 99 for s in v), "--split_numbers: integers in 1..99")
 FLAGS = flags.FLAGS
 
 
@@ -28,14 +29,14 @@ def run_splits(config, model_dir, numbers, train_prefix, test_prefix):
     from relattr_tf.data import schema
     from relattr_tf.training import run
     run.ensure_data(config)
-    attributes = (schema.read_metadata(config.data_dir)["attributes"]
-                  if config.attribute == "all" else [config.attribute])
+    attributes = (schema.read_metadata(config.data.data_dir)["attributes"]
+                  if config.data.attribute == "all" else [config.data.attribute])
     accuracies = {a: [] for a in attributes}
     for number in numbers:
         train_split, test_split = f"{train_prefix}-{number:02d}", f"{test_prefix}-{number:02d}"
         for attribute in attributes:
-            run_config = dataclasses.replace(config, attribute=attribute, train_split=train_split,
-                                             eval_splits=(test_split,), val_split="")
+            run_config = config.with_values(attribute=attribute, train_split=(train_split,),
+                                            eval_split=(test_split,), val_split="")
             run_dir = os.path.join(model_dir, f"split-{number:02d}", attribute)
             accuracies[attribute].append(
                 run.train_or_reuse(run_config, run_dir)[test_split]["accuracy"])
@@ -57,15 +58,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = train_flags.prepare()
-    from relattr_tf.data.schema import DataError
-    from relattr_tf.training import run
-    try:
-        accuracies = run_splits(config, FLAGS.model_dir, [int(k) for k in FLAGS.split_numbers],
-                                FLAGS.train_prefix, FLAGS.test_prefix)
-    except (DataError, run.ConfigError) as e:
-        sys.exit(f"relattr_tf.train_splits: {e}")
+    accuracies = run_splits(config, FLAGS.model_dir, [int(k) for k in FLAGS.split_numbers],
+                            FLAGS.train_prefix, FLAGS.test_prefix)
     print(write_summary(accuracies, FLAGS.model_dir))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, "relattr_tf.train_splits")

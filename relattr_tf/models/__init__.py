@@ -1,31 +1,60 @@
-"""Model registry: `--model` names -> functional model builders."""
+"""Model registry: `--model` names -> functional model builders that declare their parts."""
+import dataclasses
+
 import keras
 
 from relattr_tf.models.dacrl import build_dacrl
 from relattr_tf.models.ranknet import build_ranknet
 
-MODELS = ("dacrl", "dacrl_noatt", "ranknet")
+PAIR_MODELS = ("dacrl", "dacrl_noatt", "ranknet")
+
+
+@dataclasses.dataclass
+class ModelParts:
+    """A built network and the parts training, export and evaluation need.
+
+    groups: parameter group -> the layers (or sub-models) whose weights it trains; each
+      trainable weight belongs to exactly one group, and configuration maps groups to
+      learning rates (the trunk slower than the new layers, as the papers train them).
+    trunk: the VGG16 trunk (ImageNet weights load into it).
+    scorer: image -> score v, for models with p = sigmoid(v_a - v_b) (RankNet): evaluation
+      scores each image once.
+    encoder, comparator: image -> features and (features_a, features_b) -> p, for models that
+      compare feature maps (DACRL): evaluation encodes each image once.
+    """
+    network: keras.Model
+    groups: dict
+    trunk: keras.Model = None
+    scorer: keras.Model = None
+    encoder: keras.Model = None
+    comparator: keras.Model = None
+
+    def group_variables(self):
+        """{group: trainable variables}; each variable in exactly one group (checked)."""
+        out, owner = {}, {}
+        for group, parts in self.groups.items():
+            out[group] = []
+            for part in parts:
+                for v in part.trainable_variables:
+                    if id(v) in owner:
+                        raise ValueError(f"{v.path} is in parameter groups {owner[id(v)]} and "
+                                         f"{group}")
+                    owner[id(v)] = group
+                    out[group].append(v)
+        missing = [v.path for v in self.network.trainable_variables if id(v) not in owner]
+        if missing:
+            raise ValueError(f"{self.network.name}: weights in no parameter group: "
+                             f"{', '.join(missing[:5])}")
+        return out
 
 
 def build_model(name, *, image_size, width, seed=None, reduction=16, cross_filters=512,
                 cross_depth=1, head_units=1024, head_pool="gap"):
-    """Builds the pair model `name`: inputs (image_a, image_b), output p = P(a shows more)."""
+    """Builds the pair model `name` (inputs (image_a, image_b), output p = P(a shows more))."""
     if name in ("dacrl", "dacrl_noatt"):
         return build_dacrl(image_size, width, attention=name == "dacrl", reduction=reduction,
                            cross_filters=cross_filters, cross_depth=cross_depth,
                            head_units=head_units, head_pool=head_pool, seed=seed)
     if name == "ranknet":
         return build_ranknet(image_size, width, seed=seed)
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-
-
-def trunk_of(network):
-    """The VGG16 trunk inside a pair model (nested in the scorer for RankNet)."""
-    for layer in network.layers:
-        if layer.name == "trunk":
-            return layer
-        if isinstance(layer, keras.Model):
-            for inner in layer.layers:
-                if inner.name == "trunk":
-                    return inner
-    raise ValueError(f"{network.name} has no layer named 'trunk'")
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(PAIR_MODELS)}")

@@ -1,13 +1,23 @@
 """Small building blocks shared by the models, with deterministic layer names."""
+import zlib
+
 import keras
 from keras import layers, ops
 
 PACKAGE = "relattr_tf"
 
 
-def new_layer_initializers(seed=None):
-    """The papers' initialisation of layers added on top of a trunk: N(0, 0.01), biases 0.01."""
-    return dict(kernel_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=seed),
+def layer_seed(seed, name):
+    """A seed of its own for each named layer. Keras 3 turns an integer seed into the same
+    stateless draw on every call, so one seed shared by several layers would start kernels of
+    the same shape identical."""
+    return None if seed is None else zlib.crc32(f"{seed}/{name}".encode("utf-8"))
+
+
+def new_layer_initializers(seed, name):
+    """The papers' initialisation of a layer added on top of a trunk: N(0, 0.01), biases 0.01."""
+    return dict(kernel_initializer=keras.initializers.RandomNormal(
+                    stddev=0.01, seed=layer_seed(seed, name)),
                 bias_initializer=keras.initializers.Constant(0.01))
 
 
@@ -59,11 +69,11 @@ def apply_vgg_block(x, filters, convs, block, pool=True):
 def apply_channel_attention(x, reduction, name="attention", seed=None):
     """SE-style channel attention: GAP -> FC (C / reduction, ReLU) -> FC (C, sigmoid) -> x * w."""
     channels = x.shape[-1]
-    init = new_layer_initializers(seed)
     w = layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
     w = layers.Dense(max(1, channels // reduction), activation="relu", name=f"{name}_fc1",
-                     **init)(w)
-    w = layers.Dense(channels, activation="sigmoid", name=f"{name}_fc2", **init)(w)
+                     **new_layer_initializers(seed, f"{name}_fc1"))(w)
+    w = layers.Dense(channels, activation="sigmoid", name=f"{name}_fc2",
+                     **new_layer_initializers(seed, f"{name}_fc2"))(w)
     w = layers.Reshape((1, 1, channels), name=f"{name}_weights")(w)
     return layers.Multiply(name=f"{name}_scale")([x, w])
 
@@ -72,7 +82,7 @@ def apply_cross_conv(x, filters, depth, name="cross", seed=None):
     """The cross-image convolution fM: `depth` 3x3 ReLU convolutions over the joint features."""
     for i in range(1, depth + 1):
         x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv{i}",
-                          **new_layer_initializers(seed))(x)
+                          **new_layer_initializers(seed, f"{name}_conv{i}"))(x)
     return x
 
 

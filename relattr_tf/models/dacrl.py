@@ -4,31 +4,46 @@
       -> SE channel attention W_ij, F_ij = [Ri, Rj] * W_ij      (skipped when attention=False)
       -> cross-image conv fM -> pool -> FC head_units -> FC 1 -> sigmoid -> p = P(a shows more)
 The model is asymmetric: (a, b) and (b, a) are different inputs (train with swapped pairs).
+Everything after the trunk is one sub-model, the comparator, so evaluation can run the trunk
+once per image and the comparator once per pair.
 """
 import keras
 from keras import layers
 
+from relattr_tf import models
 from relattr_tf.models import blocks
 from relattr_tf.models.vgg16 import build_vgg16_trunk
 
 
-def build_dacrl(image_size=224, width=1.0, attention=True, reduction=16, cross_filters=512,
-                cross_depth=1, head_units=1024, head_pool="gap", seed=None, trunk=None):
-    """Functional DACRL model: inputs (image_a, image_b) RGB in [0, 1], output p (B, 1)."""
-    trunk = trunk or build_vgg16_trunk(image_size, width)
-    image_a = keras.Input((image_size, image_size, 3), name="image_a")
-    image_b = keras.Input((image_size, image_size, 3), name="image_b")
-    features_a, features_b = blocks.apply_siamese(trunk, image_a, image_b, name="siamese")
+def build_comparator(feature_shape, attention=True, reduction=16, cross_filters=512,
+                     cross_depth=1, head_units=1024, head_pool="gap", seed=None):
+    """(features_a, features_b) -> p: the attentive cross-image block and the prediction."""
+    features_a = keras.Input(feature_shape, name="features_a")
+    features_b = keras.Input(feature_shape, name="features_b")
     x = layers.Concatenate(axis=-1, name="cross_concat")([features_a, features_b])
     if attention:
         x = blocks.apply_channel_attention(x, reduction, name="attention", seed=seed)
     x = blocks.apply_cross_conv(x, cross_filters, cross_depth, name="cross", seed=seed)
     x = blocks.apply_pool(x, head_pool, name="head")
     x = layers.Dense(head_units, activation="relu", name="head_fc",
-                     **blocks.new_layer_initializers(seed))(x)
+                     **blocks.new_layer_initializers(seed, "head_fc"))(x)
     logit = layers.Dense(1, name="head_logit", dtype="float32",
-                         **blocks.new_layer_initializers(seed))(x)
+                         **blocks.new_layer_initializers(seed, "head_logit"))(x)
     p = layers.Activation("sigmoid", dtype="float32", name="p_sigmoid")(logit)
     p = blocks.ClipProbability(1e-7, dtype="float32", name="p")(p)
-    name = "dacrl" if attention else "dacrl_noatt"
-    return keras.Model([image_a, image_b], p, name=name)
+    return keras.Model([features_a, features_b], p, name="comparator")
+
+
+def build_dacrl(image_size=224, width=1.0, attention=True, reduction=16, cross_filters=512,
+                cross_depth=1, head_units=1024, head_pool="gap", seed=None):
+    """DACRL as ModelParts: inputs (image_a, image_b) RGB in [0, 1], output p (B, 1)."""
+    trunk = build_vgg16_trunk(image_size, width)
+    comparator = build_comparator(trunk.output.shape[1:], attention, reduction, cross_filters,
+                                  cross_depth, head_units, head_pool, seed)
+    image_a = keras.Input((image_size, image_size, 3), name="image_a")
+    image_b = keras.Input((image_size, image_size, 3), name="image_b")
+    features_a, features_b = blocks.apply_siamese(trunk, image_a, image_b, name="siamese")
+    p = comparator([features_a, features_b])
+    network = keras.Model([image_a, image_b], p, name="dacrl" if attention else "dacrl_noatt")
+    return models.ModelParts(network, groups={"trunk": [trunk], "head": [comparator]},
+                             trunk=trunk, encoder=trunk, comparator=comparator)

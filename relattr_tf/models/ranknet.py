@@ -1,31 +1,30 @@
 """RankNet baseline: a score v per image from the VGG16 trunk; p = sigmoid(v_a - v_b).
 
-The scorer (image -> v) is a sub-model named "scorer", so a trained pair model also ranks
-single images (the exported model has an image -> score endpoint).
+The scorer (image -> v) is a sub-model, so a trained pair model also ranks single images (the
+exported model has an image -> score endpoint) and evaluation scores each image once.
 """
 import keras
 from keras import layers
 
+from relattr_tf import models
 from relattr_tf.models import blocks
 from relattr_tf.models.vgg16 import build_vgg16_trunk
 
 
-def build_scorer(image_size=224, width=1.0, seed=None, trunk=None):
-    trunk = trunk or build_vgg16_trunk(image_size, width)
+def build_ranknet(image_size=224, width=1.0, seed=None):
+    """RankNet as ModelParts: (image_a, image_b) -> p (B, 1)."""
+    trunk = build_vgg16_trunk(image_size, width)
     image = keras.Input((image_size, image_size, 3), name="image")
     x = layers.GlobalAveragePooling2D(name="score_gap")(trunk(image))
-    score = layers.Dense(1, name="score", dtype="float32",
-                         **blocks.new_layer_initializers(seed))(x)
-    return keras.Model(image, score, name="scorer")
-
-
-def build_ranknet(image_size=224, width=1.0, seed=None, trunk=None):
-    """Functional RankNet pair model: (image_a, image_b) -> p (B, 1)."""
-    scorer = build_scorer(image_size, width, seed, trunk)
+    score_layer = layers.Dense(1, name="score", dtype="float32",
+                               **blocks.new_layer_initializers(seed, "score"))
+    scorer = keras.Model(image, score_layer(x), name="scorer")
     image_a = keras.Input((image_size, image_size, 3), name="image_a")
     image_b = keras.Input((image_size, image_size, 3), name="image_b")
     score_a, score_b = blocks.apply_siamese(scorer, image_a, image_b, name="siamese")
     logit = layers.Subtract(name="score_difference")([score_a, score_b])
     p = layers.Activation("sigmoid", dtype="float32", name="p_sigmoid")(logit)
     p = blocks.ClipProbability(1e-7, dtype="float32", name="p")(p)
-    return keras.Model([image_a, image_b], p, name="ranknet")
+    network = keras.Model([image_a, image_b], p, name="ranknet")
+    return models.ModelParts(network, groups={"trunk": [trunk], "head": [score_layer]},
+                             trunk=trunk, scorer=scorer)

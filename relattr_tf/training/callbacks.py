@@ -26,12 +26,13 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise NonFiniteLossError(
-                f"loss became {float(loss)} in epoch {self.epoch + 1}, step {batch + 1}; training "
-                f"stopped and the last good checkpoint in {self.checkpoint_dir} is kept (lower the "
-                f"learning rate, or check the data, then rerun to resume from it)")
+        for name, value in (logs or {}).items():
+            if name.endswith("loss") and not math.isfinite(float(value)):
+                raise NonFiniteLossError(
+                    f"{name} became {float(value)} in epoch {self.epoch + 1}, step {batch + 1}; "
+                    f"training stopped and the last good checkpoint in {self.checkpoint_dir} is "
+                    f"kept (lower the learning rate, or check the data, then rerun to resume "
+                    f"from it)")
 
 
 class LogLearningRates(keras.callbacks.Callback):
@@ -59,13 +60,14 @@ def pair_strip(image_a, image_b, p):
 class PairImages(keras.callbacks.Callback):
     """Writes a few validation pairs with their p, as images (with a p bar) and a text table."""
 
-    def __init__(self, log_dir, images_a, images_b, targets):
+    def __init__(self, log_dir, network, images_a, images_b, targets):
         super().__init__()
+        self.network = network
         self.images_a, self.images_b, self.targets = images_a, images_b, targets
         self.writer = tf.summary.create_file_writer(f"{log_dir}/pairs")
 
     def on_epoch_end(self, epoch, logs=None):
-        p = np.asarray(self.model.network((self.images_a, self.images_b), training=False))
+        p = np.asarray(self.network((self.images_a, self.images_b), training=False))
         strips = np.stack([pair_strip(a, b, q) for a, b, q in
                            zip(self.images_a, self.images_b, p.ravel())])
         rows = ["| pair | p (a shows more) | target |", "|---|---|---|"]
@@ -78,6 +80,20 @@ class PairImages(keras.callbacks.Callback):
                              description="image a | image b; bar: green share = p")
             tf.summary.text("pairs_p", "\n".join(rows))
         self.writer.flush()
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, keeping every epoch's summaries.
+
+    Keras writes the epoch summaries inside the `record_if` of its batch frequency, so they
+    were kept only when an epoch's last step was a multiple of `update_freq`
+    (tensorflow/tensorboard#4975): the epoch losses, validation curves and learning rates of a
+    run with 83 steps per epoch and update_freq=8 were all lost.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        with tf.summary.record_if(True):
+            super().on_epoch_end(epoch, logs)
 
 
 class WriteHParams(keras.callbacks.Callback):

@@ -1,10 +1,12 @@
 """Exporting a trained pair model so it loads without relattr_tf's code.
 
 `<model_dir>/export/` is a SavedModel with endpoints
-  pair(image_a, image_b) -> {"p"}     (also the serving_default signature)
-  score(image) -> {"score"}           (RankNet only)
-taking float32 RGB images in [0, 1] of the training size. `<model_dir>/model.keras` holds the
-functional network for Keras users; load it with `keras.saving.load_model(path)` (safe mode).
+  pair(image_a, image_b) -> {"p"}               (also the serving_default signature)
+  score(image) -> {"score"}                     (score models: RankNet)
+  features(image) -> {"features"}, compare(features_a, features_b) -> {"p"}   (DACRL)
+taking float32 RGB images in [0, 1] of the training size. The last two let evaluation run the
+trunk once per image. `<model_dir>/model.keras` holds the functional network for Keras users;
+load it with `keras.saving.load_model(path)` (safe mode) after `import relattr_tf.models`.
 """
 import os
 
@@ -15,19 +17,30 @@ EXPORT_DIR = "export"
 KERAS_FILE = "model.keras"
 
 
-def export_network(network, model_dir, image_size):
-    spec = lambda name: tf.TensorSpec((None, image_size, image_size, 3), tf.float32, name=name)
+def export_pair_model(parts, model_dir, image_size):
+    spec = lambda name, shape: tf.TensorSpec((None,) + tuple(shape), tf.float32, name=name)
+    image = (image_size, image_size, 3)
+    network = parts.network
     archive = keras.export.ExportArchive()
     archive.track(network)
     archive.add_endpoint(
         name="pair",
         fn=lambda image_a, image_b: {"p": network((image_a, image_b), training=False)},
-        input_signature=[spec("image_a"), spec("image_b")])
-    scorer = next((l for l in network.layers if l.name == "scorer"), None)
-    if scorer is not None:
+        input_signature=[spec("image_a", image), spec("image_b", image)])
+    if parts.scorer is not None:
         archive.add_endpoint(name="score",
-                             fn=lambda image: {"score": scorer(image, training=False)},
-                             input_signature=[spec("image")])
+                             fn=lambda image: {"score": parts.scorer(image, training=False)},
+                             input_signature=[spec("image", image)])
+    if parts.encoder is not None and parts.comparator is not None:
+        features = parts.encoder.output.shape[1:]
+        archive.add_endpoint(
+            name="features", fn=lambda image: {"features": parts.encoder(image, training=False)},
+            input_signature=[spec("image", image)])
+        archive.add_endpoint(
+            name="compare",
+            fn=lambda features_a, features_b: {
+                "p": parts.comparator((features_a, features_b), training=False)},
+            input_signature=[spec("features_a", features), spec("features_b", features)])
     export_dir = os.path.join(model_dir, EXPORT_DIR)
     archive.write_out(export_dir, verbose=False)
     network.save(os.path.join(model_dir, KERAS_FILE))

@@ -31,21 +31,33 @@ def step_schedule(learning_rate, drop_epochs, factor, steps_per_epoch):
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
-def make_optimizer(name, learning_rate, weight_decay=0.0, momentum=0.9, name_suffix=""):
-    """A Keras optimizer; weight decay is decoupled (w -= lr * wd * w) and skips biases."""
-    kwargs = dict(learning_rate=learning_rate, name=f"{name}{name_suffix}")
-    if weight_decay:
-        kwargs["weight_decay"] = weight_decay
-    if name == "rmsprop":
-        optimizer = keras.optimizers.RMSprop(**kwargs)
-    elif name == "adam":
-        optimizer = keras.optimizers.Adam(**kwargs)
-    elif name == "adamw":
-        optimizer = keras.optimizers.AdamW(**dict(kwargs, weight_decay=weight_decay or 0.004))
-    elif name == "sgd":
-        optimizer = keras.optimizers.SGD(momentum=momentum, **kwargs)
+def make_optimizer(train, learning_rate, name):
+    """A Keras optimizer for one parameter group from the TrainConfig section.
+
+    Weight decay in mode "l2" is not the optimizer's: TaskModel adds wd * w to the gradient
+    (coupled, as Caffe and Torch apply it); "decoupled" uses Keras' w -= lr * wd * w.
+    """
+    kwargs = dict(learning_rate=learning_rate, name=f"{train.optimizer}_{name}")
+    decoupled = train.weight_decay_mode == "decoupled" or train.optimizer == "adamw"
+    if train.weight_decay and decoupled:
+        kwargs["weight_decay"] = train.weight_decay
+    if train.optimizer == "rmsprop":
+        optimizer = keras.optimizers.RMSprop(rho=train.rho, epsilon=train.epsilon, **kwargs)
+    elif train.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(epsilon=train.epsilon, **kwargs)
+    elif train.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(epsilon=train.epsilon, **dict(
+            kwargs, weight_decay=kwargs.get("weight_decay", 0.004)))
+    elif train.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(momentum=train.momentum, **kwargs)
     else:
-        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
-    if weight_decay or name == "adamw":
+        raise ValueError(f"unknown optimizer {train.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+    if "weight_decay" in kwargs or train.optimizer == "adamw":
         optimizer.exclude_from_weight_decay(var_names=["bias"])
     return optimizer
+
+
+def coupled_weight_decay(train):
+    """The L2 factor TaskModel adds to gradients (0 when decay is decoupled or off)."""
+    decoupled = train.weight_decay_mode == "decoupled" or train.optimizer == "adamw"
+    return 0.0 if decoupled else train.weight_decay

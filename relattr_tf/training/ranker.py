@@ -1,19 +1,26 @@
-"""Pairwise training of any pair model (p = P(a shows more)) with cross-entropy on t in {0, .5, 1}.
+"""The pair rankers' task: any pair model (p = P(a shows more)) trained with cross-entropy on
+t in {0, 0.5, 1}.
 
-A thin keras.Model subclass owning only train_step / test_step; the network stays functional.
-Two optimizers: one for the trunk, one for everything else (the paper's per-part learning
-rates), both over one GradientTape.
+`PairwiseRanker` is a thin TaskModel owning only train_step / test_step; the network stays
+functional. Its parameter groups (trunk, head) step with their own learning rates, the paper's
+per-part rates.
 
 Loss scaling: under a distribution strategy the optimizer *sums* replica gradients, so each
 replica's loss must be its share of the global-batch mean. The Keras `BinaryCrossentropy`
 object divides by the number of replicas itself; a hand-written `reduce_mean` would not, and
 gives gradients num_replicas times too large (tests/test_training.py checks 1 vs 2 replicas).
 """
+import logging
+
 import keras
 import tensorflow as tf
 from keras import ops
 
-from relattr_tf.models import trunk_of
+from relattr_tf import evaluation, models
+from relattr_tf.config import ConfigError
+from relattr_tf.data import pipeline, schema
+from relattr_tf.models.vgg16 import load_imagenet_weights
+from relattr_tf.training import callbacks, export, task
 
 
 def pair_correct(target, p):
@@ -27,7 +34,7 @@ def pair_correct(target, p):
 
 
 @keras.saving.register_keras_serializable(package="relattr_tf")
-class PairwiseRanker(keras.Model):
+class PairwiseRanker(task.TaskModel):
     """Trains `network` ((image_a, image_b) -> p) on ((image_a, image_b), target) batches."""
 
     def __init__(self, network, **kwargs):
@@ -36,20 +43,9 @@ class PairwiseRanker(keras.Model):
         self.bce = keras.losses.BinaryCrossentropy(name="bce")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
-        trunk = trunk_of(network)
-        trunk_ids = {id(v) for v in trunk.trainable_variables}
-        self.trunk_variables = list(trunk.trainable_variables)
-        self.head_variables = [v for v in network.trainable_variables if id(v) not in trunk_ids]
 
     def call(self, inputs, training=False):
         return self.network(inputs, training=training)
-
-    def compile(self, trunk_optimizer, head_optimizer, **kwargs):
-        super().compile(optimizer=None, **kwargs)
-        self.trunk_optimizer, self.head_optimizer = trunk_optimizer, head_optimizer
-        # Built here, not lazily: MirroredStrategy and checkpoint restore both need the slots.
-        trunk_optimizer.build(self.trunk_variables)
-        head_optimizer.build(self.head_variables)
 
     @property
     def metrics(self):
@@ -72,12 +68,9 @@ class PairwiseRanker(keras.Model):
         with tf.GradientTape() as tape:
             p = self.network(images, training=True)
             loss = self.bce(target, ops.cast(p, "float32"))
-            loss += tf.nn.scale_regularization_loss(sum(self.network.losses)) \
-                if self.network.losses else 0.0
-        grads = tape.gradient(loss, self.trunk_variables + self.head_variables)
-        split = len(self.trunk_variables)
-        self.trunk_optimizer.apply_gradients(zip(grads[:split], self.trunk_variables))
-        self.head_optimizer.apply_gradients(zip(grads[split:], self.head_variables))
+            if self.network.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.network.losses))
+        self.apply_gradients_of(tape, loss)
         return self._update_metrics(target, p, loss)
 
     def test_step(self, data):
@@ -86,7 +79,123 @@ class PairwiseRanker(keras.Model):
         p = self.network(images, training=False)
         return self._update_metrics(target, p, self.bce(target, ops.cast(p, "float32")))
 
-    def learning_rates(self):
-        """Current learning rates of both optimizers (for logging)."""
-        return {"lr_trunk": self.trunk_optimizer.learning_rate,
-                "lr_head": self.head_optimizer.learning_rate}
+
+class RankerTask(task.Task):
+    """DACRL, its no-attention ablation and RankNet on one attribute's pair splits."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.parts = None
+
+    # ------------------------------------------------------------------ data
+    def _val_split(self):
+        return self.config.data.val_split or self.config.data.eval_split[0]
+
+    def check_data(self, meta):
+        data = self.config.data
+        for split in list(data.train_weights()) + list(data.eval_split) + [self._val_split()]:
+            schema.pair_split(meta, data.data_dir, data.attribute, split)
+
+    def input_config(self):
+        data = self.config.data
+        return pipeline.InputConfig(
+            batch_size=self.config.train.batch_size, image_size=data.image_size,
+            augment=tuple(data.augment), swap=data.swap, image_memory_mb=data.image_memory_mb,
+            skip_corrupt=data.skip_corrupt)
+
+    def steps_per_epoch(self, meta):
+        data, batch = self.config.data, self.config.train.batch_size
+        pairs = pipeline.pair_count(meta, data.data_dir, data.attribute, data.train_weights())
+        examples = pairs * (2 if data.swap else 1)
+        if examples < batch:
+            raise ConfigError(f"{data.data_dir}: {data.attribute}/{','.join(data.train_split)} "
+                              f"has {pairs} pairs, fewer than one batch of {batch}")
+        return max(1, examples // batch)
+
+    def datasets(self, meta, start_batch):
+        data, weights = self.config.data, self.config.data.train_weights()
+        tables = pipeline.image_tables_of(meta, data.data_dir, data.attribute,
+                                          list(weights) + [self._val_split()])
+        config = self.input_config()
+        store = pipeline.ImageStore(data.data_dir, tables, data.image_size,
+                                    data.image_memory_mb, meta, data.skip_corrupt)
+        train_ds = pipeline.make_dataset(data.data_dir, data.attribute, weights, config,
+                                         training=True, seed=self.config.train.seed,
+                                         start_batch=start_batch, meta=meta, store=store)
+        val_ds = pipeline.make_dataset(data.data_dir, data.attribute, self._val_split(), config,
+                                       training=False, meta=meta, store=store)
+        if data.val_steps:
+            val_ds = val_ds.take(data.val_steps)
+        return train_ds, val_ds
+
+    def shard_files(self, meta):
+        data = self.config.data
+        files = []
+        for split in data.train_weights():
+            files += pipeline.pair_split_files(meta, data.data_dir, data.attribute, split)
+        for table in pipeline.image_tables_of(meta, data.data_dir, data.attribute,
+                                              data.train_weights()):
+            files += schema.shard_paths(data.data_dir, schema.image_table(
+                meta, data.data_dir, table), table)
+        return files
+
+    # ------------------------------------------------------------------ model
+    def check_config(self, replicas):
+        if self.config.train.batch_size % replicas:
+            raise ConfigError(f"--batch_size={self.config.train.batch_size} is the global batch: "
+                              f"it must divide evenly over the {replicas} replicas")
+        if self.config.family.backbone_weights and self.config.family.width != 1:
+            raise ConfigError(f"--backbone_weights needs --width=1 (VGG16 itself), got "
+                              f"--width={self.config.family.width}")
+
+    def build(self):
+        net, size = self.config.family, self.config.data.image_size
+        self.parts = models.build_model(
+            self.config.model, image_size=size, width=net.width, seed=self.config.train.seed,
+            reduction=net.reduction, cross_filters=net.cross_filters,
+            cross_depth=net.cross_depth, head_units=net.head_units, head_pool=net.head_pool)
+        if net.backbone_weights:
+            count = load_imagenet_weights(self.parts.trunk, net.backbone_weights)
+            logging.info("loaded %d VGG16 conv layers from %s", count, net.backbone_weights)
+        ranker = PairwiseRanker(self.parts.network, name=f"{self.config.model}_ranker")
+        blank = tf.zeros((1, size, size, 3))
+        ranker((blank, blank))  # built before restoring into it
+        return ranker
+
+    def group_learning_rates(self):
+        return {"trunk": self.config.family.trunk_lr, "head": self.config.family.head_lr}
+
+    def group_variables(self, model):
+        return self.parts.group_variables()
+
+    def describe(self, model):
+        data = self.config.data
+        return (f"{self.config.model} ({model.network.count_params():,} parameters) on "
+                f"{data.attribute}/{','.join(data.train_split)}")
+
+    def callbacks(self, model, log_dir, val_ds):
+        count = self.config.train.tensorboard_images
+        if not count:
+            return []
+        for (image_a, image_b), target in val_ds.take(1):
+            return [callbacks.PairImages(log_dir, model.network, image_a[:count].numpy(),
+                                         image_b[:count].numpy(), target[:count].numpy())]
+        return []
+
+    # ------------------------------------------------------------------ results
+    def export(self, model, model_dir):
+        return export.export_pair_model(self.parts, model_dir, self.config.data.image_size)
+
+    def evaluate(self, model_dir, **options):
+        """{split: result} of every eval split; options: batch_size, method (evaluation)."""
+        data = self.config.data
+        return {split: evaluation.evaluate_split(model_dir, data.data_dir, data.attribute, split,
+                                                 image_memory_mb=data.image_memory_mb,
+                                                 skip_corrupt=data.skip_corrupt, **options)
+                for split in data.eval_split}
+
+    def summary_line(self, name, result):
+        return evaluation.summary_line(result)
+
+
+task.register_task("ranker", RankerTask)

@@ -1,11 +1,11 @@
-"""train_and_evaluate(config, model_dir): one pair ranker for one attribute, end to end.
+"""train_and_evaluate(config, model_dir): any task (model family), end to end.
 
-Resumable: a crash-safe checkpoint is written at every epoch end under
-<model_dir>/checkpoints, so rerunning the same command after a crash (kill -9 included) continues
-from the last finished epoch. At the end the network is exported and evaluated.
+Resumable: a crash-safe checkpoint is written at every epoch end under <model_dir>/checkpoints,
+so rerunning the same command after a crash (kill -9 included) continues from the last finished
+epoch, and the data stream continues where it stopped. At the end the model is exported and
+evaluated.
 """
 import json
-import logging
 import os
 import shlex
 import time
@@ -13,188 +13,156 @@ import time
 import keras
 import tensorflow as tf
 
-from relattr_tf import evaluation, models
-from relattr_tf.config import load_run_config
+from relattr_tf import config as config_lib
+from relattr_tf.config import ConfigError
 from relattr_tf.data import pipeline, schema
-from relattr_tf.models.vgg16 import load_imagenet_weights
-from relattr_tf.training import callbacks, distribute, export, optimizers
-from relattr_tf.training.ranker import PairwiseRanker
+from relattr_tf.training import callbacks, distribute, optimizers, task as task_lib
+from relattr_tf.training import ranker  # noqa: F401  registers the pair rankers' task
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot run, with a one-line message."""
+CHANGES_FILE = "config_changes.json"
 
 
 def ensure_data(config):
     """Builds the embedded benchmark when asked to and data_dir holds none."""
-    if tf.io.gfile.exists(schema.metadata_path(config.data_dir)) or not config.make_data:
+    data = config.data
+    if tf.io.gfile.exists(schema.metadata_path(data.data_dir)) or not data.make_data:
         return
     from beam_jobs import make_synthetic
-    argv = [f"--output_dir={config.data_dir}"] + shlex.split(config.make_data_args)
-    print(f"no data in {config.data_dir}: building the embedded benchmark "
+    argv = [f"--output_dir={data.data_dir}"] + shlex.split(data.make_data_args)
+    print(f"no data in {data.data_dir}: building the embedded benchmark "
           f"(python -m beam_jobs.make_synthetic {' '.join(argv)})", flush=True)
     make_synthetic.run(argv)
 
 
 def check_resumable(config, model_dir):
-    """Refuses to resume a model_dir that holds a different network."""
-    path = os.path.join(model_dir, "config.json")
+    """Compares the config with the one a model_dir was trained with.
+
+    A changed network is refused; other changed settings are listed, and recorded in
+    config_changes.json, so a result never silently mixes two recipes.
+    """
+    path = os.path.join(model_dir, config_lib.CONFIG_FILE)
     if not tf.io.gfile.exists(path):
         return
-    previous = load_run_config(model_dir).architecture()
-    changed = {k: (previous[k], v) for k, v in config.architecture().items() if previous[k] != v}
-    if changed:
-        what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items())
+    previous = config_lib.load_run_config(model_dir)
+    if previous.model != config.model:
+        raise ConfigError(f"{path}: this model_dir holds another network (model: "
+                          f"{previous.model} -> {config.model}); use a new --model_dir")
+    architecture, compared, _ = config.differences(previous)
+    if architecture:
+        what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in architecture.items())
         raise ConfigError(f"{path}: this model_dir holds another network ({what}); use a new "
                           f"--model_dir or the same settings to resume")
+    if compared:
+        what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in compared.items())
+        print(f"{model_dir}: continuing with changed settings ({what}); recorded in "
+              f"{CHANGES_FILE}", flush=True)
+        changes_path = os.path.join(model_dir, CHANGES_FILE)
+        history = []
+        if tf.io.gfile.exists(changes_path):
+            with tf.io.gfile.GFile(changes_path) as f:
+                history = json.load(f)
+        history.append(dict(time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            changes={k: list(v) for k, v in compared.items()}))
+        with tf.io.gfile.GFile(changes_path, "w") as f:
+            f.write(json.dumps(history, indent=2, default=str))
 
 
-def check_config(config, replicas):
-    """One-line errors for settings that cannot build or split."""
-    if config.image_size < 32:
-        raise ConfigError(f"--image_size={config.image_size}: VGG16 halves the size five "
-                          f"times, so it must be at least 32")
-    if config.width <= 0:
-        raise ConfigError(f"--width={config.width}: must be positive (1 = VGG16)")
-    if config.batch_size % replicas:
-        raise ConfigError(f"--batch_size={config.batch_size} is the global batch: it must "
-                          f"divide evenly over the {replicas} replicas")
-
-
-def build_ranker(config, steps_per_epoch):
-    network = models.build_model(
-        config.model, image_size=config.image_size, width=config.width, seed=config.seed,
-        reduction=config.reduction, cross_filters=config.cross_filters,
-        cross_depth=config.cross_depth, head_units=config.head_units, head_pool=config.head_pool)
-    if config.backbone_weights:
-        count = load_imagenet_weights(models.trunk_of(network), config.backbone_weights)
-        logging.info("loaded %d VGG16 conv layers from %s", count, config.backbone_weights)
-    ranker = PairwiseRanker(network, name=f"{config.model}_ranker")
-    schedule = lambda lr: optimizers.step_schedule(lr, config.lr_drop_epochs,
-                                                   config.lr_drop_factor, steps_per_epoch)
-    ranker.compile(
-        trunk_optimizer=optimizers.make_optimizer(config.optimizer, schedule(config.trunk_lr),
-                                                  config.weight_decay, name_suffix="_trunk"),
-        head_optimizer=optimizers.make_optimizer(config.optimizer, schedule(config.head_lr),
-                                                 config.weight_decay, name_suffix="_head"),
-        jit_compile=config.jit_compile)
-    return ranker
-
-
-def _sample_pairs(dataset, count):
-    for (image_a, image_b), target in dataset.take(1):
-        return image_a[:count].numpy(), image_b[:count].numpy(), target[:count].numpy()
-    return None
+def compile_model(model, task, config, steps_per_epoch, **compile_kwargs):
+    """One optimizer per parameter group, each with its learning rate and the step schedule."""
+    train = config.train
+    schedule = lambda lr: optimizers.step_schedule(lr, train.lr_drop_epochs, train.lr_drop_factor,
+                                                   steps_per_epoch)
+    group_optimizers = {group: optimizers.make_optimizer(train, schedule(lr), group)
+                        for group, lr in task.group_learning_rates().items()}
+    model.compile(group_optimizers, task.group_variables(model),
+                  weight_decay=optimizers.coupled_weight_decay(train),
+                  jit_compile=train.jit_compile, **compile_kwargs)
 
 
 def train_and_evaluate(config, model_dir, strategy=None):
-    """Trains config.model on config.attribute, exports it, evaluates the eval splits.
-
-    Returns {split: evaluation result}.
-    """
+    """Trains config's model, exports it, evaluates it; returns {name: evaluation result}."""
     started = time.time()
+    task = task_lib.make_task(config)
+    train = config.train
     ensure_data(config)
-    meta = schema.read_metadata(config.data_dir)
-    for split in (config.train_split,) + tuple(config.eval_splits):
-        schema.check_attribute_split(meta, config.data_dir, config.attribute, split)
+    meta = schema.read_metadata(config.data.data_dir)
+    task.check_data(meta)
     check_resumable(config, model_dir)
     tf.io.gfile.makedirs(model_dir)
-    with tf.io.gfile.GFile(os.path.join(model_dir, "config.json"), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(model_dir, config_lib.CONFIG_FILE), "w") as f:
         f.write(config.to_json())
 
-    keras.utils.set_random_seed(config.seed)
-    keras.mixed_precision.set_global_policy(config.mixed_precision)
-    strategy = strategy or distribute.make_strategy(config.strategy)
-    check_config(config, strategy.num_replicas_in_sync)
-    input_config = config.input_config()
-    train_pairs = pipeline.split_size(config.data_dir, config.attribute, config.train_split, meta)
-    examples = train_pairs * (2 if config.swap else 1)
-    steps_per_epoch = config.steps_per_epoch or max(1, examples // config.batch_size)
-    if examples < config.batch_size:
-        raise ConfigError(f"{config.data_dir}: {config.attribute}/{config.train_split} has "
-                          f"{train_pairs} pairs, fewer than one batch of {config.batch_size}")
-    train_ds = pipeline.make_dataset(config.data_dir, config.attribute, config.train_split,
-                                     input_config, training=True, seed=config.seed,
-                                     repeat=True, meta=meta)
-    val_split = config.val_split or config.eval_splits[0]
-    val_ds = pipeline.make_dataset(config.data_dir, config.attribute, val_split, input_config,
-                                   training=False, meta=meta)
-    if config.val_steps:
-        val_ds = val_ds.take(config.val_steps)
-
+    keras.utils.set_random_seed(train.seed)
+    keras.mixed_precision.set_global_policy(train.mixed_precision)
+    strategy = strategy or distribute.make_strategy(train.strategy)
+    task.check_config(strategy.num_replicas_in_sync)
+    steps_per_epoch = train.steps_per_epoch or task.steps_per_epoch(meta)
     with strategy.scope():
-        ranker = build_ranker(config, steps_per_epoch)
-        blank = tf.zeros((1, config.image_size, config.image_size, 3))
-        ranker((blank, blank))  # built before restoring into it
+        model = task.build()
+        compile_model(model, task, config, steps_per_epoch)
     checkpoint_dir = os.path.join(model_dir, "checkpoints")
-    initial_epoch = callbacks.restore_checkpoint(ranker, checkpoint_dir)
+    initial_epoch = callbacks.restore_checkpoint(model, checkpoint_dir)
+    train_ds, val_ds = task.datasets(meta, start_batch=initial_epoch * steps_per_epoch)
 
     log_dir = os.path.join(model_dir, "tensorboard")
-    run_name = f"{config.model}-{config.attribute}-seed{config.seed}"
+    run_name = f"{config.model}-{config.data.attribute}-seed{train.seed}"
     cbs = [callbacks.StopOnNonFiniteLoss(checkpoint_dir), callbacks.LogLearningRates()]
-    if config.progress == "line":
-        cbs.append(callbacks.EpochLine(config.epochs))
-    cbs += [keras.callbacks.TensorBoard(log_dir, update_freq=max(1, steps_per_epoch // 10),
-                                        write_graph=False),
+    if train.progress == "line":
+        cbs.append(callbacks.EpochLine(train.epochs))
+    cbs += [callbacks.TensorBoard(log_dir, write_graph=False,
+                                  update_freq=train.update_freq or max(1, steps_per_epoch // 10)),
             callbacks.WriteHParams(log_dir, config.hparams(), run_name)]
-    sample = _sample_pairs(val_ds, config.tensorboard_pairs) if config.tensorboard_pairs else None
-    if sample is not None:
-        cbs.append(callbacks.PairImages(log_dir, *sample))
+    cbs += task.callbacks(model, log_dir, val_ds) if val_ds is not None else []
     # Last, so an epoch is checkpointed only after every other callback accepted it.
     cbs.append(callbacks.EpochCheckpoint(checkpoint_dir))
-    print(f"training {config.model} ({ranker.network.count_params():,} parameters) on "
-          f"{config.attribute}/{config.train_split}: "
-          f"{train_pairs} pairs, {steps_per_epoch} steps x {config.epochs} epochs, batch "
-          f"{config.batch_size}, {strategy.num_replicas_in_sync} replica(s) -> {model_dir}"
+    print(f"training {task.describe(model)}: {steps_per_epoch} steps x {train.epochs} epochs, "
+          f"batch {train.batch_size}, {strategy.num_replicas_in_sync} replica(s) -> {model_dir}"
           + (f" (resuming after epoch {initial_epoch})" if initial_epoch else ""), flush=True)
     try:
-        ranker.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch,
-                   steps_per_epoch=steps_per_epoch, validation_data=val_ds, callbacks=cbs,
-                   verbose=1 if config.progress == "bar" else 0)
-    except tf.errors.OpError as e:
-        pipeline.raise_for_unreadable(
-            pipeline.shard_files(config.data_dir, config.attribute, config.train_split, meta), e)
+        model.fit(train_ds, epochs=train.epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=steps_per_epoch, validation_data=val_ds, callbacks=cbs,
+                  verbose=1 if train.progress == "bar" else 0)
+    except tf.errors.DataLossError as e:
+        pipeline.raise_for_unreadable(task.shard_files(meta), e)
 
-    export.export_network(ranker.network, model_dir, config.image_size)
-    results = {}
-    for split in config.eval_splits:
-        results[split] = evaluation.evaluate_split(model_dir, config.data_dir, config.attribute,
-                                                   split, skip_corrupt=config.skip_corrupt)
-        print(evaluation.summary_line(results[split]), flush=True)
+    task.export(model, model_dir)
+    results = task.evaluate(model_dir)
+    for name, result in results.items():
+        print(task.summary_line(name, result), flush=True)
     summary = dict(results=results, seconds=round(time.time() - started, 1),
-                   optimizer_steps=int(ranker.trunk_optimizer.iterations.numpy()),
-                   steps_per_epoch=steps_per_epoch, epochs=config.epochs,
-                   replicas=strategy.num_replicas_in_sync)
+                   optimizer_steps=model.optimizer_steps(), steps_per_epoch=steps_per_epoch,
+                   epochs=train.epochs, replicas=strategy.num_replicas_in_sync)
     with tf.io.gfile.GFile(os.path.join(model_dir, "summary.json"), "w") as f:
         f.write(json.dumps(summary, indent=2, sort_keys=True, default=float))
     return results
 
 
 def train_or_reuse(config, model_dir):
-    """train_and_evaluate, or the results of an earlier finished run in model_dir."""
+    """The results of an earlier finished run in model_dir when it was trained with exactly
+    this config (settings that change results compared); otherwise train_and_evaluate, which
+    refuses another network and lists and records any other change."""
     summary = os.path.join(model_dir, "summary.json")
     if tf.io.gfile.exists(summary):
+        architecture, compared, _ = config.differences(config_lib.load_run_config(model_dir))
         with tf.io.gfile.GFile(summary) as f:
             results = json.load(f)["results"]
-        if set(config.eval_splits) <= set(results):
+        if not architecture and not compared and set(config.data.eval_split) <= set(results):
             return results
     return train_and_evaluate(config, model_dir)
 
 
 def train_all_attributes(config, model_dir, strategy=None):
     """One network per attribute in turn (model_dir/<attribute>), then the results table."""
-    import dataclasses
+    from relattr_tf import evaluation
     ensure_data(config)
-    meta = schema.read_metadata(config.data_dir)
-    rows = {split: [] for split in config.eval_splits}
+    meta = schema.read_metadata(config.data.data_dir)
+    rows = {split: [] for split in config.data.eval_split}
     for attribute in meta["attributes"]:
-        results = train_and_evaluate(dataclasses.replace(config, attribute=attribute),
+        results = train_and_evaluate(config.with_values(attribute=attribute),
                                      os.path.join(model_dir, attribute), strategy)
         for split, result in results.items():
             rows[split].append(result)
-    tables = {}
     for split, split_rows in rows.items():
-        tables[split] = evaluation.write_table(split_rows, os.path.join(model_dir,
-                                                                        f"results_{split}"))
-        print(f"\n{config.model} on {config.data_dir} / {split}:\n{tables[split]}", flush=True)
+        table = evaluation.write_table(split_rows, os.path.join(model_dir, f"results_{split}"))
+        print(f"\n{config.model} on {config.data.data_dir} / {split}:\n{table}", flush=True)
     return rows

@@ -1,0 +1,162 @@
+"""The task interface: what differs between model families, behind one small surface.
+
+`training.run.train_and_evaluate(config, model_dir)` drives any task with the shared machinery
+(checkpoints and resume, the non-finite-loss stop, TensorBoard and HParams, the progress line,
+summary.json). A task says how to read its data, build its network, export and evaluate it:
+
+    class MyTask(Task):
+        def steps_per_epoch(self, meta): ...             # one pass over the training data
+        def datasets(self, meta, start_batch): ...       # (endless train, finite validation)
+        def build(self): ...                             # a TaskModel, built
+        def export(self, model, model_dir): ...
+        def evaluate(self, model_dir): ...               # {name: result dict}
+
+Its model is a `TaskModel`: a thin keras.Model subclass that owns train_step / test_step and
+steps one optimizer per parameter group (the groups its network declares), with weight decay
+and mixed_float16 loss scaling done once here for every family.
+"""
+import keras
+import tensorflow as tf
+
+from relattr_tf.config import ConfigError
+from relattr_tf.training import loss_scale as loss_scale_lib
+
+
+class _Groups:
+    """{group: variables} kept out of Keras' attribute tracking (they belong to the network)."""
+
+    def __init__(self, variables):
+        self.variables = {g: list(v) for g, v in variables.items()}
+        self.kernels = {id(v) for vs in self.variables.values() for v in vs if len(v.shape) > 1}
+
+
+class TaskModel(keras.Model):
+    """Base of the models that own train_step: one optimizer per parameter group.
+
+    Subclasses build their layers and metrics, and in train_step call
+    `self.apply_gradients_of(tape, loss, groups)` once per player. Under the mixed_float16
+    policy (set before the model is made) one dynamic loss scale serves every optimizer.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.loss_scale = (loss_scale_lib.LossScale(name="loss_scale")
+                           if keras.mixed_precision.global_policy().name == "mixed_float16"
+                           else None)
+
+    def compile(self, optimizers, group_variables, weight_decay=0.0, **kwargs):
+        """optimizers: {group: optimizer}; group_variables: {group: variables}.
+        weight_decay > 0 adds wd * w to the gradient of every kernel (L2, coupled)."""
+        super().compile(optimizer=None, **kwargs)
+        self.group_optimizers = dict(optimizers)
+        self.groups = _Groups(group_variables)
+        self.l2 = float(weight_decay)
+        for group, optimizer in self.group_optimizers.items():
+            # Built here, not lazily: MirroredStrategy and checkpoint restore both need slots.
+            optimizer.build(self.groups.variables[group])
+
+    def apply_gradients_of(self, tape, loss, groups=None):
+        """Differentiates `loss` (a replica's share of the global-batch loss) with respect to
+        the groups' variables and steps their optimizers."""
+        groups = list(groups or self.group_optimizers)
+        variables = [v for g in groups for v in self.groups.variables[g]]
+        if self.loss_scale is not None:
+            with tape:  # the scaling must be recorded too
+                scaled = self.loss_scale.scale_loss(loss)
+            grads = self.loss_scale.unscale(tape.gradient(scaled, variables))
+        else:
+            grads = tape.gradient(loss, variables)
+        if self.l2:
+            # Each replica adds its share: the optimizer sums replica gradients.
+            l2 = self.l2 / tf.distribute.get_strategy().num_replicas_in_sync
+            grads = [g + l2 * tf.cast(v, g.dtype) if g is not None and id(v) in self.groups.kernels
+                     else g for g, v in zip(grads, variables)]
+        updates, start = [], 0
+        for group in groups:
+            count = len(self.groups.variables[group])
+            updates.append((self.group_optimizers[group], grads[start:start + count],
+                            self.groups.variables[group]))
+            start += count
+        if self.loss_scale is not None:
+            self.loss_scale.apply(updates)
+        else:
+            for optimizer, group_grads, group_vars in updates:
+                optimizer.apply_gradients(zip(group_grads, group_vars))
+
+    def learning_rates(self):
+        """Current learning rate of each group's optimizer (for logging)."""
+        return {f"lr_{g}": o.learning_rate for g, o in self.group_optimizers.items()}
+
+    def optimizer_steps(self):
+        return int(next(iter(self.group_optimizers.values())).iterations.numpy())
+
+
+class Task:
+    """One model family's data, network, export and evaluation (see the module docstring)."""
+
+    def __init__(self, config):
+        self.config = config
+
+    # ------------------------------------------------------------------ data
+    def check_data(self, meta):
+        """One-line DataErrors for splits / tables the config names but the data lacks."""
+
+    def steps_per_epoch(self, meta):
+        raise NotImplementedError
+
+    def datasets(self, meta, start_batch):
+        """(training dataset, endless, continuing after `start_batch` batches; validation
+        dataset or None)."""
+        raise NotImplementedError
+
+    def shard_files(self, meta):
+        """The shards the training data reads (named when one turns out corrupt)."""
+        return []
+
+    # ------------------------------------------------------------------ model
+    def check_config(self, replicas):
+        """One-line ConfigErrors for settings that cannot build or split."""
+
+    def build(self):
+        """The TaskModel, built (its variables exist) but not compiled."""
+        raise NotImplementedError
+
+    def group_learning_rates(self):
+        """{parameter group: learning rate}."""
+        raise NotImplementedError
+
+    def group_variables(self, model):
+        raise NotImplementedError
+
+    def describe(self, model):
+        """Short description for the start line, e.g. 'dacrl (1,234 parameters)'."""
+        return f"{self.config.model} ({model.count_params():,} parameters)"
+
+    def callbacks(self, model, log_dir, val_ds):
+        """Task-specific callbacks (TensorBoard images)."""
+        return []
+
+    # ------------------------------------------------------------------ results
+    def export(self, model, model_dir):
+        raise NotImplementedError
+
+    def evaluate(self, model_dir, **options):
+        """{name: result dict}, each also written to model_dir; options come from the
+        evaluate command (e.g. batch_size)."""
+        return {}
+
+    def summary_line(self, name, result):
+        return f"{name}: {result}"
+
+
+TASKS = {}
+
+
+def register_task(family, task_class):
+    TASKS[family] = task_class
+
+
+def make_task(config):
+    if config.family_name not in TASKS:
+        raise ConfigError(f"no task registered for the {config.family_name} models")
+    return TASKS[config.family_name](config)
