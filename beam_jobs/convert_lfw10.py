@@ -1,4 +1,4 @@
-"""Converts LFW-10 (IIIT Hyderabad) into pair shards.
+"""Converts LFW-10 (IIIT Hyderabad) into a data directory.
 
     python -m beam_jobs.convert_lfw10 --input_dir=LFW10 --output_dir=data/lfw10 \
         [--attributes=smile,mouthopen]
@@ -7,6 +7,7 @@ Reads LFW10/annotations/<attribute>{train,test}.mat (images_compare: R x 3 cell,
 file names of images A and B; attribute_strengths: R x 4, columns 2-4 the votes "A more",
 "B more", "about the same") and LFW10/images/<n>.jpg. The label is the vote with most votes
 (ties go to the earlier column, as the reference loader's argmax), agreement its share.
+The images the pairs use are stored once, in image table `all` (no strengths).
 """
 import argparse
 import logging
@@ -21,6 +22,7 @@ from relattr_tf.data import matfiles
 ATTRIBUTES = ("baldhead", "darkhair", "eyesopen", "goodlooking", "masculinelooking",
               "mouthopen", "smile", "v_teeth", "vforehead", "young")
 TARGET_OF_VOTE = (1.0, 0.0, 0.5)  # argmax over ("A more", "B more", "about the same")
+TABLE = "all"  # the one image table: the images the pairs use
 
 
 def read_pairs(path, attribute, split):
@@ -51,13 +53,14 @@ def read_pairs(path, attribute, split):
 
 
 def run(argv=None):
-    parser = transforms.add_conversion_args(argparse.ArgumentParser(description=__doc__))
+    parser = transforms.add_conversion_args(transforms.JobArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--attributes", default=",".join(ATTRIBUTES),
                         help="comma list of the annotation file spellings")
     args, beam_args = parser.parse_known_args(argv)
-    attributes = [a.strip() for a in args.attributes.split(",") if a.strip()]
+    attributes = list(dict.fromkeys(a.strip() for a in args.attributes.split(",") if a.strip()))
     unknown = sorted(set(attributes) - set(ATTRIBUTES))
-    if unknown:
+    if unknown or not attributes:
         raise SystemExit(f"convert_lfw10: unknown attribute(s) {', '.join(unknown)}; known: "
                          f"{', '.join(ATTRIBUTES)}")
     pairs, sources = [], {}
@@ -70,19 +73,18 @@ def run(argv=None):
                     "attribute_strengths unused (UNVERIFIED in the format notes), split votes "
                     "resolved to the earlier column", len(pairs))
     names = sorted({p["id_a"] for p in pairs} | {p["id_b"] for p in pairs})
-    image_paths = {n: os.path.join(args.input_dir, "images", n) for n in names}
+    images = [(TABLE, n, os.path.join(args.input_dir, "images", n), None) for n in names]
     base_meta = dict(dataset="lfw10", attributes=attributes,
                      image_size=[args.image_size] * 2 if args.image_size else None,
-                     image_format="jpeg", sources=sources,
+                     image_format="jpeg", strength_names=[], sources=sources,
                      command=transforms.command_line("beam_jobs.convert_lfw10", argv))
     return transforms.run_conversion(
-        "convert_lfw10", args.output_dir, beam_args, image_paths=image_paths,
-        keys=[(a, s) for a in attributes for s in ("train", "test")], base_meta=base_meta,
-        image_size=args.image_size, num_shards=args.num_shards,
+        "convert_lfw10", args.output_dir, beam_args, images=images, tables=[TABLE],
+        splits={(a, s): [TABLE] for a in attributes for s in ("train", "test")},
+        base_meta=base_meta, image_size=args.image_size, num_shards=args.num_shards,
         max_rejected_fraction=args.max_rejected_fraction,
         make_pairs=lambda p: p | "Pairs" >> beam.Create(pairs))
 
 
 if __name__ == "__main__":
-    logging.getLogger().setLevel(logging.WARNING)
-    run()
+    transforms.main(run, "convert_lfw10")

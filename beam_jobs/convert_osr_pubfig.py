@@ -1,4 +1,4 @@
-"""Converts OSR or PubFig (Parikh & Grauman's relative attributes, data.mat) into pair shards.
+"""Converts OSR or PubFig (Parikh & Grauman's relative attributes, data.mat) into a data directory.
 
     python -m beam_jobs.convert_osr_pubfig --dataset=pubfig --input_dir=relative_attributes/pubfig \
         --output_dir=data/pubfig
@@ -9,6 +9,10 @@ Labels are class-level: relative_ordering[a, c] ranks class c on attribute a (la
 Train pairs are all pairs i < j of the training images, test pairs those of the test images;
 same-class and tied-class pairs are equal (t = 0.5). --test_pair_fraction keeps a seeded random
 subset of the test pairs (OSR has 3 million; the reference code keeps 5%).
+
+Each image is stored once, in image table `train` or `test` (by used_for_training), with its
+strength vector: its class's rank on every attribute (`strength_names` = the attributes). The
+pairs of split train name images of table train, those of split test images of table test.
 """
 import argparse
 import itertools
@@ -62,24 +66,24 @@ class ClassPairs(beam.DoFn):
     def process(self, task):
         a, split = task
         members = np.flatnonzero(self.in_split[split])
-        strengths = self.ordering[:, self.classes]  # (attributes, images): class ranks
+        ranks = self.ordering[a, self.classes]  # every image's class rank on attribute a
         rng = np.random.default_rng([self.seed, a])
         for i, j in itertools.combinations(members, 2):
             if split == "test" and self.fraction < 1.0 and rng.uniform() >= self.fraction:
                 continue
-            yi, yj = strengths[a, i], strengths[a, j]
+            yi, yj = ranks[i], ranks[j]
             yield dict(attribute=self.attributes[a], split=split, id_a=self.names[i],
                        id_b=self.names[j], target=1.0 if yi > yj else 0.0 if yi < yj else 0.5,
-                       strengths_a=strengths[:, i], strengths_b=strengths[:, j],
                        source=self.dataset)
 
 
 def run(argv=None):
-    parser = transforms.add_conversion_args(argparse.ArgumentParser(description=__doc__))
+    parser = transforms.add_conversion_args(transforms.JobArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--dataset", required=True, choices=sorted(IMAGE_FOLDERS))
-    parser.add_argument("--test_pair_fraction", type=float, default=1.0,
-                        help="keep this seeded random fraction of the test pairs")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test_pair_fraction", type=transforms.fraction, default=1.0,
+                        help="keep this seeded random fraction (0, 1] of the test pairs")
+    parser.add_argument("--seed", type=transforms.non_negative_int, default=0)
     args, beam_args = parser.parse_known_args(argv)
     label_path = os.path.join(args.input_dir, "data.mat")
     names, classes, training, raw_attributes, ordering = read_labels(label_path)
@@ -89,9 +93,11 @@ def run(argv=None):
                     label_path, len(names), training.sum(), ordering.shape[1],
                     ", ".join(attributes))
     folder = os.path.join(args.input_dir, IMAGE_FOLDERS[args.dataset])
-    image_paths = {n: os.path.join(folder, n) for n in names}
+    strengths = ordering[:, classes]  # (attributes, images): each image's class ranks
+    images = [("train" if training[i] else "test", name, os.path.join(folder, name),
+               strengths[:, i]) for i, name in enumerate(names)]
     in_split = {"train": training, "test": ~training}
-    keys = [(a, s) for a in attributes for s in ("train", "test")]
+    splits = {(a, s): [s] for a in attributes for s in ("train", "test")}
     tasks = [(a, s) for a in range(len(attributes)) for s in ("train", "test")]
     pairs_fn = ClassPairs(args.dataset, names, classes, in_split, attributes, ordering,
                           args.test_pair_fraction, args.seed)
@@ -105,13 +111,13 @@ def run(argv=None):
         command=transforms.command_line("beam_jobs.convert_osr_pubfig", argv))
     return transforms.run_conversion(
         f"convert_osr_pubfig ({args.dataset})", args.output_dir, beam_args,
-        image_paths=image_paths, keys=keys, base_meta=base_meta, image_size=args.image_size,
-        num_shards=args.num_shards, max_rejected_fraction=args.max_rejected_fraction,
+        images=images, splits=splits, tables=["train", "test"], base_meta=base_meta,
+        image_size=args.image_size, num_shards=args.num_shards,
+        max_rejected_fraction=args.max_rejected_fraction,
         make_pairs=lambda p: (p | "Tasks" >> beam.Create(tasks)
                               | "SpreadTasks" >> beam.Reshuffle()
                               | "ClassPairs" >> beam.ParDo(pairs_fn)))
 
 
 if __name__ == "__main__":
-    logging.getLogger().setLevel(logging.WARNING)
-    run()
+    transforms.main(run, "convert_osr_pubfig")

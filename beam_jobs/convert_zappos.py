@@ -1,4 +1,4 @@
-"""Converts UT-Zappos50K (Zap50K-1, Zap50K-2 or the lexi attributes) into pair shards.
+"""Converts UT-Zappos50K (Zap50K-1, Zap50K-2 or the lexi attributes) into a data directory.
 
     python -m beam_jobs.convert_zappos --collection=zap50k1 --input_dir=ZAPPOS --output_dir=data/zap50k1
     python -m beam_jobs.convert_zappos --collection=zap50k2 --input_dir=ZAPPOS --output_dir=data/zap50k2
@@ -15,7 +15,9 @@ zappos-labels-fg.mat, train-test-splits.mat), ut-zap50k-images/ (or ut-zap50k-im
 - lexi: the 10 lexi attributes (v7.3 file), a seeded `train` / `test` split (--test_fraction).
 Rows are (image A, image B, attribute id, label 1 = A more / 2 = B more / 3 = equal,
 confidence 1 = very .. 3 = not, agreement). Image paths are matched against the image tree,
-indexed once, with brand folders normalised (trailing dots, %2E, HTML entity &#174;).
+indexed once, with brand folders normalised (trailing dots, %2E, HTML entity &#174;). The
+images the pairs use are stored once, in image table `all` (no strengths), by their
+image-path.mat name.
 """
 import argparse
 import logging
@@ -31,6 +33,7 @@ from relattr_tf.data import matfiles
 ZAP50K_ATTRIBUTES = ("open", "pointy", "sporty", "comfort")
 TARGET_OF_LABEL = {1: 1.0, 2: 0.0, 3: 0.5}
 IMAGE_FOLDERS = {"original": "ut-zap50k-images", "square": "ut-zap50k-images-square"}
+TABLE = "all"  # the one image table: the images the pairs use
 
 
 def normalise_component(name):
@@ -176,13 +179,16 @@ def lexi_pairs(input_dir, image_names, test_fraction, seed):
 
 
 def run(argv=None):
-    parser = transforms.add_conversion_args(argparse.ArgumentParser(description=__doc__))
+    parser = transforms.add_conversion_args(transforms.JobArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--collection", required=True, choices=("zap50k1", "zap50k2", "lexi"))
     parser.add_argument("--images", default="original", choices=sorted(IMAGE_FOLDERS))
     parser.add_argument("--include_equal", action="store_true",
                         help="add mturkEqual pairs (t = 0.5) to the training splits")
-    parser.add_argument("--test_fraction", type=float, default=0.2, help="lexi only")
-    parser.add_argument("--seed", type=int, default=0, help="lexi split seed")
+    parser.add_argument("--test_fraction", type=transforms.open_fraction, default=0.2,
+                        help="lexi only: seeded fraction (0, 1) of each attribute's pairs")
+    parser.add_argument("--seed", type=transforms.non_negative_int, default=0,
+                        help="lexi split seed")
     args, beam_args = parser.parse_known_args(argv)
     data_dir = os.path.join(args.input_dir, "ut-zap50k-data")
     path_file = os.path.join(data_dir, "image-path.mat")
@@ -200,7 +206,7 @@ def run(argv=None):
     used = sorted({p["id_a"] for p in pairs} | {p["id_b"] for p in pairs})
     # An image missing from the tree keeps its literal path: the reader then rejects it,
     # counted and listed in rejected.csv.
-    image_paths = {n: tree.get(normalise_path(n), os.path.join(root, n)) for n in used}
+    images = [(TABLE, n, tree.get(normalise_path(n), os.path.join(root, n)), None) for n in used]
     fixed = sum(1 for n in used if normalise_path(n) in tree and
                 tree[normalise_path(n)] != os.path.join(root, n))
     logging.warning("convert_zappos (%s): %d pairs over %d images; %d image paths matched only "
@@ -209,16 +215,16 @@ def run(argv=None):
     attributes = list(dict.fromkeys(a for a, _ in keys))
     base_meta = dict(dataset=f"zappos50k-{args.collection}", attributes=attributes,
                      image_size=[args.image_size] * 2 if args.image_size else None,
-                     image_format="jpeg", images=args.images,
+                     image_format="jpeg", image_folder=args.images, strength_names=[],
                      sources={p: transforms.file_sha256(p) for p in [path_file] + sources},
                      command=transforms.command_line("beam_jobs.convert_zappos", argv))
     return transforms.run_conversion(
         f"convert_zappos ({args.collection})", args.output_dir, beam_args,
-        image_paths=image_paths, keys=keys, base_meta=base_meta, image_size=args.image_size,
+        images=images, tables=[TABLE], splits={key: [TABLE] for key in keys},
+        base_meta=base_meta, source="zappos50k", image_size=args.image_size,
         num_shards=args.num_shards, max_rejected_fraction=args.max_rejected_fraction,
         make_pairs=lambda p: p | "Pairs" >> beam.Create(pairs))
 
 
 if __name__ == "__main__":
-    logging.getLogger().setLevel(logging.WARNING)
-    run()
+    transforms.main(run, "convert_zappos")

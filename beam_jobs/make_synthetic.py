@@ -1,4 +1,4 @@
-"""Generates the embedded relative-attribute benchmark as pair shards (the default data set).
+"""Generates the embedded relative-attribute benchmark as a data directory (the default data set).
 
     python -m beam_jobs.make_synthetic --output_dir=data/synthetic
     python -m beam_jobs.make_synthetic --output_dir=DIR --num_images=20000 --image_size=128 \
@@ -6,12 +6,13 @@
 
 Images are rendered from latent strengths, measured on their pixels (the ground truth), paired
 (coarse: random; fine: close strengths) and labelled by a simulated crowd of 5. Splits of images
-are disjoint: train and test carry pairs, generator carries single images with strength vectors.
-Any other flag is a Beam pipeline option (--runner, --direct_num_workers, --setup_file, ...).
+are disjoint image tables, each image stored once with its strength vector and subject box:
+pairs of `train`/`train_fine` name images of table train, `test`/`test_fine` of table test;
+table generator has no pairs. Any other flag is a Beam pipeline option (--runner,
+--direct_num_workers, --setup_file, ...).
 """
 import argparse
 import io
-import logging
 import time
 
 import apache_beam as beam
@@ -21,7 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs import transforms
 from relattr_tf.data import schema
 from relattr_tf.data.synthetic import attributes, crowd, pairs, render
-from relattr_tf.data.synthetic.measure import measure
+from relattr_tf.data.synthetic.measure import measure, subject_box
 
 SOURCE = "synthetic"
 IMAGE_SPLITS = ("train", "test", "generator")
@@ -49,7 +50,8 @@ def image_id(index):
 
 
 class RenderImage(beam.DoFn):
-    """(index, split) -> dict(id, split, png, strengths): render, measure, encode."""
+    """(index, split) -> image dict (table = split, id, image PNG, strengths, box, source):
+    render, measure, encode."""
 
     def __init__(self, seed, image_size):
         self.seed, self.image_size = seed, image_size
@@ -66,24 +68,32 @@ class RenderImage(beam.DoFn):
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG")
         self.rendered.inc()
-        if np.isnan(strengths[attributes.ATTRIBUTE_NAMES.index("size")]):
+        box = subject_box(pixels)
+        if box is None:
             self.unreadable.inc()
-        yield dict(id=image_id(index), split=split, png=buffer.getvalue(), strengths=strengths)
+        yield dict(table=split, id=image_id(index), image=buffer.getvalue(),
+                   strengths=strengths, box=box, source=SOURCE)
+
+
+PAIR_BATCH_SIZE = 10000
 
 
 class MakePairs(beam.DoFn):
-    """(image split, [(id, strengths)]) -> unlabelled pairs for every attribute and pair set."""
+    """(image split, [(id, strengths)]) -> unlabelled pairs for every attribute and pair set,
+    in batches: dict(attribute, split, id_a: [...], id_b: [...], strength_a: array,
+    strength_b: array) of at most PAIR_BATCH_SIZE pairs (one Beam element per batch)."""
 
-    def __init__(self, seed, attribute_names, counts):
+    def __init__(self, seed, attribute_names, counts, batch_size=PAIR_BATCH_SIZE):
         self.seed, self.attribute_names, self.counts = seed, attribute_names, counts
+        self.batch_size = batch_size
 
     def process(self, item):
         image_split, members = item
-        members = sorted(members)  # GroupByKey order is arbitrary: sort for determinism
-        ids = [m[0] for m in members]
+        members = sorted(members, key=lambda m: m[0])  # GroupByKey order is arbitrary
+        ids = np.array([m[0] for m in members], dtype=object)
         table = np.stack([m[1] for m in members])
         for attribute in self.attribute_names:
-            column = attributes.ATTRIBUTE_NAMES.index(attribute)
+            column = table[:, attributes.ATTRIBUTE_NAMES.index(attribute)]
             spec = attributes.BY_NAME[attribute]
             for split, kind in pair_splits(image_split).items():
                 rng = crowd.pair_rng(self.seed, "pairs", attribute, split)
@@ -91,51 +101,73 @@ class MakePairs(beam.DoFn):
                 if kind == "coarse":
                     chosen = pairs.coarse_pairs(len(ids), count, rng)
                 else:
-                    chosen = pairs.fine_pairs(table[:, column], spec.scale, count, rng)
-                for a, b in chosen:
-                    yield dict(attribute=attribute, split=split, id_a=ids[a], id_b=ids[b],
-                               strengths_a=table[a], strengths_b=table[b], column=column)
+                    chosen = pairs.fine_pairs(column, spec.scale, count, rng)
+                for start in range(0, len(chosen), self.batch_size):
+                    a, b = chosen[start:start + self.batch_size].T
+                    yield dict(attribute=attribute, split=split, id_a=ids[a].tolist(),
+                               id_b=ids[b].tolist(), strength_a=column[a], strength_b=column[b])
 
 
 class CrowdLabel(beam.DoFn):
-    """Labels a pair with the simulated crowd; illegible pairs are counted and dropped."""
+    """A batch of unlabelled pairs -> the list of pair dicts the simulated crowd could label;
+    illegible pairs are counted and dropped."""
 
     def __init__(self, seed):
         self.seed, self.crowd = seed, crowd.Crowd()
         self.illegible = transforms.counter("pairs_rejected_illegible")
         self.equal = transforms.counter("pairs_labelled_equal")
 
-    def process(self, pair):
-        pair = dict(pair)
-        column = pair.pop("column")
-        sa, sb = pair["strengths_a"][column], pair["strengths_b"][column]
-        rng = crowd.pair_rng(self.seed, "crowd", pair["attribute"], pair["split"], pair["id_a"],
-                             pair["id_b"])
-        votes = self.crowd.label(sa, sb, attributes.BY_NAME[pair["attribute"]].scale, rng)
-        if votes is None:
-            self.illegible.inc()
-            return
-        if votes["target"] == schema.EQUAL_TARGET:
-            self.equal.inc()
-        yield dict(pair, **votes, true_target=crowd.true_target(sa, sb), source=SOURCE)
+    def process(self, batch):
+        attribute, split = batch["attribute"], batch["split"]
+        scale = attributes.BY_NAME[attribute].scale
+        labelled, illegible, equal = [], 0, 0
+        for id_a, id_b, sa, sb in zip(batch["id_a"], batch["id_b"], batch["strength_a"],
+                                      batch["strength_b"]):
+            rng = crowd.pair_rng(self.seed, "crowd", attribute, split, id_a, id_b)
+            votes = self.crowd.label(sa, sb, scale, rng)
+            if votes is None:
+                illegible += 1
+                continue
+            equal += votes["target"] == schema.EQUAL_TARGET
+            labelled.append(dict(attribute=attribute, split=split, id_a=id_a, id_b=id_b,
+                                 **votes, true_target=crowd.true_target(sa, sb),
+                                 source=SOURCE))
+        self.illegible.inc(illegible)
+        self.equal.inc(int(equal))
+        if labelled:
+            yield labelled
+
+
+def split_fractions(text):
+    """--split_fractions: three positive numbers (train, test, generator)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"needs three positive numbers (train,test,generator), got {text!r}")
+    return values
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = transforms.JobArgumentParser(description=__doc__,
+                                          formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", required=True, help="data directory to write")
-    parser.add_argument("--num_images", type=int, default=2000)
-    parser.add_argument("--split_fractions", default="0.6,0.2,0.2",
+    parser.add_argument("--num_images", type=transforms.positive_int, default=2000)
+    parser.add_argument("--split_fractions", type=split_fractions, default="0.6,0.2,0.2",
                         help="fractions of images for train,test,generator")
-    parser.add_argument("--pairs_per_attribute", type=int, default=1000,
+    parser.add_argument("--pairs_per_attribute", type=transforms.non_negative_int, default=1000,
                         help="train pairs per attribute and pair set (coarse, fine)")
-    parser.add_argument("--test_pairs_per_attribute", type=int, default=300)
+    parser.add_argument("--test_pairs_per_attribute", type=transforms.non_negative_int,
+                        default=300)
     parser.add_argument("--image_size", type=int, default=64, choices=(32, 64, 112, 128, 224))
     parser.add_argument("--attributes", default="all",
                         help=f"comma list out of {','.join(attributes.ATTRIBUTE_NAMES)}")
-    parser.add_argument("--num_shards", type=int, default=2, help="shards per attribute and split")
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
+    parser.add_argument("--num_shards", type=transforms.non_negative_int, default=0,
+                        help="shards per image table and pair split (0: one per ~128 MB)")
+    parser.add_argument("--seed", type=transforms.non_negative_int, default=0)
+    return transforms.add_common_args(parser)
 
 
 def parse_attributes(value):
@@ -143,27 +175,31 @@ def parse_attributes(value):
         return list(attributes.ATTRIBUTE_NAMES)
     names = [v.strip() for v in value.split(",") if v.strip()]
     unknown = sorted(set(names) - set(attributes.ATTRIBUTE_NAMES))
-    if unknown:
+    if unknown or not names:
         raise SystemExit(f"make_synthetic: unknown attribute(s) {', '.join(unknown)}; known: "
                          f"{', '.join(attributes.ATTRIBUTE_NAMES)}")
-    return names
+    return list(dict.fromkeys(names))
 
 
 def run(argv=None):
     args, beam_args = build_parser().parse_known_args(argv)
     names = parse_attributes(args.attributes)
-    fractions = [float(f) for f in args.split_fractions.split(",")]
-    if len(fractions) != 3 or min(fractions) <= 0:
-        raise SystemExit("make_synthetic: --split_fractions needs three positive numbers")
     started = time.time()
     out = args.output_dir.rstrip("/")
+    items = assign_splits(args.num_images, args.split_fractions, args.seed)
+    sizes = {split: sum(1 for _, s in items if s == split) for split in IMAGE_SPLITS}
+    if min(sizes["train"], sizes["test"]) < 2:
+        raise SystemExit(f"make_synthetic: --num_images={args.num_images} with "
+                         f"--split_fractions={','.join(f'{f:g}' for f in args.split_fractions)} "
+                         f"gives {sizes['train']} train and {sizes['test']} test images; pairs "
+                         f"need at least 2 in each")
     transforms.clear_output(out)
-    items = assign_splits(args.num_images, fractions, args.seed)
     counts = {"train": args.pairs_per_attribute, "test": args.test_pairs_per_attribute}
-    keys = [(a, s) for a in names for split in ("train", "test") for s in pair_splits(split)]
+    splits = {(a, s): [split] for a in names for split in ("train", "test")
+              for s in pair_splits(split)}
     base_meta = dict(
         dataset=SOURCE, attributes=names, image_size=[args.image_size, args.image_size],
-        image_format="png", seed=args.seed,
+        image_format="png", seed=args.seed, sources={},
         attribute_info={n: attributes.attribute_info()[n] for n in names},
         strength_names=list(attributes.ATTRIBUTE_NAMES),
         pair_sets={"coarse": "random pairs (like Zap50K-1)",
@@ -176,34 +212,20 @@ def run(argv=None):
                   | "Indices" >> beam.Create(items)
                   | "Spread" >> beam.Reshuffle()
                   | "Render" >> beam.ParDo(RenderImage(args.seed, args.image_size)))
-        image_bytes = images | "IdBytes" >> beam.Map(lambda r: (r["id"], r["png"]))
         labelled = (images
-                    | "Paired" >> beam.Filter(lambda r: r["split"] != "generator")
-                    | "BySplit" >> beam.Map(lambda r: (r["split"], (r["id"], r["strengths"])))
+                    | "Paired" >> beam.Filter(lambda r: r["table"] != "generator")
+                    | "BySplit" >> beam.Map(lambda r: (r["table"], (r["id"], r["strengths"])))
                     | "GroupSplit" >> beam.GroupByKey()
                     | "MakePairs" >> beam.ParDo(MakePairs(args.seed, names, counts))
+                    | "SpreadPairs" >> beam.Reshuffle()  # labelling is the costly step
                     | "Crowd" >> beam.ParDo(CrowdLabel(args.seed)))
-        summaries = ((labelled, image_bytes)
-                     | "AttachImages" >> transforms.AttachImages()
-                     | "Encode" >> transforms.EncodePairs()
-                     | "WritePairs" >> transforms.WritePairShards(out, keys, args.num_shards))
-        generator = images | "Generator" >> beam.Filter(lambda r: r["split"] == "generator")
-        _ = (generator
-             | "EncodeImages" >> beam.Map(lambda r: schema.encode_image(
-                 image=r["png"], image_id=r["id"], strengths=r["strengths"], source=SOURCE,
-                 split=r["split"]))
-             | "WriteImages" >> beam.io.WriteToTFRecord(
-                 schema.image_shard_prefix(out, "generator"),
-                 file_name_suffix=schema.SHARD_SUFFIX, num_shards=args.num_shards))
-        image_counts = (images
-                        | "SplitOf" >> beam.Map(lambda r: r["split"])
-                        | "CountSplits" >> beam.combiners.Count.PerElement())
-        _ = (summaries, image_counts) | "Metadata" >> transforms.WriteMetadata(out, base_meta)
+        _ = ((images, labelled)
+             | "Write" >> transforms.WriteDataDir(out, base_meta, IMAGE_SPLITS, splits,
+                                                  args.num_shards))
     result = p.result
     transforms.print_summary("make_synthetic", out, result, started)
     return result
 
 
 if __name__ == "__main__":
-    logging.getLogger().setLevel(logging.WARNING)
-    run()
+    transforms.main(run, "make_synthetic")

@@ -139,3 +139,37 @@ def make_lexi_v73(path, rows_per_attribute=20):
     with open(path, "r+b") as f:
         f.write(header.ljust(124, b" ") + b"\x00\x02IM")
     return matrices
+
+
+LFW_ATTRIBUTE_NAMES = ["Male", "Asian", "Black Hair", "Mouth Wide Open", "Smiling"]
+
+
+def make_lfw_attributes(root):
+    """LFW/lfw_attributes.txt in its real layout (a `#` comment line, then a header whose first
+    column is an extra `#`, tab-separated, person names with spaces) and LFW/lfw/<Person>/
+    <Person>_<NNNN>.jpg. Rows: three good ones (one person's name has three words), one whose
+    image is missing, one with a column short and one with a non-numeric score.
+    Returns {image id: scores} of the good rows."""
+    good = {("Aaron Eckhart", 1): [1.568346, -1.889043, 0.5, -0.25, 2.0],
+            ("Aaron Eckhart", 2): [1.25, -1.5, 0.125, 0.75, -2.0],
+            ("Mary Jo Van Dyke", 13): [-2.5, 0.375, -0.75, 1.5, 0.0625]}
+    rows = [f"{person}\t{number}\t" + "\t".join(f"{v:f}" for v in scores)
+            for (person, number), scores in good.items()]
+    rows.insert(1, "Zed Missing\t1\t" + "\t".join(["0.5"] * 5))  # no image file
+    rows.append("Short Row\t1\t" + "\t".join(["0.5"] * 4))  # a column short
+    rows.append("Not Numeric\t2\t0.5\tabc\t0.5\t0.5\t0.5")
+    header = "\t".join(["#", "person", "imagenum"] + LFW_ATTRIBUTE_NAMES)
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, "lfw_attributes.txt"), "w") as f:
+        f.write("# Attribute scores of LFW images (test fixture)\n" + header + "\n"
+                + "\n".join(rows) + "\n")
+    out = {}
+    for k, ((person, number), scores) in enumerate(good.items()):
+        folder = person.replace(" ", "_")
+        image_id = f"{folder}_{number:04d}"
+        jpeg(os.path.join(root, "lfw", folder, f"{image_id}.jpg"), 200 + k, size=(24, 24))
+        out[image_id] = scores
+    for person, number in (("Short Row", 1), ("Not Numeric", 2)):  # images exist, rows do not
+        folder = person.replace(" ", "_")
+        jpeg(os.path.join(root, "lfw", folder, f"{folder}_{number:04d}.jpg"), 300, size=(24, 24))
+    return out

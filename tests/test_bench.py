@@ -43,7 +43,7 @@ def test_forward_flops_count_vgg16_convolutions():
             expected += 2 * side * side * 9 * channels * filters  # multiply-adds count 2
             channels = filters
         side //= 2
-    flops = bench.forward_flops_per_pair(build_ranknet(size, width=1.0), size)
+    flops = bench.forward_flops_per_pair(build_ranknet(size, width=1.0).network, size)
     # Two images per pair; bias, ReLU, pooling and the score layer add well under 1 %.
     assert 2 * expected <= flops <= 2 * expected * 1.01
 

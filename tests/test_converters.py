@@ -1,21 +1,30 @@
 """The real-data converters on fixtures in the documented formats."""
-import glob
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from beam_jobs import convert_lfw10, convert_osr_pubfig, convert_zappos
+from beam_jobs import convert_lfw10, convert_lfw_attributes, convert_osr_pubfig, convert_zappos
 from relattr_tf.data import matfiles, schema
 from tests import real_fixtures
 from tests.cli import run_module, smoke_args
 
 
+def _records(data_dir, entry):
+    files = [schema.join(data_dir, name) for name in entry["shards"]]
+    return [schema.decode_record(r.numpy())
+            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")] if files else []
+
+
 def _pairs(data_dir, attribute, split):
-    files = glob.glob(os.path.join(data_dir, attribute, f"{split}-*.tfrecord.gz"))
-    return [schema.decode_pair(r.numpy())
-            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    meta = schema.read_metadata(data_dir)
+    return _records(data_dir, schema.pair_split(meta, data_dir, attribute, split))
+
+
+def _images(data_dir, table):
+    meta = schema.read_metadata(data_dir)
+    return {r["id"]: r for r in _records(data_dir, schema.image_table(meta, data_dir, table))}
 
 
 def test_pubfig_class_orderings_become_all_pairs_with_ties(tmp_path):
@@ -35,7 +44,18 @@ def test_pubfig_class_orderings_become_all_pairs_with_ties(tmp_path):
     young = {(p["id_a"], p["id_b"]): p for p in _pairs(out, "Young", "train")}
     assert young[("Ann_1.jpg", "Bob_1.jpg")]["target"] == 0.0
     assert young[("Bob_1.jpg", "Cid_2.jpg")]["target"] == 0.5
-    np.testing.assert_array_equal(by_ids[("Ann_1.jpg", "Bob_1.jpg")]["strengths_a"], [3, 1])
+    # Each image once, in the table of its split, with its class ranks as strengths.
+    train, test = _images(out, "train"), _images(out, "test")
+    assert sorted(train) == ["Ann_1.jpg", "Ann_2.jpg", "Bob_1.jpg", "Bob_2.jpg", "Cid_1.jpg",
+                             "Cid_2.jpg"] and len(test) == 6
+    np.testing.assert_array_equal(train["Ann_1.jpg"]["strengths"], [3, 1])
+    np.testing.assert_array_equal(test["Cid_4.jpg"]["strengths"], [1, 2])
+    assert meta["strength_names"] == meta["attributes"]
+    with open(os.path.join(tmp_path / "pubfig" / "images", "Bob_3.jpg"), "rb") as f:
+        assert test["Bob_3.jpg"]["image"] == f.read()  # source bytes kept
+    for split, table in (("train", train), ("test", test)):
+        assert meta["splits"]["Young"][split]["image_tables"] == [split]
+        assert all(p["id_a"] in table and p["id_b"] in table for p in _pairs(out, "Young", split))
     assert open(os.path.join(out, "rejected.csv")).read().strip() == "image,reason"
     assert len(names) == 12 and "data.mat" in next(iter(meta["sources"])).split("/")[-1]
 
@@ -49,17 +69,25 @@ def test_test_pairs_can_be_subsampled_with_a_seed(tmp_path):
                                 f"--output_dir={out}", "--test_pair_fraction=0.5", "--seed=1"])
         counts.append(sorted((p["id_a"], p["id_b"]) for p in _pairs(out, "Young", "test")))
     assert counts[0] == counts[1] and 0 < len(counts[0]) < 15
+    with pytest.raises(SystemExit, match=r"--test_pair_fraction: must be a number > 0 and <= 1, "
+                                         r"got '0'"):
+        convert_osr_pubfig.run(["--dataset=pubfig", f"--input_dir={tmp_path / 'pubfig'}",
+                                f"--output_dir={out}", "--test_pair_fraction=0"])
 
 
 def test_unreadable_images_are_rejected_listed_and_fail_past_the_threshold(tmp_path):
     real_fixtures.make_pubfig(str(tmp_path / "pubfig"), bad_image="Cid_4.jpg")
     out = str(tmp_path / "out")
     args = ["--dataset=pubfig", f"--input_dir={tmp_path / 'pubfig'}", f"--output_dir={out}"]
-    convert_osr_pubfig.run(args + ["--max_rejected_fraction=0.1"])
+    result = convert_osr_pubfig.run(args + ["--max_rejected_fraction=0.1"])
     rejected = open(os.path.join(out, "rejected.csv")).read().splitlines()
     assert len(rejected) == 2 and "Cid_4.jpg" in rejected[1]
     meta = schema.read_metadata(out)
     assert meta["splits"]["Smiling"]["test"]["pairs"] == 10  # 5 of 15 test pairs used Cid_4
+    assert meta["images"]["test"]["count"] == 5 and "Cid_4.jpg" not in _images(out, "test")
+    from beam_jobs import transforms
+    counts = transforms.counters_of(result)
+    assert counts["images_rejected"] == 1 and counts["pairs_missing_image"] == 2 * 5
     with pytest.raises(SystemExit, match=r"1 of 12 images could not be read .*rejected.csv"):
         convert_osr_pubfig.run(args)  # default threshold 0.01
     assert not os.path.exists(os.path.join(out, "metadata.json"))
@@ -81,6 +109,17 @@ def test_label_file_errors_name_the_file_and_the_variable(tmp_path):
         matfiles.load_mat(str(tmp_path / "nothing.mat"))
 
 
+def test_a_truncated_matlab_v73_file_is_a_mat_error_naming_it(tmp_path):
+    path = str(tmp_path / "zappos-labels-real-lexi.mat")
+    real_fixtures.make_lexi_v73(path)
+    data = open(path, "rb").read()
+    for size in (1024, len(data) // 2, len(data) - 64):
+        open(path, "wb").write(data[:size])
+        with pytest.raises(matfiles.MatError, match=r"zappos-labels-real-lexi.mat: not a "
+                                                    r"readable MATLAB"):
+            matfiles.load_mat(path)
+
+
 def test_lfw10_votes_become_targets_and_agreement(tmp_path):
     real_fixtures.make_lfw10(str(tmp_path / "LFW10"))
     out = str(tmp_path / "out")
@@ -90,7 +129,11 @@ def test_lfw10_votes_become_targets_and_agreement(tmp_path):
     assert [pairs[f"{n}.jpg"]["target"] for n in (1, 2, 3, 4)] == [1.0, 0.0, 0.5, 1.0]
     assert pairs["1.jpg"]["id_b"] == "2.jpg"  # column 2 is image A, column 3 image B
     assert pairs["2.jpg"]["agreement"] == pytest.approx(0.8)
-    assert schema.read_metadata(out)["splits"]["young"]["test"]["equal_pairs"] == 1
+    meta = schema.read_metadata(out)
+    assert meta["splits"]["young"]["test"]["equal_pairs"] == 1
+    assert meta["images"]["all"]["count"] == 8  # each image once, for both attributes
+    assert meta["splits"]["smile"]["test"]["image_tables"] == ["all"]
+    assert _images(out, "all")["3.jpg"]["strengths"].size == 0  # no strengths known
     with pytest.raises(SystemExit, match="unknown attribute.*shiny"):
         convert_lfw10.run([f"--input_dir={tmp_path / 'LFW10'}", f"--output_dir={out}",
                            "--attributes=shiny"])
@@ -117,6 +160,9 @@ def test_zap50k1_ten_splits_path_fixes_and_a_known_pair(tmp_path):
     assert "Missing/600.4.jpg" in rejected  # the one image not in the tree
     pointy = [p for s in range(1, 11) for p in _pairs(out, "pointy", f"train-{s:02d}")]
     assert not any("600.4" in p["id_a"] for p in pointy)  # its pairs were dropped
+    images = _images(out, "all")
+    assert sorted(images) == sorted(real_fixtures.ZAPPOS_PATHS[:5])  # by image-path.mat name
+    assert meta["image_folder"] == "original"
     assert order[0].shape == (12, 6)
 
 
@@ -160,6 +206,65 @@ def test_a_bad_label_code_is_a_one_line_error(tmp_path):
                                                 r"label 7, expected 1"):
         convert_zappos.run(["--collection=zap50k2", f"--input_dir={root}",
                             f"--output_dir={tmp_path / 'out'}"])
+    proc = run_module("beam_jobs.convert_zappos", "--collection=zap50k2", f"--input_dir={root}",
+                      f"--output_dir={tmp_path / 'out'}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("convert_zappos: ")
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        "zappos-labels.mat: mturkOrder{3} row 5: label 7, expected 1 (A more), 2 (B more) or "
+        "3 (equal)")
+
+
+def test_lfw_attribute_scores_land_on_the_right_images(tmp_path):
+    root = tmp_path / "LFW"
+    scores = real_fixtures.make_lfw_attributes(str(root))
+    out = str(tmp_path / "out")
+    result = convert_lfw_attributes.run([f"--input_dir={root}", f"--output_dir={out}",
+                                         "--max_rejected_fraction=0.5", "--image_size=16"])
+    meta = schema.read_metadata(out)
+    assert meta["attributes"] == [] and meta["splits"] == {}
+    assert meta["strength_names"] == real_fixtures.LFW_ATTRIBUTE_NAMES  # not shifted by one
+    assert meta["images"]["generator"]["count"] == 3 and meta["rows"] == 6
+    images = _images(out, "generator")
+    assert sorted(images) == sorted(scores) == [
+        "Aaron_Eckhart_0001", "Aaron_Eckhart_0002", "Mary_Jo_Van_Dyke_0013"]
+    for image_id, expected in scores.items():
+        np.testing.assert_allclose(images[image_id]["strengths"], expected, rtol=1e-6)
+    assert tf.io.decode_jpeg(images["Mary_Jo_Van_Dyke_0013"]["image"]).shape == (16, 16, 3)
+    rejected = open(os.path.join(out, "rejected.csv")).read().splitlines()
+    assert rejected[0] == "image,reason" and len(rejected) == 4
+    assert any("Zed_Missing/Zed_Missing_0001.jpg" in line for line in rejected)
+    assert any("lfw_attributes.txt:7" in line and "6 columns, expected 7" in line
+               for line in rejected)
+    assert any("lfw_attributes.txt:8" in line and "non-numeric score 'abc' in column 'Asian'"
+               in line for line in rejected)
+    from beam_jobs import transforms
+    counts = transforms.counters_of(result)
+    assert counts["rows_rejected"] == 2 and counts["images_rejected"] == 1
+    with pytest.raises(SystemExit, match=r"3 of 6 rows were rejected .*rejected.csv"):
+        convert_lfw_attributes.run([f"--input_dir={root}", f"--output_dir={out}"])
+    assert not os.path.exists(os.path.join(out, "metadata.json"))
+
+
+def test_lfw_attribute_header_and_flag_errors_are_one_line(tmp_path):
+    root = tmp_path / "LFW"
+    real_fixtures.make_lfw_attributes(str(root))
+    path = root / "lfw_attributes.txt"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "person\tnumber\tMale"] + lines[2:]) + "\n")
+    with pytest.raises(schema.DataError, match=r"lfw_attributes.txt: not an LFW attribute file"):
+        convert_lfw_attributes.run([f"--input_dir={root}", f"--output_dir={tmp_path / 'out'}"])
+    proc = run_module("beam_jobs.convert_lfw_attributes", f"--input_dir={root}",
+                      f"--output_dir={tmp_path / 'out'}", check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert last.startswith(f"convert_lfw_attributes: {path}: not an LFW attribute file: line 2")
+    proc = run_module("beam_jobs.convert_lfw_attributes", f"--input_dir={root}",
+                      f"--output_dir={tmp_path / 'out'}", "--max_rejected_fraction=1.5",
+                      check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+        "convert_lfw_attributes: argument --max_rejected_fraction: must be a number >= 0 and "
+        "<= 1, got '1.5' (see --help)")
 
 
 def test_converted_real_data_trains_end_to_end(tmp_path):
@@ -170,7 +275,7 @@ def test_converted_real_data_trains_end_to_end(tmp_path):
     model_dir = str(tmp_path / "model")
     proc = run_module("relattr_tf.train", *smoke_args(data_dir, model_dir, "--attribute=smile",
                                                       "--batch_size=4", "--epochs=1",
-                                                      "--tensorboard_pairs=0"))
+                                                      "--tensorboard_images=0"))
     assert "smile / test: accuracy" in proc.stdout
 
 
@@ -182,7 +287,7 @@ def test_numbered_splits_are_trained_and_summarised(tmp_path):
     model_dir = str(tmp_path / "splits")
     proc = run_module("relattr_tf.train_splits", *smoke_args(
         data_dir, model_dir, "--attribute=open", "--split_numbers=1,2", "--batch_size=4",
-        "--epochs=1", "--tensorboard_pairs=0"))
+        "--epochs=1", "--tensorboard_images=0"))
     assert "| open |" in proc.stdout and "| mean |" in proc.stdout
     lines = open(os.path.join(model_dir, "splits_summary.csv")).read().splitlines()
     assert lines[1].startswith("open,") and lines[1].endswith(",2")

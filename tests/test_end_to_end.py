@@ -31,7 +31,7 @@ def test_beam_job_then_train_then_evaluate(tmp_path):
 def test_all_attributes_writes_the_table(tiny_data_dir, tmp_path):
     model_dir = str(tmp_path / "all")
     run_module("relattr_tf.train", *smoke_args(tiny_data_dir, model_dir, "--attribute=all",
-                                               "--epochs=1", "--tensorboard_pairs=0"))
+                                               "--epochs=1", "--tensorboard_images=0"))
     table = open(os.path.join(model_dir, "results_test.md")).read()
     assert "| brightness |" in table and "| tilt |" in table and "| mean |" in table
     evaluate = run_module("relattr_tf.evaluate", f"--model_dir={model_dir}",

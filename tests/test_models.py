@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from relattr_tf.models import build_model, trunk_of
+from relattr_tf.models import build_model
 from relattr_tf.models.vgg16 import VGG16_TRUNK_PARAMS, build_vgg16_trunk, load_imagenet_weights
 
 SMALL = dict(image_size=32, width=0.125, cross_filters=16, head_units=32)
@@ -23,11 +23,11 @@ def test_width_one_trunk_is_exactly_vgg16():
 
 @pytest.mark.parametrize("name", ["dacrl", "dacrl_noatt", "ranknet"])
 def test_pair_models_output_one_clipped_probability_per_pair(name):
-    model = build_model(name, **SMALL)
+    parts = build_model(name, **SMALL)
     a, b = np.random.rand(3, 32, 32, 3).astype("float32"), np.random.rand(3, 32, 32, 3)
-    p = np.asarray(model((a, b.astype("float32"))))
+    p = np.asarray(parts.network((a, b.astype("float32"))))
     assert p.shape == (3, 1) and np.all((p >= 1e-7) & (p <= 1 - 1e-7))
-    assert trunk_of(model).name == "trunk"
+    assert parts.trunk.name == "trunk"
 
 
 def test_parameter_counts_of_the_heads():
@@ -39,18 +39,18 @@ def test_parameter_counts_of_the_heads():
     cross_head = (9 * channels * filters + filters) + (filters * units + units) + (units + 1)
     attention = (channels * (channels // reduction) + channels // reduction
                  + (channels // reduction) * channels + channels)
-    assert build_model("dacrl_noatt", **kw).count_params() == trunk + cross_head
-    assert build_model("dacrl", **kw).count_params() == trunk + cross_head + attention
-    assert build_model("ranknet", **kw).count_params() == trunk + 64 + 1
+    assert build_model("dacrl_noatt", **kw).network.count_params() == trunk + cross_head
+    assert build_model("dacrl", **kw).network.count_params() == trunk + cross_head + attention
+    assert build_model("ranknet", **kw).network.count_params() == trunk + 64 + 1
 
 
 def test_ranknet_is_antisymmetric_and_dacrl_is_not():
     a = np.random.rand(2, 32, 32, 3).astype("float32")
     b = np.random.rand(2, 32, 32, 3).astype("float32")
-    ranknet = build_model("ranknet", **SMALL)
+    ranknet = build_model("ranknet", **SMALL).network
     np.testing.assert_allclose(np.asarray(ranknet((a, b))) + np.asarray(ranknet((b, a))), 1.0,
                                atol=1e-6)
-    dacrl = build_model("dacrl", **SMALL, seed=1)
+    dacrl = build_model("dacrl", **SMALL, seed=1).network
     assert not np.allclose(np.asarray(dacrl((a, b))) + np.asarray(dacrl((b, a))), 1.0, atol=1e-9)
 
 

@@ -57,8 +57,12 @@ def load_mat(path, data=None):
     """{variable: value} of a v5 or v7.3 .mat file (read through Beam's FileSystems)."""
     data = _read_bytes(path) if data is None else data
     if is_hdf5(data):
-        with h5py.File(io.BytesIO(data), "r") as f:
-            return {k: _h5_value(f, f[k]) for k in f if not k.startswith("#")}
+        try:
+            with h5py.File(io.BytesIO(data), "r") as f:
+                return {k: _h5_value(f, f[k]) for k in f if not k.startswith("#")}
+        except (OSError, KeyError, ValueError) as e:  # truncated or damaged HDF5
+            raise MatError(f"{path}: not a readable MATLAB v7.3 (HDF5) file "
+                           f"({type(e).__name__}: {(str(e).splitlines() or [''])[0]})") from None
     try:
         return scipy.io.loadmat(io.BytesIO(data))
     except Exception as e:

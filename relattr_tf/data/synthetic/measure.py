@@ -34,6 +34,22 @@ def subject_mask(image):
     return mask
 
 
+def subject_box(image):
+    """The subject's bounding box [ymin, xmin, ymax, xmax] as fractions of the image side, on
+    pixel edges (a subject filling pixel rows 2..5 of 8 gives ymin 0.25, ymax 0.75), or None
+    when no subject is found. Same rules as `measure`: uint8 or floats in [0, 1]."""
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        image = image.astype(np.float32) / 255.0
+    mask = subject_mask(image)
+    if mask is None:
+        return None
+    rows, cols = np.nonzero(mask)
+    height, width = mask.shape
+    return [float(rows.min() / height), float(cols.min() / width),
+            float((rows.max() + 1) / height), float((cols.max() + 1) / width)]
+
+
 def _principal_axes(mask):
     rows, cols = np.nonzero(mask)
     x, y = cols + 0.5, -(rows + 0.5)  # y axis pointing up, as the renderer's angles
