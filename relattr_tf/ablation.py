@@ -15,10 +15,13 @@ from relattr_tf import cli
 from relattr_tf import train as train_flags  # defines the training flags
 
 SPLITS = {"coarse": ("train", "test"), "fine": ("train_fine", "test_fine")}
-flags.DEFINE_multi_enum("models", ["ranknet", "dacrl_noatt", "dacrl"],
-                        ["ranknet", "dacrl_noatt", "dacrl"], "Models to compare.")
-flags.DEFINE_multi_enum("pair_sets", ["coarse", "fine"], list(SPLITS),
-                        "coarse: train/test, fine: *_fine splits.")
+MODELS = ("ranknet", "dacrl_noatt", "dacrl")
+flags.DEFINE_list("models", list(MODELS), "Models to compare.")
+flags.DEFINE_list("pair_sets", list(SPLITS), "coarse: train/test, fine: *_fine splits.")
+flags.register_validator("models", lambda v: bool(v) and set(v) <= set(MODELS),
+                         f"--models: a list out of {', '.join(MODELS)}")
+flags.register_validator("pair_sets", lambda v: bool(v) and set(v) <= set(SPLITS),
+                         f"--pair_sets: a list out of {', '.join(SPLITS)}")
 flags.DEFINE_list("attributes", ["brightness", "contrast", "size", "stripes"], "Attributes.")
 flags.DEFINE_list("seeds", ["0"], "Seeds; each run is repeated per seed.")
 flags.register_validator("seeds", lambda v: all(s.isdigit() for s in v),

@@ -27,7 +27,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from relattr_tf import cli  # noqa: E402
 
 flags.DEFINE_boolean("quick", False, "Width 0.25 at 64 px only, fewer steps.")
 flags.DEFINE_list("only", ["env", "peak", "models", "replicas", "reader", "beam"],
@@ -35,17 +37,31 @@ flags.DEFINE_list("only", ["env", "peak", "models", "replicas", "reader", "beam"
 flags.DEFINE_list("models", ["dacrl", "ranknet"], "Pair models to time.")
 flags.DEFINE_list("sizes", ["64", "112"], "Image sizes.")
 flags.DEFINE_list("widths", ["1", "0.25"], "VGG16 width multipliers.")
-flags.DEFINE_integer("batch_size", 24, "Pairs per batch.")
-flags.DEFINE_integer("steps", 10, "Timed steps per model.")
+flags.DEFINE_integer("batch_size", 24, "Pairs per batch.", lower_bound=1)
+flags.DEFINE_integer("steps", 10, "Timed steps per model.", lower_bound=2)
 flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
                   "Keras dtype policy for the model timings.")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the model steps.")
-flags.DEFINE_integer("steps_per_execution", 1, "Keras steps per tf.function call.")
+flags.DEFINE_integer("steps_per_execution", 1, "Keras steps per tf.function call.",
+                     lower_bound=1)
 flags.DEFINE_string("data_dir", "", "Embedded benchmark for the reader ('' = build a small one).")
-flags.DEFINE_integer("beam_images", 2000, "Images in the conversion benchmark's fixture.")
+flags.DEFINE_integer("beam_images", 2000, "Images in the conversion benchmark's fixture.",
+                     lower_bound=2)
 flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into N logical devices (exercises the "
-                     "2-replica measurement without GPUs; its speed-up then means nothing).")
+                     "2-replica measurement without GPUs; its speed-up then means nothing).",
+                     lower_bound=1, upper_bound=64)
+flags.register_validator("sizes", lambda v: all(s.isdigit() and int(s) >= 32 for s in v),
+                         "--sizes: image sizes of at least 32")
+flags.register_validator("widths", lambda v: all(_positive_number(w) for w in v),
+                         "--widths: positive numbers")
 FLAGS = flags.FLAGS
+
+
+def _positive_number(text):
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
 
 
 def emit(**record):
@@ -352,4 +368,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, "relattr_tf.bench")

@@ -37,23 +37,10 @@ def setting(default, help, *, lower=None, upper=None, choices=None, compared=Tru
 class DataConfig:
     data_dir: str = setting("data/synthetic", "Data directory (metadata.json, image tables, "
                             "pair splits).")
-    attribute: str = setting("brightness", "Attribute to train, or 'all' (one network each).")
-    train_split: tuple = setting(("train",), "Training split(s); SPLIT:WEIGHT mixes several "
-                                 "in every batch, e.g. train:1,synthetic-round-01:0.5.")
-    val_split: str = setting("", "Split monitored during training ('' = the first eval split; "
-                             "monitoring only, nothing is selected on it).")
-    val_steps: int = setting(0, "Validation batches per epoch (0 = all).", lower=0,
-                             compared=False)
-    eval_split: tuple = setting(("test",), "Split(s) evaluated at the end.", compared=False)
-    image_table: str = setting("generator", "Image table of single-image models.")
-    validation_fraction: float = setting(0.1, "Share of an image table held out for "
-                                         "validation (single-image models).", lower=0.0,
-                                         upper=0.5)
     image_size: int = setting(64, "Input size; images are resized to it.", lower=32,
                               upper=1024, architecture=True)
     augment: tuple = setting(("flip", "translate"), "Training augmentations: flip, translate, "
                              "crop.", choices=("flip", "translate", "crop"))
-    swap: bool = setting(True, "Also train every pair swapped, with target 1 - t.")
     image_memory_mb: int = setting(2048, "Keep decoded images in memory up to this size; "
                                    "beyond it they stay encoded and are decoded on use.",
                                    lower=1, compared=False)
@@ -63,20 +50,8 @@ class DataConfig:
                               "has none.", compared=False)
     make_data_args: str = setting("", "Arguments for beam_jobs.make_synthetic when --make_data "
                                   "builds data.", compared=False)
-
-    def train_weights(self):
-        """--train_split as {split: weight}."""
-        weights = {}
-        for item in self.train_split:
-            split, _, weight = item.partition(":")
-            try:
-                weights[split] = float(weight) if weight else 1.0
-            except ValueError:
-                raise ConfigError(f"--train_split={item}: the weight after ':' must be a "
-                                  f"number") from None
-            if weights[split] <= 0:
-                raise ConfigError(f"--train_split={item}: the weight must be positive")
-        return weights
+    val_steps: int = setting(0, "Validation batches per epoch (0 = all).", lower=0,
+                             compared=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +92,15 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RankerConfig:
-    """The pair rankers: DACRL, its no-attention ablation and RankNet."""
+    """The pair rankers: DACRL, its no-attention ablation and RankNet (their pair data and
+    their networks)."""
+    attribute: str = setting("brightness", "Attribute to train, or 'all' (one network each).")
+    train_split: tuple = setting(("train",), "Training split(s); SPLIT:WEIGHT mixes several "
+                                 "in every batch, e.g. train:1,synthetic-round-01:0.5.")
+    val_split: str = setting("", "Split monitored during training ('' = the first eval split; "
+                             "monitoring only, nothing is selected on it).")
+    eval_split: tuple = setting(("test",), "Split(s) evaluated at the end.", compared=False)
+    swap: bool = setting(True, "Also train every pair swapped, with target 1 - t.")
     width: float = setting(1.0, "VGG16 channel multiplier; 1 = the real VGG16.", lower=0.01,
                            upper=4.0, architecture=True)
     backbone_weights: str = setting("", "Local path of Keras' VGG16 notop ImageNet .h5 file "
@@ -136,6 +119,20 @@ class RankerConfig:
                              choices=("gap", "flatten"), architecture=True)
 
     DACRL_ONLY = ("reduction", "cross_filters", "cross_depth", "head_units", "head_pool")
+
+    def train_weights(self):
+        """--train_split as {split: weight}."""
+        weights = {}
+        for item in self.train_split:
+            split, _, weight = item.partition(":")
+            try:
+                weights[split] = float(weight) if weight else 1.0
+            except ValueError:
+                raise ConfigError(f"--train_split={item}: the weight after ':' must be a "
+                                  f"number") from None
+            if weights[split] <= 0:
+                raise ConfigError(f"--train_split={item}: the weight must be positive")
+        return weights
 
     def applies(self, model, name):
         """Whether a field means anything for `model` (RankNet has no cross-image head)."""
@@ -342,5 +339,6 @@ def from_flags(flag_values=None):
                                   f"--model={model}")
     config = Config(model=model, data=build(DataConfig), train=build(TrainConfig),
                     family=build(FAMILIES[family][0]))
-    config.data.train_weights()  # checks the weights' syntax now
+    if hasattr(config.family, "train_weights"):
+        config.family.train_weights()  # checks the weights' syntax now
     return config

@@ -33,7 +33,7 @@ def _batched(fn, rows, store, batch_size):
     for start in range(0, len(rows), batch_size):
         images = tf.cast(store.images(rows[start:start + batch_size]), tf.float32) / 255.0
         out.append(fn(images))
-    return np.concatenate(out)
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def predict_from_table(model, meta, data_dir, attribute, split, image_size, batch_size=64,
@@ -49,8 +49,9 @@ def predict_from_table(model, meta, data_dir, attribute, split, image_size, batc
     store = pipeline.ImageStore(data_dir, pipeline.image_tables_of(meta, data_dir, attribute,
                                                                    split),
                                 image_size, image_memory_mb, meta, skip_corrupt)
-    pairs = pipeline.pair_rows(pipeline.read_pairs(meta, data_dir, attribute, split), store,
-                               f"{attribute}/{split}", skip_corrupt)
+    pairs = pipeline.pair_rows(pipeline.read_pairs(meta, data_dir, attribute, split,
+                                                   skip_corrupt),
+                               store, f"{attribute}/{split}", skip_corrupt)
     rows_a, rows_b = pairs["row_a"], pairs["row_b"]
     used = np.unique(np.concatenate([rows_a, rows_b]))
     position = np.zeros(max(store.count, 1), np.int64)

@@ -50,7 +50,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = prepare()
     from relattr_tf.training import run
-    if config.data.attribute == "all":
+    if getattr(config.family, "attribute", None) == "all":
         run.train_all_attributes(config, FLAGS.model_dir)
     else:
         run.train_and_evaluate(config, FLAGS.model_dir)

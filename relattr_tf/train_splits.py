@@ -30,7 +30,7 @@ def run_splits(config, model_dir, numbers, train_prefix, test_prefix):
     from relattr_tf.training import run
     run.ensure_data(config)
     attributes = (schema.read_metadata(config.data.data_dir)["attributes"]
-                  if config.data.attribute == "all" else [config.data.attribute])
+                  if config.family.attribute == "all" else [config.family.attribute])
     accuracies = {a: [] for a in attributes}
     for number in numbers:
         train_split, test_split = f"{train_prefix}-{number:02d}", f"{test_prefix}-{number:02d}"

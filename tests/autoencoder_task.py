@@ -16,6 +16,9 @@ from relattr_tf.training import task
 
 @dataclasses.dataclass(frozen=True)
 class AutoencoderConfig:
+    image_table: str = setting("generator", "Image table it trains on.")
+    validation_fraction: float = setting(0.25, "Held-out share of the table.", lower=0.0,
+                                         upper=0.5)
     code_channels: int = setting(4, "Channels of the code.", lower=1, architecture=True)
     learning_rate: float = setting(1e-2, "Learning rate of both halves.", lower=0.0)
 
@@ -68,12 +71,12 @@ class AutoencoderTask(task.Task):
     def _dataset(self, part, training, start_batch=0):
         data = self.config.data
         return pipeline.make_image_dataset(
-            data.data_dir, data.image_table, self._input(), part=part,
-            validation_fraction=data.validation_fraction, training=training,
+            data.data_dir, self.config.family.image_table, self._input(), part=part,
+            validation_fraction=self.config.family.validation_fraction, training=training,
             seed=self.config.train.seed, start_batch=start_batch)
 
     def steps_per_epoch(self, meta):
-        count = meta["images"][self.config.data.image_table]["count"]
+        count = meta["images"][self.config.family.image_table]["count"]
         return max(1, count // self.config.train.batch_size)
 
     def datasets(self, meta, start_batch):
@@ -111,7 +114,7 @@ task.register_task("autoencoder", AutoencoderTask)
 def config(data_dir, **train):
     return config_lib.Config(
         model="tiny_autoencoder",
-        data=config_lib.DataConfig(data_dir=data_dir, image_size=32, validation_fraction=0.25),
+        data=config_lib.DataConfig(data_dir=data_dir, image_size=32),
         train=config_lib.TrainConfig(**dict(dict(optimizer="adam", epochs=2, batch_size=4,
                                                   lr_drop_epochs=(), weight_decay=0.0,
                                                   steps_per_epoch=3, tensorboard_images=0),

@@ -158,7 +158,7 @@ def test_flags_come_from_the_config_definition_with_ranges_and_family_sections()
     config = _parse(["--model=ranknet", "--width=0.5", "--train_split=train:1,extra:0.5",
                      "--epochs=3"])
     assert config.family.width == 0.5 and config.train.epochs == 3
-    assert config.data.train_weights() == {"train": 1.0, "extra": 0.5}
+    assert config.family.train_weights() == {"train": 1.0, "extra": 0.5}
     assert "cross_filters" not in config.values()  # a DACRL setting, meaningless for RankNet
     with pytest.raises(flags.IllegalFlagValueError, match="epochs"):
         _parse(["--epochs=0"])

@@ -103,3 +103,19 @@ def test_safe_loading_refuses_code_in_a_tampered_model_file(tmp_path):
         keras.saving.load_model(evil_path, safe_mode=True)
     with zipfile.ZipFile(path) as z:
         assert "lambda" not in z.read("config.json").decode().lower()
+
+
+def test_every_config_file_parses_into_a_config():
+    code = ("import glob, sys\n"
+            "from absl import flags\n"
+            "import relattr_tf.ablation, relattr_tf.train_splits\n"
+            "from relattr_tf import config\n"
+            "for path in sorted(glob.glob('configs/*.flags')):\n"
+            "    flags.FLAGS.unparse_flags()\n"
+            "    flags.FLAGS(['prog', f'--flagfile={path}'])\n"
+            "    print(path, config.from_flags().model)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    parsed = proc.stdout.split()
+    assert "configs/ablation.flags" in parsed and "configs/quickstart.flags" in parsed

@@ -131,11 +131,31 @@ def test_a_finished_run_is_reused_only_with_the_same_recipe(smoke_run, capsys):
     model_dir, _ = smoke_run
     config = config_lib.load_run_config(model_dir)
     assert run.train_or_reuse(config, model_dir)["test"]["accuracy"] >= 0
-    assert "continuing" not in capsys.readouterr().out  # reused as it is
-    run.train_or_reuse(config.with_values(head_lr=0.5), model_dir)
-    assert "continuing with changed settings (head_lr: 0.001 -> 0.5)" in capsys.readouterr().out
-    changes = json.load(open(os.path.join(model_dir, run.CHANGES_FILE)))
-    assert changes[-1]["changes"] == {"head_lr": [0.001, 0.5]}
+    assert "training" not in capsys.readouterr().out  # reused as it is
+    with pytest.raises(config_lib.ConfigError, match="finished training with other settings "
+                                                     r"\(head_lr: 0.001 -> 0.5\)"):
+        run.train_or_reuse(config.with_values(head_lr=0.5), model_dir)
+
+
+def test_training_mixes_a_split_appended_to_the_data_directory(tiny_data_dir, tmp_path):
+    import shutil
+    from relattr_tf.data import pipeline, schema, writer
+    data_dir = str(tmp_path / "grown")
+    shutil.copytree(tiny_data_dir, data_dir)
+    store = pipeline.ImageStore(data_dir, ["test"], 32)
+    images = [dict(image=tf.io.encode_png(store.images([k])[0]).numpy(),
+                   image_id=f"round1-{k}", source="generated") for k in range(8)]
+    pairs = [dict(id_a=f"round1-{k}", id_b=f"round1-{(k + 3) % 8}", attribute="brightness",
+                  split="round-01", target=float(k % 2), source="crowd") for k in range(8)]
+    writer.add_to_data_dir(data_dir, table="round-01", images=images, pairs=pairs,
+                           command="test")
+    assert schema.read_metadata(data_dir)["splits"]["brightness"]["train"]["pairs"] > 0
+    model_dir = str(tmp_path / "mixed")
+    proc = run_module("relattr_tf.train", *smoke_args(data_dir, model_dir, "--epochs=1",
+                                                      "--train_split=train:1,round-01:0.5",
+                                                      "--tensorboard_images=0"))
+    assert "on brightness/train:1,round-01:0.5" in proc.stdout
+    assert "brightness / test: accuracy" in proc.stdout
 
 
 def test_ranknet_export_also_scores_single_images(tiny_data_dir, tmp_path):

@@ -84,57 +84,66 @@ class ImageStore:
         for table in self.tables:
             entry = schema.image_table(meta, data_dir, table)
             for path in schema.shard_paths(data_dir, entry, f"image table {table!r}"):
+                records = read_records([path])
+                if skip_corrupt:
+                    records = records.ignore_errors(log_warning=True)
                 try:
-                    for batch in read_records([path]).batch(512).map(schema.parse_images):
+                    for batch in records.batch(512).map(schema.parse_images):
                         ids += batch[schema.ID].numpy().tolist()
                         encoded += batch[schema.IMAGE].numpy().tolist()
                         strengths += batch[schema.STRENGTHS].to_list()
                         boxes += batch[schema.BOX].to_list()
                 except tf.errors.OpError as e:
-                    if not skip_corrupt:
-                        raise schema.DataError(f"{path}: corrupt or truncated shard "
-                                               f"({_first_line(e)}); regenerate it, or pass "
-                                               f"--skip_corrupt to skip bad records") from None
-                    logging.warning("%s: skipped the rest of a corrupt shard (%s)", path,
-                                    _first_line(e))
+                    raise schema.DataError(corrupt_shard_message(path, e)) from None
         self.ids = np.asarray(ids, dtype=object)
+        unique, counts = np.unique(self.ids, return_counts=True)
+        if len(unique) < len(ids):
+            raise schema.DataError(f"image tables {', '.join(self.tables)}: image id "
+                                   f"{unique[counts > 1][0].decode()} appears "
+                                   f"{counts.max()} times; ids must be unique")
         self.strengths = _dense(strengths, np.nan)
         self.boxes = _dense(boxes, -1.0, width=4)
         self.decoded = len(ids) * image_size * image_size * 3 <= memory_mb * 2 ** 20
+        readable = np.ones(len(ids), bool)
         if self.decoded:
-            self._pixels = tf.constant(self._decode_all(encoded, skip_corrupt))
+            pixels, readable = self._decode_all(encoded, skip_corrupt)
+            self._pixels = tf.constant(pixels)
         else:
             logging.info("%d images at %d px exceed --image_memory_mb=%d: decoded on use",
                          len(ids), image_size, memory_mb)
             self._pixels = tf.constant(encoded, tf.string)
+        # Undecodable images (skipped with skip_corrupt) get no row: their pairs are dropped.
+        keys = [i for i, ok in zip(ids, readable) if ok] or [b"\0none"]
+        rows = np.flatnonzero(readable) if readable.any() else np.zeros(1, np.int64)
         self._table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(ids or [b"\0none"], tf.string),
-                                                tf.range(max(len(ids), 1), dtype=tf.int64)),
+            tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.string),
+                                                tf.constant(rows, tf.int64)),
             default_value=-1)
         self.count = len(ids)
 
     def _decode_all(self, encoded, skip_corrupt):
+        """(uint8 pixels of every image, which ones decoded)."""
         size = self.image_size
         out = np.zeros((len(encoded), size, size, 3), np.uint8)
+        readable = np.zeros(len(encoded), bool)
         ds = tf.data.Dataset.from_tensor_slices(tf.constant(encoded or [b""], tf.string))
         ds = ds.take(len(encoded)).enumerate()
         ds = ds.map(lambda i, e: (i, decode_to_uint8(e, size)), num_parallel_calls=AUTOTUNE,
                     deterministic=True)
         if skip_corrupt:
             ds = ds.ignore_errors(log_warning=True)
-        decoded = 0
         try:
             for index, pixels in ds.batch(256):
                 out[index.numpy()] = pixels.numpy()
-                decoded += len(index)
+                readable[index.numpy()] = True
         except tf.errors.InvalidArgumentError as e:
             raise schema.DataError(f"image tables {', '.join(self.tables)}: an image does not "
                                    f"decode ({_first_line(e)}); pass --skip_corrupt to skip "
                                    f"it") from None
-        if decoded < len(encoded):
+        if not readable.all():
             logging.warning("image tables %s: %d undecodable images skipped (their pairs are "
-                            "dropped)", ", ".join(self.tables), len(encoded) - decoded)
-        return out
+                            "dropped)", ", ".join(self.tables), int((~readable).sum()))
+        return out, readable
 
     def rows(self, ids):
         return self._table.lookup(ids)
@@ -239,6 +248,12 @@ def image_tables_of(meta, data_dir, attribute, splits):
     return tables
 
 
+def image_store(meta, data_dir, attribute, splits, config):
+    """The ImageStore of every image table the splits refer to."""
+    return ImageStore(data_dir, image_tables_of(meta, data_dir, attribute, splits),
+                      config.image_size, config.image_memory_mb, meta, config.skip_corrupt)
+
+
 def pair_split_files(meta, data_dir, attribute, split):
     return schema.shard_paths(data_dir, schema.pair_split(meta, data_dir, attribute, split),
                               f"pair split {attribute}/{split}")
@@ -274,12 +289,15 @@ def _streamed_pair_rows(meta, data_dir, attribute, split, store, skip_corrupt):
     return ds.map(lambda p: {k: p[k] for k in keep})
 
 
-def read_pairs(meta, data_dir, attribute, split):
+def read_pairs(meta, data_dir, attribute, split, skip_corrupt=False):
     """A split's pair records as numpy arrays (ids, target, true_target), in file order."""
     files = pair_split_files(meta, data_dir, attribute, split)
     parts = {k: [] for k in (schema.ID_A, schema.ID_B, schema.TARGET, schema.TRUE_TARGET)}
+    records = read_records(files)
+    if skip_corrupt:
+        records = records.ignore_errors(log_warning=True)
     try:
-        for batch in read_records(files).batch(8192).map(schema.parse_pairs):
+        for batch in records.batch(8192).map(schema.parse_pairs):
             for key in parts:
                 parts[key].append(batch[key].numpy())
     except tf.errors.DataLossError as e:
@@ -344,16 +362,14 @@ def make_dataset(data_dir, attribute, splits, config=InputConfig(), *, training,
     if not training and len(weights) != 1:
         raise ValueError("evaluation reads one split at a time")
     augment = allowed_augmentations(meta, attribute, config.augment) if training else ()
-    store = store or ImageStore(data_dir, image_tables_of(meta, data_dir, attribute, weights),
-                                config.image_size, config.image_memory_mb, meta,
-                                config.skip_corrupt)
+    store = store or image_store(meta, data_dir, attribute, weights, config)
     streams = []
     for split in weights:
         if not training:
             streams.append(_streamed_pair_rows(meta, data_dir, attribute, split, store,
                                       config.skip_corrupt))
             continue
-        pairs = pair_rows(read_pairs(meta, data_dir, attribute, split), store,
+        pairs = pair_rows(read_pairs(meta, data_dir, attribute, split, config.skip_corrupt), store,
                           f"{attribute}/{split}", config.skip_corrupt)
         if not len(pairs["row_a"]):
             raise schema.DataError(f"{schema.metadata_path(data_dir)}: {attribute}/{split} has "
@@ -414,10 +430,13 @@ def make_image_dataset(data_dir, table, config=InputConfig(), *, part="train",
     meta = meta or schema.read_metadata(data_dir)
     store = store or ImageStore(data_dir, [table], config.image_size, config.image_memory_mb,
                                 meta, config.skip_corrupt)
+    if part not in ("train", "validation", "all"):
+        raise ValueError(f"part must be train, validation or all, got {part!r}")
     held_out = validation_rows(store.ids, validation_fraction)
-    chosen = {"train": ~held_out, "validation": held_out,
-              "all": np.ones_like(held_out)}[part]
+    chosen = {"train": ~held_out, "validation": held_out, "all": np.ones_like(held_out)}[part]
     rows = np.flatnonzero(chosen)
+    if len(rows):  # undecodable images (skipped with skip_corrupt) have no row
+        rows = rows[store.rows(tf.constant(store.ids[rows].tolist(), tf.string)).numpy() >= 0]
     if not len(rows):
         raise schema.DataError(f"{schema.metadata_path(data_dir)}: image table {table!r} has no "
                                f"{part} images")
@@ -429,7 +448,11 @@ def make_image_dataset(data_dir, table, config=InputConfig(), *, part="train",
         ds = tf.data.Dataset.from_tensor_slices(rows)
     ds = ds.batch(config.batch_size, drop_remainder=training)
     ds = tf.data.Dataset.zip((ds, tf.data.Dataset.range(start_batch, FOREVER)))
-    augment = tuple(config.augment) if training else ()
+    augment = ()
+    if training:  # no flip when any strength of the images changes under it (tilt)
+        augment = allowed_augmentations(meta, None, config.augment)
+        for name in meta.get("strength_names", []):
+            augment = allowed_augmentations(meta, name, augment)
 
     def materialize(batch_rows, index):
         image = store.images(batch_rows)
@@ -444,17 +467,9 @@ def make_image_dataset(data_dir, table, config=InputConfig(), *, part="train",
                   deterministic=True).prefetch(AUTOTUNE)
 
 
-def find_unreadable_shards(files):
-    """[(file, error)] for every shard that cannot be read to its end (names the bad file)."""
-    bad = []
-    for path in files:
-        try:
-            for _ in tf.data.TFRecordDataset(path, compression_type="GZIP"):
-                pass
-        except (tf.errors.DataLossError, tf.errors.OutOfRangeError,
-                tf.errors.InvalidArgumentError) as e:
-            bad.append((path, _first_line(e)))
-    return bad
+def corrupt_shard_message(path, error):
+    return (f"{path}: corrupt or truncated shard ({_first_line(error)}); regenerate it, or "
+            f"pass --skip_corrupt to count and skip bad records")
 
 
 def raise_for_unreadable(files, error):
@@ -462,9 +477,11 @@ def raise_for_unreadable(files, error):
     file; any other error is raised as it is (no reading of every shard first)."""
     if not isinstance(error, tf.errors.DataLossError):
         raise error
-    bad = find_unreadable_shards(files)
-    if bad:
-        path, message = bad[0]
-        raise schema.DataError(f"{path}: corrupt or truncated shard ({message}); regenerate it, "
-                               f"or pass --skip_corrupt to count and skip bad records") from None
+    for path in files:
+        try:
+            for _ in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+                pass
+        except (tf.errors.DataLossError, tf.errors.OutOfRangeError,
+                tf.errors.InvalidArgumentError) as e:
+            raise schema.DataError(corrupt_shard_message(path, e)) from None
     raise error

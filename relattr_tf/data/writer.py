@@ -63,6 +63,9 @@ def add_to_data_dir(data_dir, *, images=(), table=None, pairs=(), image_tables=N
     if images:
         if not table:
             raise ValueError("add_to_data_dir: images need a table name")
+        ids = [image["image_id"] for image in images]
+        if len(set(ids)) < len(ids):
+            raise ValueError(f"add_to_data_dir: image ids repeat in table {table!r}")
         keyed = [(image["image_id"], schema.encode_image(**image)) for image in images]
         tag = _tag(keyed)
         summary = write_record_set(data_dir, schema.image_table_prefix(table), keyed,

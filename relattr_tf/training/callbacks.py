@@ -154,12 +154,24 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 tf.io.gfile.remove(old)
 
 
-def restore_checkpoint(model, directory):
-    """Loads the latest complete checkpoint into a built model; returns its epoch (0 if none)."""
+def _checkpoint_state(directory):
     state = f"{directory}/{CHECKPOINT_STATE}"
     if not tf.io.gfile.exists(state):
-        return 0
+        return None
     with tf.io.gfile.GFile(state) as f:
-        saved = json.load(f)
+        return json.load(f)
+
+
+def checkpoint_epoch(directory):
+    """The epoch of the latest complete checkpoint (0 if none)."""
+    saved = _checkpoint_state(directory)
+    return int(saved["epoch"]) if saved else 0
+
+
+def restore_checkpoint(model, directory):
+    """Loads the latest complete checkpoint into a built model; returns its epoch (0 if none)."""
+    saved = _checkpoint_state(directory)
+    if not saved:
+        return 0
     model.load_weights(f"{directory}/{saved['weights']}")
     return int(saved["epoch"])

@@ -89,61 +89,67 @@ class RankerTask(task.Task):
 
     # ------------------------------------------------------------------ data
     def _val_split(self):
-        return self.config.data.val_split or self.config.data.eval_split[0]
+        return self.config.family.val_split or self.config.family.eval_split[0]
+
+    def run_name(self):
+        return f"{self.config.model}-{self.config.family.attribute}-seed{self.config.train.seed}"
+
+    def result_names(self):
+        return self.config.family.eval_split
 
     def check_data(self, meta):
-        data = self.config.data
-        for split in list(data.train_weights()) + list(data.eval_split) + [self._val_split()]:
-            schema.pair_split(meta, data.data_dir, data.attribute, split)
+        net, data_dir = self.config.family, self.config.data.data_dir
+        for split in list(net.train_weights()) + list(net.eval_split) + [self._val_split()]:
+            schema.pair_split(meta, data_dir, net.attribute, split)
 
     def input_config(self):
         data = self.config.data
         return pipeline.InputConfig(
             batch_size=self.config.train.batch_size, image_size=data.image_size,
-            augment=tuple(data.augment), swap=data.swap, image_memory_mb=data.image_memory_mb,
-            skip_corrupt=data.skip_corrupt)
+            augment=tuple(data.augment), swap=self.config.family.swap,
+            image_memory_mb=data.image_memory_mb, skip_corrupt=data.skip_corrupt)
 
     def steps_per_epoch(self, meta):
-        data, batch = self.config.data, self.config.train.batch_size
-        pairs = pipeline.pair_count(meta, data.data_dir, data.attribute, data.train_weights())
-        examples = pairs * (2 if data.swap else 1)
+        net, batch = self.config.family, self.config.train.batch_size
+        pairs = pipeline.pair_count(meta, self.config.data.data_dir, net.attribute,
+                                    net.train_weights())
+        examples = pairs * (2 if net.swap else 1)
         if examples < batch:
-            raise ConfigError(f"{data.data_dir}: {data.attribute}/{','.join(data.train_split)} "
-                              f"has {pairs} pairs, fewer than one batch of {batch}")
+            raise ConfigError(f"{self.config.data.data_dir}: {net.attribute}/"
+                              f"{','.join(net.train_split)} has {pairs} pairs, fewer than one "
+                              f"batch of {batch}")
         return max(1, examples // batch)
 
     def datasets(self, meta, start_batch):
-        data, weights = self.config.data, self.config.data.train_weights()
-        tables = pipeline.image_tables_of(meta, data.data_dir, data.attribute,
-                                          list(weights) + [self._val_split()])
+        data, net = self.config.data, self.config.family
+        weights = net.train_weights()
         config = self.input_config()
-        store = pipeline.ImageStore(data.data_dir, tables, data.image_size,
-                                    data.image_memory_mb, meta, data.skip_corrupt)
-        train_ds = pipeline.make_dataset(data.data_dir, data.attribute, weights, config,
+        # One store for the training and validation images: each image decoded once.
+        store = pipeline.image_store(meta, data.data_dir, net.attribute,
+                                     list(weights) + [self._val_split()], config)
+        train_ds = pipeline.make_dataset(data.data_dir, net.attribute, weights, config,
                                          training=True, seed=self.config.train.seed,
                                          start_batch=start_batch, meta=meta, store=store)
-        val_ds = pipeline.make_dataset(data.data_dir, data.attribute, self._val_split(), config,
+        val_ds = pipeline.make_dataset(data.data_dir, net.attribute, self._val_split(), config,
                                        training=False, meta=meta, store=store)
         if data.val_steps:
             val_ds = val_ds.take(data.val_steps)
         return train_ds, val_ds
 
     def shard_files(self, meta):
-        data = self.config.data
-        files = []
-        for split in data.train_weights():
-            files += pipeline.pair_split_files(meta, data.data_dir, data.attribute, split)
-        for table in pipeline.image_tables_of(meta, data.data_dir, data.attribute,
-                                              data.train_weights()):
-            files += schema.shard_paths(data.data_dir, schema.image_table(
-                meta, data.data_dir, table), table)
-        return files
+        # Training pairs and images are read before fit; inside it only validation streams.
+        net = self.config.family
+        return pipeline.pair_split_files(meta, self.config.data.data_dir, net.attribute,
+                                         self._val_split())
 
     # ------------------------------------------------------------------ model
     def check_config(self, replicas):
         if self.config.train.batch_size % replicas:
             raise ConfigError(f"--batch_size={self.config.train.batch_size} is the global batch: "
                               f"it must divide evenly over the {replicas} replicas")
+        if self.config.train.jit_compile and replicas > 1:
+            raise ConfigError("--jit_compile does not work with --strategy=mirrored (TensorFlow "
+                              "cannot reach the other replicas' variables from XLA)")
         if self.config.family.backbone_weights and self.config.family.width != 1:
             raise ConfigError(f"--backbone_weights needs --width=1 (VGG16 itself), got "
                               f"--width={self.config.family.width}")
@@ -169,9 +175,9 @@ class RankerTask(task.Task):
         return self.parts.group_variables()
 
     def describe(self, model):
-        data = self.config.data
+        net = self.config.family
         return (f"{self.config.model} ({model.network.count_params():,} parameters) on "
-                f"{data.attribute}/{','.join(data.train_split)}")
+                f"{net.attribute}/{','.join(net.train_split)}")
 
     def callbacks(self, model, log_dir, val_ds):
         count = self.config.train.tensorboard_images
@@ -188,11 +194,11 @@ class RankerTask(task.Task):
 
     def evaluate(self, model_dir, **options):
         """{split: result} of every eval split; options: batch_size, method (evaluation)."""
-        data = self.config.data
-        return {split: evaluation.evaluate_split(model_dir, data.data_dir, data.attribute, split,
+        data, net = self.config.data, self.config.family
+        return {split: evaluation.evaluate_split(model_dir, data.data_dir, net.attribute, split,
                                                  image_memory_mb=data.image_memory_mb,
                                                  skip_corrupt=data.skip_corrupt, **options)
-                for split in data.eval_split}
+                for split in net.eval_split}
 
     def summary_line(self, name, result):
         return evaluation.summary_line(result)

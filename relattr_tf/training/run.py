@@ -37,8 +37,9 @@ def ensure_data(config):
 def check_resumable(config, model_dir):
     """Compares the config with the one a model_dir was trained with.
 
-    A changed network is refused; other changed settings are listed, and recorded in
-    config_changes.json, so a result never silently mixes two recipes.
+    A changed network is refused, and so is a changed recipe for a run that has finished (its
+    results are the old recipe's); a run that goes on training lists the changed settings and
+    records them in config_changes.json, so a result never silently mixes two recipes.
     """
     path = os.path.join(model_dir, config_lib.CONFIG_FILE)
     if not tf.io.gfile.exists(path):
@@ -54,6 +55,11 @@ def check_resumable(config, model_dir):
                           f"--model_dir or the same settings to resume")
     if compared:
         what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in compared.items())
+        if callbacks.checkpoint_epoch(os.path.join(model_dir, "checkpoints")) >= \
+                config.train.epochs:
+            raise ConfigError(f"{path}: this model_dir finished training with other settings "
+                              f"({what}); its results are not this recipe's: use a new "
+                              f"--model_dir, or the same settings")
         print(f"{model_dir}: continuing with changed settings ({what}); recorded in "
               f"{CHANGES_FILE}", flush=True)
         changes_path = os.path.join(model_dir, CHANGES_FILE)
@@ -81,6 +87,13 @@ def compile_model(model, task, config, steps_per_epoch, **compile_kwargs):
 
 def train_and_evaluate(config, model_dir, strategy=None):
     """Trains config's model, exports it, evaluates it; returns {name: evaluation result}."""
+    try:
+        return _train_and_evaluate(config, model_dir, strategy)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")  # layers made later get their own
+
+
+def _train_and_evaluate(config, model_dir, strategy):
     started = time.time()
     task = task_lib.make_task(config)
     train = config.train
@@ -105,13 +118,12 @@ def train_and_evaluate(config, model_dir, strategy=None):
     train_ds, val_ds = task.datasets(meta, start_batch=initial_epoch * steps_per_epoch)
 
     log_dir = os.path.join(model_dir, "tensorboard")
-    run_name = f"{config.model}-{config.data.attribute}-seed{train.seed}"
     cbs = [callbacks.StopOnNonFiniteLoss(checkpoint_dir), callbacks.LogLearningRates()]
     if train.progress == "line":
         cbs.append(callbacks.EpochLine(train.epochs))
     cbs += [callbacks.TensorBoard(log_dir, write_graph=False,
                                   update_freq=train.update_freq or max(1, steps_per_epoch // 10)),
-            callbacks.WriteHParams(log_dir, config.hparams(), run_name)]
+            callbacks.WriteHParams(log_dir, config.hparams(), task.run_name())]
     cbs += task.callbacks(model, log_dir, val_ds) if val_ds is not None else []
     # Last, so an epoch is checkpointed only after every other callback accepted it.
     cbs.append(callbacks.EpochCheckpoint(checkpoint_dir))
@@ -146,7 +158,8 @@ def train_or_reuse(config, model_dir):
         architecture, compared, _ = config.differences(config_lib.load_run_config(model_dir))
         with tf.io.gfile.GFile(summary) as f:
             results = json.load(f)["results"]
-        if not architecture and not compared and set(config.data.eval_split) <= set(results):
+        wanted = set(task_lib.make_task(config).result_names())
+        if not architecture and not compared and wanted <= set(results):
             return results
     return train_and_evaluate(config, model_dir)
 
@@ -156,7 +169,7 @@ def train_all_attributes(config, model_dir, strategy=None):
     from relattr_tf import evaluation
     ensure_data(config)
     meta = schema.read_metadata(config.data.data_dir)
-    rows = {split: [] for split in config.data.eval_split}
+    rows = {split: [] for split in config.family.eval_split}
     for attribute in meta["attributes"]:
         results = train_and_evaluate(config.with_values(attribute=attribute),
                                      os.path.join(model_dir, attribute), strategy)

@@ -97,6 +97,14 @@ class Task:
     def __init__(self, config):
         self.config = config
 
+    def run_name(self):
+        """The run's name in TensorBoard's HParams dashboard."""
+        return f"{self.config.model}-seed{self.config.train.seed}"
+
+    def result_names(self):
+        """Names evaluate() returns; a finished run is reused only when it has them all."""
+        return ()
+
     # ------------------------------------------------------------------ data
     def check_data(self, meta):
         """One-line DataErrors for splits / tables the config names but the data lacks."""
@@ -110,7 +118,7 @@ class Task:
         raise NotImplementedError
 
     def shard_files(self, meta):
-        """The shards the training data reads (named when one turns out corrupt)."""
+        """The shards read while fit runs (named when one turns out corrupt)."""
         return []
 
     # ------------------------------------------------------------------ model
