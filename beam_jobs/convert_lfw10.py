@@ -16,7 +16,7 @@ import os
 import apache_beam as beam
 import numpy as np
 
-from beam_jobs import transforms
+from beam_jobs import cli, transforms
 from relattr_tf.data import matfiles
 
 ATTRIBUTES = ("baldhead", "darkhair", "eyesopen", "goodlooking", "masculinelooking",
@@ -53,7 +53,7 @@ def read_pairs(path, attribute, split):
 
 
 def run(argv=None):
-    parser = transforms.add_conversion_args(transforms.JobArgumentParser(
+    parser = cli.add_conversion_args(cli.JobArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--attributes", default=",".join(ATTRIBUTES),
                         help="comma list of the annotation file spellings")
@@ -77,7 +77,7 @@ def run(argv=None):
     base_meta = dict(dataset="lfw10", attributes=attributes,
                      image_size=[args.image_size] * 2 if args.image_size else None,
                      image_format="jpeg", strength_names=[], sources=sources,
-                     command=transforms.command_line("beam_jobs.convert_lfw10", argv))
+                     command=cli.command_line("beam_jobs.convert_lfw10", argv))
     return transforms.run_conversion(
         "convert_lfw10", args.output_dir, beam_args, images=images, tables=[TABLE],
         splits={(a, s): [TABLE] for a in attributes for s in ("train", "test")},
@@ -87,4 +87,4 @@ def run(argv=None):
 
 
 if __name__ == "__main__":
-    transforms.main(run, "convert_lfw10")
+    cli.main(run, "convert_lfw10")

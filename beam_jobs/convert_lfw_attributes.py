@@ -21,7 +21,7 @@ import os
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs import transforms
+from beam_jobs import cli, transforms
 from relattr_tf.data import schema
 
 ATTRIBUTES_FILE = "lfw_attributes.txt"
@@ -121,7 +121,7 @@ def read_scores(path):
 
 
 def run(argv=None):
-    parser = transforms.add_conversion_args(transforms.JobArgumentParser(
+    parser = cli.add_conversion_args(cli.JobArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter),
         input_required=False)
     parser.add_argument("--attributes_file", default=None,
@@ -154,7 +154,7 @@ def run(argv=None):
                      strength_names=names, strengths="attribute classifier scores of Kumar "
                      "et al. (unbounded reals, higher = more)", rows=total,
                      sources={path: transforms.file_sha256(path)},
-                     command=transforms.command_line("beam_jobs.convert_lfw_attributes", argv))
+                     command=cli.command_line("beam_jobs.convert_lfw_attributes", argv))
     return transforms.run_conversion(
         "convert_lfw_attributes", args.output_dir, beam_args, images=images,
         tables=[args.table], base_meta=base_meta, image_size=args.image_size,
@@ -163,4 +163,4 @@ def run(argv=None):
 
 
 if __name__ == "__main__":
-    transforms.main(run, "convert_lfw_attributes")
+    cli.main(run, "convert_lfw_attributes")

@@ -22,7 +22,7 @@ import os
 import apache_beam as beam
 import numpy as np
 
-from beam_jobs import transforms
+from beam_jobs import cli, transforms
 from relattr_tf.data import matfiles
 
 IMAGE_FOLDERS = {"osr": "spatial_envelope_256x256_static_8outdoorcategories",
@@ -78,12 +78,12 @@ class ClassPairs(beam.DoFn):
 
 
 def run(argv=None):
-    parser = transforms.add_conversion_args(transforms.JobArgumentParser(
+    parser = cli.add_conversion_args(cli.JobArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--dataset", required=True, choices=sorted(IMAGE_FOLDERS))
-    parser.add_argument("--test_pair_fraction", type=transforms.fraction, default=1.0,
+    parser.add_argument("--test_pair_fraction", type=cli.fraction, default=1.0,
                         help="keep this seeded random fraction (0, 1] of the test pairs")
-    parser.add_argument("--seed", type=transforms.non_negative_int, default=0)
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0)
     args, beam_args = parser.parse_known_args(argv)
     label_path = os.path.join(args.input_dir, "data.mat")
     names, classes, training, raw_attributes, ordering = read_labels(label_path)
@@ -108,7 +108,7 @@ def run(argv=None):
         strengths="class-level rank from relative_ordering (larger = more)",
         test_pair_fraction=args.test_pair_fraction, seed=args.seed,
         sources={label_path: transforms.file_sha256(label_path)},
-        command=transforms.command_line("beam_jobs.convert_osr_pubfig", argv))
+        command=cli.command_line("beam_jobs.convert_osr_pubfig", argv))
     return transforms.run_conversion(
         f"convert_osr_pubfig ({args.dataset})", args.output_dir, beam_args,
         images=images, splits=splits, tables=["train", "test"], base_meta=base_meta,
@@ -120,4 +120,4 @@ def run(argv=None):
 
 
 if __name__ == "__main__":
-    transforms.main(run, "convert_osr_pubfig")
+    cli.main(run, "convert_osr_pubfig")

@@ -27,7 +27,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs import transforms
+from beam_jobs import cli, transforms
 from relattr_tf.data import matfiles
 
 ZAP50K_ATTRIBUTES = ("open", "pointy", "sporty", "comfort")
@@ -179,15 +179,15 @@ def lexi_pairs(input_dir, image_names, test_fraction, seed):
 
 
 def run(argv=None):
-    parser = transforms.add_conversion_args(transforms.JobArgumentParser(
+    parser = cli.add_conversion_args(cli.JobArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--collection", required=True, choices=("zap50k1", "zap50k2", "lexi"))
     parser.add_argument("--images", default="original", choices=sorted(IMAGE_FOLDERS))
     parser.add_argument("--include_equal", action="store_true",
                         help="add mturkEqual pairs (t = 0.5) to the training splits")
-    parser.add_argument("--test_fraction", type=transforms.open_fraction, default=0.2,
+    parser.add_argument("--test_fraction", type=cli.open_fraction, default=0.2,
                         help="lexi only: seeded fraction (0, 1) of each attribute's pairs")
-    parser.add_argument("--seed", type=transforms.non_negative_int, default=0,
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0,
                         help="lexi split seed")
     args, beam_args = parser.parse_known_args(argv)
     data_dir = os.path.join(args.input_dir, "ut-zap50k-data")
@@ -217,7 +217,7 @@ def run(argv=None):
                      image_size=[args.image_size] * 2 if args.image_size else None,
                      image_format="jpeg", image_folder=args.images, strength_names=[],
                      sources={p: transforms.file_sha256(p) for p in [path_file] + sources},
-                     command=transforms.command_line("beam_jobs.convert_zappos", argv))
+                     command=cli.command_line("beam_jobs.convert_zappos", argv))
     return transforms.run_conversion(
         f"convert_zappos ({args.collection})", args.output_dir, beam_args,
         images=images, tables=[TABLE], splits={key: [TABLE] for key in keys},
@@ -227,4 +227,4 @@ def run(argv=None):
 
 
 if __name__ == "__main__":
-    transforms.main(run, "convert_zappos")
+    cli.main(run, "convert_zappos")

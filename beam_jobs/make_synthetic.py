@@ -19,7 +19,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_jobs import transforms
+from beam_jobs import cli, counters, records, transforms
 from relattr_tf.data import schema
 from relattr_tf.data.synthetic import attributes, crowd, pairs, render
 from relattr_tf.data.synthetic.measure import measure, subject_box
@@ -55,8 +55,8 @@ class RenderImage(beam.DoFn):
 
     def __init__(self, seed, image_size):
         self.seed, self.image_size = seed, image_size
-        self.rendered = transforms.counter("images_rendered")
-        self.unreadable = transforms.counter("images_subject_not_found")
+        self.rendered = counters.counter("images_rendered")
+        self.unreadable = counters.counter("images_subject_not_found")
 
     def process(self, item):
         from PIL import Image
@@ -114,8 +114,8 @@ class CrowdLabel(beam.DoFn):
 
     def __init__(self, seed):
         self.seed, self.crowd = seed, crowd.Crowd()
-        self.illegible = transforms.counter("pairs_rejected_illegible")
-        self.equal = transforms.counter("pairs_labelled_equal")
+        self.illegible = counters.counter("pairs_rejected_illegible")
+        self.equal = counters.counter("pairs_labelled_equal")
 
     def process(self, batch):
         attribute, split = batch["attribute"], batch["split"]
@@ -151,23 +151,23 @@ def split_fractions(text):
 
 
 def build_parser():
-    parser = transforms.JobArgumentParser(description=__doc__,
-                                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.JobArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", required=True, help="data directory to write")
-    parser.add_argument("--num_images", type=transforms.positive_int, default=2000)
+    parser.add_argument("--num_images", type=cli.positive_int, default=2000)
     parser.add_argument("--split_fractions", type=split_fractions, default="0.6,0.2,0.2",
                         help="fractions of images for train,test,generator")
-    parser.add_argument("--pairs_per_attribute", type=transforms.non_negative_int, default=1000,
+    parser.add_argument("--pairs_per_attribute", type=cli.non_negative_int, default=1000,
                         help="train pairs per attribute and pair set (coarse, fine)")
-    parser.add_argument("--test_pairs_per_attribute", type=transforms.non_negative_int,
+    parser.add_argument("--test_pairs_per_attribute", type=cli.non_negative_int,
                         default=300)
     parser.add_argument("--image_size", type=int, default=64, choices=(32, 64, 112, 128, 224))
     parser.add_argument("--attributes", default="all",
                         help=f"comma list out of {','.join(attributes.ATTRIBUTE_NAMES)}")
-    parser.add_argument("--num_shards", type=transforms.non_negative_int, default=0,
+    parser.add_argument("--num_shards", type=cli.non_negative_int, default=0,
                         help="shards per image table and pair split (0: one per ~128 MB)")
-    parser.add_argument("--seed", type=transforms.non_negative_int, default=0)
-    return transforms.add_common_args(parser)
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0)
+    return cli.add_common_args(parser)
 
 
 def parse_attributes(value):
@@ -193,7 +193,7 @@ def run(argv=None):
                          f"--split_fractions={','.join(f'{f:g}' for f in args.split_fractions)} "
                          f"gives {sizes['train']} train and {sizes['test']} test images; pairs "
                          f"need at least 2 in each")
-    transforms.clear_output(out)
+    records.clear_output(out)
     counts = {"train": args.pairs_per_attribute, "test": args.test_pairs_per_attribute}
     splits = {(a, s): [split] for a in names for split in ("train", "test")
               for s in pair_splits(split)}
@@ -205,7 +205,7 @@ def run(argv=None):
         pair_sets={"coarse": "random pairs (like Zap50K-1)",
                    "fine": "|difference| in {} x scale (like Zap50K-2)".format(
                        pairs.FINE_DIFFERENCE)},
-        command=transforms.command_line("beam_jobs.make_synthetic", argv))
+        command=cli.command_line("beam_jobs.make_synthetic", argv))
 
     with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
         images = (p
@@ -220,12 +220,12 @@ def run(argv=None):
                     | "SpreadPairs" >> beam.Reshuffle()  # labelling is the costly step
                     | "Crowd" >> beam.ParDo(CrowdLabel(args.seed)))
         _ = ((images, labelled)
-             | "Write" >> transforms.WriteDataDir(out, base_meta, IMAGE_SPLITS, splits,
-                                                  args.num_shards))
+             | "Write" >> records.WriteDataDir(out, base_meta, IMAGE_SPLITS, splits,
+                                               args.num_shards))
     result = p.result
     transforms.print_summary("make_synthetic", out, result, started)
     return result
 
 
 if __name__ == "__main__":
-    transforms.main(run, "make_synthetic")
+    cli.main(run, "make_synthetic")

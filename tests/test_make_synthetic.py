@@ -10,7 +10,7 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs import make_synthetic, transforms
+from beam_jobs import make_synthetic, records, transforms
 from relattr_tf.data import schema, writer
 from relattr_tf.data.synthetic import render
 from relattr_tf.data.synthetic.measure import subject_box, subject_mask
@@ -78,7 +78,7 @@ def test_record_sets_are_written_like_the_library_writer(tmp_path):
     out = str(tmp_path / "beam")
     with test_pipeline.TestPipeline() as p:
         batches = p | beam.Create([records[:7], records[7:30], records[30:]])
-        summaries = batches | transforms.WriteRecordSets(out, prefixes, num_shards=3)
+        summaries = batches | records.WriteRecordSets(out, prefixes, num_shards=3)
         assert_that(summaries | beam.Map(lambda kv: (kv[0], kv[1]["count"], len(kv[1]["shards"]))),
                     equal_to([("pairs/a/train", 40, 3), ("images/t", 3, 3),
                               ("pairs/a/empty", 0, 0)]))
@@ -99,7 +99,7 @@ def test_empty_tables_and_splits_are_listed_with_no_shards(tmp_path):
     splits = {("open", "train"): ["all"], ("open", "test"): ["all"]}
     with test_pipeline.TestPipeline() as p:
         _ = ((p | "Images" >> beam.Create(images), p | "Pairs" >> beam.Create(pairs))
-             | transforms.WriteDataDir(out, {"dataset": "d"}, ["all", "unused"], splits))
+             | records.WriteDataDir(out, {"dataset": "d"}, ["all", "unused"], splits))
     meta = schema.read_metadata(out)
     assert meta["images"]["unused"] == {"count": 0, "bytes": 0, "shards": []}
     assert meta["images"]["all"]["count"] == 3

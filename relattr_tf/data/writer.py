@@ -26,6 +26,12 @@ def write_shard(path, records):
             writer.write(record)
 
 
+def write_sorted_shard(path, keyed_records):
+    """Writes (sort_key, record) pairs as one shard, sorted by (key, record): the same records
+    give the same file in whatever order they come (the Beam jobs' WriteShard uses it too)."""
+    write_shard(path, [record for _, record in sorted(keyed_records)])
+
+
 def write_record_set(data_dir, prefix, keyed_records, num_shards=0, tag=""):
     """Writes (sort_key, record) pairs as one shard set; returns count, bytes and shard names."""
     total = sum(len(record) for _, record in keyed_records)
@@ -36,7 +42,7 @@ def write_record_set(data_dir, prefix, keyed_records, num_shards=0, tag=""):
     names = []
     for index, bucket in enumerate(buckets):
         name = schema.shard_name(prefix, index, count, tag)
-        write_shard(schema.join(data_dir, name), [record for _, record in sorted(bucket)])
+        write_sorted_shard(schema.join(data_dir, name), bucket)
         names.append(name)
     return dict(count=len(keyed_records), bytes=total, shards=names)
 
