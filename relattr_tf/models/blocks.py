@@ -93,3 +93,71 @@ def apply_pool(x, pool, name):
     if pool == "flatten":
         return layers.Flatten(name=f"{name}_flatten")(x)
     raise ValueError(f"unknown head pooling {pool!r}; use gap or flatten")
+
+
+def box_transform(scale, tx, ty):
+    """The spatial transformer's affine map for a square box, as the DeepSTN reference builds
+    it: theta = [[s, 0, s*tx], [0, s, s*ty]] in normalised [-1, 1] coordinates (s = 1, t = 0 is
+    the whole image). Inputs (B,) or (B, 1); output (B, 2, 3)."""
+    scale, tx, ty = (ops.reshape(ops.cast(v, "float32"), (-1,)) for v in (scale, tx, ty))
+    zero = ops.zeros_like(scale)
+    return ops.stack([ops.stack([scale, zero, scale * tx], axis=-1),
+                      ops.stack([zero, scale, scale * ty], axis=-1)], axis=1)
+
+
+def box_outside_penalty(scale, tx, ty):
+    """Pulls a box that leaves the image back in: 0.5 * (s*t)^2 summed over the coordinates
+    where |s*t| > 1, per image. Its gradient there is the one the reference substitutes."""
+    penalty = 0.0
+    for t in (tx, ty):
+        offset = ops.reshape(ops.cast(scale * t, "float32"), (-1,))
+        outside = ops.cast(ops.abs(offset) > 1.0, "float32")
+        penalty = penalty + 0.5 * outside * offset ** 2
+    return penalty
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BilinearSampler(layers.Layer):
+    """Samples `images` on the grid of an affine map (the spatial transformer's sampler).
+
+    Written with gathers so gradients reach the transform: keras.ops.image.affine_transform
+    has none with respect to it on TensorFlow. Output pixel (i, j) of an (H', W') grid has
+    normalised target coordinates (x_t, y_t) in [-1, 1]; its source point is
+    theta @ [x_t, y_t, 1], read bilinearly from the image, zero outside it.
+    """
+
+    def __init__(self, output_size, **kwargs):
+        super().__init__(**kwargs)
+        self.output_size = tuple(int(s) for s in output_size)
+
+    def call(self, images, theta):
+        import tensorflow as tf
+        images = tf.convert_to_tensor(images)
+        height, width = self.output_size
+        in_h, in_w = tf.shape(images)[1], tf.shape(images)[2]
+        ys, xs = tf.meshgrid(tf.linspace(-1.0, 1.0, height), tf.linspace(-1.0, 1.0, width),
+                             indexing="ij")
+        grid = tf.stack([tf.reshape(xs, [-1]), tf.reshape(ys, [-1]),
+                         tf.ones([height * width])])                      # (3, H'W')
+        source = tf.einsum("bij,jn->bin", tf.cast(theta, tf.float32), grid)  # (B, 2, H'W')
+        x = (source[:, 0] + 1.0) * 0.5 * tf.cast(in_w - 1, tf.float32)
+        y = (source[:, 1] + 1.0) * 0.5 * tf.cast(in_h - 1, tf.float32)
+        x0, y0 = tf.floor(x), tf.floor(y)
+        out = 0.0
+        for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            xi, yi = x0 + dx, y0 + dy
+            weight = (1.0 - tf.abs(x - xi)) * (1.0 - tf.abs(y - yi))        # bilinear
+            inside = ((xi >= 0) & (xi <= tf.cast(in_w - 1, tf.float32))
+                      & (yi >= 0) & (yi <= tf.cast(in_h - 1, tf.float32)))
+            xi = tf.clip_by_value(tf.cast(xi, tf.int32), 0, in_w - 1)
+            yi = tf.clip_by_value(tf.cast(yi, tf.int32), 0, in_h - 1)
+            pixels = tf.gather_nd(images, tf.stack([yi, xi], axis=-1), batch_dims=1)
+            out += pixels * tf.cast((weight * tf.cast(inside, tf.float32))[..., None],
+                                    images.dtype)
+        return tf.reshape(out, [-1, height, width, images.shape[-1]])
+
+    def compute_output_shape(self, images_shape, theta_shape):
+        return (images_shape[0],) + self.output_size + (images_shape[-1],)
+
+    def get_config(self):
+        return dict(super().get_config(), output_size=self.output_size)
