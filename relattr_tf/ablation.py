@@ -5,6 +5,7 @@
 Trains every (pair set, attribute, model, seed) with the training flags given (the same recipe
 for every model), evaluates it, and writes <model_dir>/ablation.md and ablation.csv: accuracy
 (crowd labels) and accuracy against exact truth, mean over seeds, with the seeds listed.
+--models may add DeepSTN's two stages (deepstn_crop, then deepstn starting from it).
 A rerun skips the runs that already finished (each has its own model_dir and resumes).
 """
 import os
@@ -15,7 +16,7 @@ from relattr_tf import cli
 from relattr_tf import train as train_flags  # defines the training flags
 
 SPLITS = {"coarse": ("train", "test"), "fine": ("train_fine", "test_fine")}
-MODELS = ("ranknet", "dacrl_noatt", "dacrl")
+MODELS = ("ranknet", "dacrl_noatt", "dacrl", "deepstn_crop", "deepstn")
 flags.DEFINE_list("models", list(MODELS), "Models to compare.")
 flags.DEFINE_list("pair_sets", list(SPLITS), "coarse: train/test, fine: *_fine splits.")
 flags.register_validator("models", lambda v: bool(v) and set(v) <= set(MODELS),
@@ -42,6 +43,10 @@ def run_ablation(config, model_dir, models, pair_sets, attributes, seeds):
                     run_config = config.with_values(
                         model=model, attribute=attribute, seed=seed, train_split=(train_split,),
                         eval_split=(test_split,))
+                    if model == "deepstn" and "deepstn_crop" in models:
+                        # DeepSTN's stage 2 starts from the stage-1 run of the same setting.
+                        run_config = run_config.with_values(init_from=os.path.join(
+                            model_dir, pair_set, attribute, "deepstn_crop", f"seed{seed}"))
                     run_dir = os.path.join(model_dir, pair_set, attribute, model, f"seed{seed}")
                     results.append(run.train_or_reuse(run_config, run_dir)[test_split])
                 rows.append(dict(

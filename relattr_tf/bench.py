@@ -34,7 +34,7 @@ from relattr_tf import cli  # noqa: E402
 flags.DEFINE_boolean("quick", False, "Width 0.25 at 64 px only, fewer steps.")
 flags.DEFINE_list("only", ["env", "peak", "models", "replicas", "reader", "beam"],
                   "Which measurements.")
-flags.DEFINE_list("models", ["dacrl", "ranknet"], "Pair models to time.")
+flags.DEFINE_list("models", ["dacrl", "ranknet", "deepstn"], "Pair models to time.")
 flags.DEFINE_list("sizes", ["64", "112"], "Image sizes.")
 flags.DEFINE_list("widths", ["1", "0.25"], "VGG16 width multipliers.")
 flags.DEFINE_integer("batch_size", 24, "Pairs per batch.", lower_bound=1)

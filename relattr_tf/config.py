@@ -92,8 +92,8 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RankerConfig:
-    """The pair rankers: DACRL, its no-attention ablation and RankNet (their pair data and
-    their networks)."""
+    """The pair rankers: DACRL, its no-attention ablation, RankNet and DeepSTN (their pair
+    data and their networks)."""
     attribute: str = setting("brightness", "Attribute to train, or 'all' (one network each).")
     train_split: tuple = setting(("train",), "Training split(s); SPLIT:WEIGHT mixes several "
                                  "in every batch, e.g. train:1,synthetic-round-01:0.5.")
@@ -117,8 +117,15 @@ class RankerConfig:
                               architecture=True)
     head_pool: str = setting("gap", "DACRL: pooling before the head.",
                              choices=("gap", "flatten"), architecture=True)
+    box_scale_init: float = setting(0.33, "DeepSTN: scale of the initial (centred) box.",
+                                    lower=0.05, upper=1.0)
+    localizer_lr_factor: float = setting(0.1, "DeepSTN: the localisation layers' learning "
+                                         "rate as a multiple of --head_lr.", lower=0.0)
+    init_from: str = setting("", "DeepSTN stage 2: a stage-1 model_dir whose localisation "
+                             "layers start this model.")
 
     DACRL_ONLY = ("reduction", "cross_filters", "cross_depth", "head_units", "head_pool")
+    DEEPSTN_ONLY = ("box_scale_init", "localizer_lr_factor", "init_from")
 
     def train_weights(self):
         """--train_split as {split: weight}."""
@@ -138,12 +145,17 @@ class RankerConfig:
         """Whether a field means anything for `model` (RankNet has no cross-image head)."""
         if name == "reduction":
             return model == "dacrl"
-        return model.startswith("dacrl") or name not in self.DACRL_ONLY
+        if name in self.DACRL_ONLY:
+            return model.startswith("dacrl")
+        if name in self.DEEPSTN_ONLY:
+            return model.startswith("deepstn")
+        return True
 
 
 # Model families: section class and the --model names they train. Registered, so a new family
 # (and a test's own task) adds itself without touching the others.
-FAMILIES = {"ranker": (RankerConfig, ("dacrl", "dacrl_noatt", "ranknet"))}
+FAMILIES = {"ranker": (RankerConfig, ("dacrl", "dacrl_noatt", "ranknet", "deepstn_crop",
+                                      "deepstn"))}
 
 
 def register_family(name, section, models):

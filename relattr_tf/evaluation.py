@@ -75,6 +75,31 @@ def predict_from_table(model, meta, data_dir, attribute, split, image_size, batc
     return pairs[schema.TARGET], pairs[schema.TRUE_TARGET], p, method
 
 
+def box_coverage(model, meta, data_dir, attribute, split, image_size, batch_size=64,
+                 image_memory_mb=2048, skip_corrupt=False):
+    """How well a localizing model's boxes (an exported `box`) cover the subject, over the
+    images of the split's tables whose subject box the data knows: mean IoU, the share with
+    IoU >= 0.5 and the share whose box contains the subject's centre. None without boxes."""
+    from relattr_tf.training.callbacks import box_corners
+    store = pipeline.image_store(meta, data_dir, attribute, split, pipeline.InputConfig(
+        image_size=image_size, image_memory_mb=image_memory_mb, skip_corrupt=skip_corrupt))
+    rows = np.flatnonzero(store.boxes[:, 0] >= 0)
+    if not len(rows):
+        return None
+    predicted = box_corners(_batched(lambda x: model.box(image=x)["box"].numpy(), rows, store,
+                                     batch_size))
+    truth = store.boxes[rows]
+    low, high = np.maximum(predicted[:, :2], truth[:, :2]), np.minimum(predicted[:, 2:],
+                                                                         truth[:, 2:])
+    overlap = np.prod(np.clip(high - low, 0, None), axis=1)
+    area = lambda b: np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    iou = overlap / np.maximum(area(predicted) + area(truth) - overlap, 1e-9)
+    centre = (truth[:, :2] + truth[:, 2:]) / 2
+    inside = np.all((centre >= predicted[:, :2]) & (centre <= predicted[:, 2:]), axis=1)
+    return dict(images=int(len(rows)), mean_iou=float(iou.mean()),
+                iou_at_least_half=float((iou >= 0.5).mean()), contains_centre=float(inside.mean()))
+
+
 def predict_pairwise(model, meta, data_dir, attribute, split, image_size, batch_size=64,
                      image_memory_mb=2048, skip_corrupt=False):
     """(targets, true_targets, p, "pairwise"): both images of every pair through the network."""
@@ -121,6 +146,11 @@ def evaluate_split(model_dir, data_dir, attribute, split, batch_size=64, image_m
     if known.any():
         truth_accuracy, truth_used, _ = pair_accuracy(truths[known], p[known])
         result.update(truth_accuracy=truth_accuracy, truth_pairs=truth_used)
+    if hasattr(model, "box"):
+        coverage = box_coverage(*args)
+        if coverage:
+            result["box_coverage"] = coverage
+            result["seconds"] = round(time.time() - started, 2)
     with tf.io.gfile.GFile(os.path.join(model_dir, f"eval_{split}.json"), "w") as f:
         f.write(json.dumps(result, indent=2, sort_keys=True))
     return result
@@ -132,6 +162,11 @@ def summary_line(result):
             f"excluded)")
     if "truth_accuracy" in result:
         line += f"; against exact truth {100 * result['truth_accuracy']:.2f}%"
+    if "box_coverage" in result:
+        box = result["box_coverage"]
+        line += (f"; boxes: mean IoU {box['mean_iou']:.2f}, IoU >= 0.5 on "
+                 f"{100 * box['iou_at_least_half']:.1f}%, subject centre inside on "
+                 f"{100 * box['contains_centre']:.1f}% of {box['images']} images")
     return line
 
 

@@ -1,7 +1,8 @@
 """Run as a script: one training step on 1 replica and on 2 (logical CPU) replicas, same global
 batch and initial weights; prints the largest weight difference as JSON. With --naive the loss
 is a hand-written mean (the Keras 3 pitfall), which must show a difference. With
---mixed_float16 the step runs under the float16 policy with the shared dynamic loss scale."""
+--mixed_float16 the step runs under the float16 policy with the shared dynamic loss scale;
+--model=NAME checks another pair model (DACRL by default)."""
 import json
 import sys
 
@@ -53,6 +54,9 @@ def one_step(strategy, weights, batch, naive, config):
 def main():
     naive = "--naive" in sys.argv
     config = CONFIG
+    for arg in sys.argv[1:]:
+        if arg.startswith("--model="):
+            config = config.with_values(model=arg.split("=", 1)[1])
     if "--mixed_float16" in sys.argv:
         config = config.with_values(mixed_precision="mixed_float16")
         keras.mixed_precision.set_global_policy("mixed_float16")

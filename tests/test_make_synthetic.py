@@ -72,19 +72,19 @@ def test_make_pairs_orders_members_and_gives_both_pair_sets_in_batches():
 
 
 def test_record_sets_are_written_like_the_library_writer(tmp_path):
-    records = [("pairs/a/train", f"k{i:03d}", f"record {i}".encode() * (i % 5 + 1))
+    keyed = [("pairs/a/train", f"k{i:03d}", f"record {i}".encode() * (i % 5 + 1))
                for i in range(40)] + [("images/t", f"i{i}", b"img" * i) for i in range(3)]
     prefixes = ["pairs/a/train", "images/t", "pairs/a/empty"]
     out = str(tmp_path / "beam")
     with test_pipeline.TestPipeline() as p:
-        batches = p | beam.Create([records[:7], records[7:30], records[30:]])
+        batches = p | beam.Create([keyed[:7], keyed[7:30], keyed[30:]])
         summaries = batches | records.WriteRecordSets(out, prefixes, num_shards=3)
         assert_that(summaries | beam.Map(lambda kv: (kv[0], kv[1]["count"], len(kv[1]["shards"]))),
                     equal_to([("pairs/a/train", 40, 3), ("images/t", 3, 3),
                               ("pairs/a/empty", 0, 0)]))
     library = str(tmp_path / "library")
     for prefix in prefixes[:2]:
-        writer.write_record_set(library, prefix, [(k, r) for pr, k, r in records if pr == prefix],
+        writer.write_record_set(library, prefix, [(k, r) for pr, k, r in keyed if pr == prefix],
                                 num_shards=3)
     # Same shard names and bytes, whatever the batching: empty shards are written too.
     assert _shard_files(out) == _shard_files(library)

@@ -4,9 +4,10 @@ import dataclasses
 import keras
 
 from relattr_tf.models.dacrl import build_dacrl
+from relattr_tf.models.deepstn import build_deepstn
 from relattr_tf.models.ranknet import build_ranknet
 
-PAIR_MODELS = ("dacrl", "dacrl_noatt", "ranknet")
+PAIR_MODELS = ("dacrl", "dacrl_noatt", "ranknet", "deepstn_crop", "deepstn")
 
 
 @dataclasses.dataclass
@@ -21,6 +22,7 @@ class ModelParts:
       scores each image once.
     encoder, comparator: image -> features and (features_a, features_b) -> p, for models that
       compare feature maps (DACRL): evaluation encodes each image once.
+    localizer: image -> box (s, tx, ty), for models that find where the attribute is (DeepSTN).
     """
     network: keras.Model
     groups: dict
@@ -28,6 +30,7 @@ class ModelParts:
     scorer: keras.Model = None
     encoder: keras.Model = None
     comparator: keras.Model = None
+    localizer: keras.Model = None
 
     def group_variables(self):
         """{group: trainable variables}; each variable in exactly one group (checked)."""
@@ -49,7 +52,7 @@ class ModelParts:
 
 
 def build_model(name, *, image_size, width, seed=None, reduction=16, cross_filters=512,
-                cross_depth=1, head_units=1024, head_pool="gap"):
+                cross_depth=1, head_units=1024, head_pool="gap", box_scale_init=0.33):
     """Builds the pair model `name` (inputs (image_a, image_b), output p = P(a shows more))."""
     if name in ("dacrl", "dacrl_noatt"):
         return build_dacrl(image_size, width, attention=name == "dacrl", reduction=reduction,
@@ -57,4 +60,7 @@ def build_model(name, *, image_size, width, seed=None, reduction=16, cross_filte
                            head_units=head_units, head_pool=head_pool, seed=seed)
     if name == "ranknet":
         return build_ranknet(image_size, width, seed=seed)
+    if name in ("deepstn", "deepstn_crop"):
+        return build_deepstn(image_size, width, crop_only=name == "deepstn_crop",
+                             scale_init=box_scale_init, seed=seed)
     raise ValueError(f"unknown model {name!r}; known: {', '.join(PAIR_MODELS)}")

@@ -82,6 +82,33 @@ class PairImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
+def box_corners(box):
+    """(s, tx, ty) rows -> [ymin, xmin, ymax, xmax] in [0, 1]: the crop spans s around its
+    centre (s tx, s ty) in [-1, 1] coordinates."""
+    box = np.asarray(box, np.float32).reshape(-1, 3)
+    s, cx, cy = box[:, 0], box[:, 0] * box[:, 1], box[:, 0] * box[:, 2]
+    return np.stack([(cy - s + 1) / 2, (cx - s + 1) / 2, (cy + s + 1) / 2, (cx + s + 1) / 2],
+                    axis=1)
+
+
+class BoxImages(keras.callbacks.Callback):
+    """Draws the predicted boxes on a few validation images every epoch (DeepSTN)."""
+
+    def __init__(self, log_dir, localizer, images):
+        super().__init__()
+        self.localizer, self.images = localizer, images
+        self.writer = tf.summary.create_file_writer(f"{log_dir}/boxes")
+
+    def on_epoch_end(self, epoch, logs=None):
+        corners = box_corners(self.localizer(self.images, training=False))
+        drawn = tf.image.draw_bounding_boxes(self.images, corners[:, None, :],
+                                             np.array([[1.0, 0.0, 0.0]], np.float32))
+        with self.writer.as_default(step=epoch + 1), tf.summary.record_if(True):
+            tf.summary.image("boxes", drawn, max_outputs=len(drawn),
+                             description="predicted box (red) of the validation images")
+        self.writer.flush()
+
+
 class TensorBoard(keras.callbacks.TensorBoard):
     """Keras' TensorBoard callback, keeping every epoch's summaries.
 

@@ -4,6 +4,7 @@
   pair(image_a, image_b) -> {"p"}               (also the serving_default signature)
   score(image) -> {"score"}                     (score models: RankNet)
   features(image) -> {"features"}, compare(features_a, features_b) -> {"p"}   (DACRL)
+  box(image) -> {"box"}: (s, tx, ty), the crop's scale and centre / s in [-1, 1] (DeepSTN)
 taking float32 RGB images in [0, 1] of the training size. The last two let evaluation run the
 trunk once per image. `<model_dir>/model.keras` holds the functional network for Keras users;
 load it with `keras.saving.load_model(path)` (safe mode) after `import relattr_tf.models`.
@@ -41,6 +42,10 @@ def export_pair_model(parts, model_dir, image_size):
             fn=lambda features_a, features_b: {
                 "p": parts.comparator((features_a, features_b), training=False)},
             input_signature=[spec("features_a", features), spec("features_b", features)])
+    if parts.localizer is not None:
+        archive.add_endpoint(name="box",
+                             fn=lambda image: {"box": parts.localizer(image, training=False)},
+                             input_signature=[spec("image", image)])
     export_dir = os.path.join(model_dir, EXPORT_DIR)
     archive.write_out(export_dir, verbose=False)
     network.save(os.path.join(model_dir, KERAS_FILE))

@@ -159,17 +159,24 @@ class RankerTask(task.Task):
         self.parts = models.build_model(
             self.config.model, image_size=size, width=net.width, seed=self.config.train.seed,
             reduction=net.reduction, cross_filters=net.cross_filters,
-            cross_depth=net.cross_depth, head_units=net.head_units, head_pool=net.head_pool)
+            cross_depth=net.cross_depth, head_units=net.head_units, head_pool=net.head_pool,
+            box_scale_init=net.box_scale_init)
         if net.backbone_weights:
             count = load_imagenet_weights(self.parts.trunk, net.backbone_weights)
             logging.info("loaded %d VGG16 conv layers from %s", count, net.backbone_weights)
+        if net.init_from and self.config.model.startswith("deepstn"):
+            load_localizer(self.parts, net.init_from)
         ranker = PairwiseRanker(self.parts.network, name=f"{self.config.model}_ranker")
         blank = tf.zeros((1, size, size, 3))
         ranker((blank, blank))  # built before restoring into it
         return ranker
 
     def group_learning_rates(self):
-        return {"trunk": self.config.family.trunk_lr, "head": self.config.family.head_lr}
+        net = self.config.family
+        rates = {"trunk": net.trunk_lr, "head": net.head_lr}
+        if "localizer" in self.parts.groups:
+            rates["localizer"] = net.head_lr * net.localizer_lr_factor
+        return rates
 
     def group_variables(self, model):
         return self.parts.group_variables()
@@ -184,8 +191,12 @@ class RankerTask(task.Task):
         if not count:
             return []
         for (image_a, image_b), target in val_ds.take(1):
-            return [callbacks.PairImages(log_dir, model.network, image_a[:count].numpy(),
-                                         image_b[:count].numpy(), target[:count].numpy())]
+            out = [callbacks.PairImages(log_dir, model.network, image_a[:count].numpy(),
+                                        image_b[:count].numpy(), target[:count].numpy())]
+            if self.parts.localizer is not None:
+                out.append(callbacks.BoxImages(log_dir, self.parts.localizer,
+                                               image_a[:count].numpy()))
+            return out
         return []
 
     # ------------------------------------------------------------------ results
@@ -202,6 +213,23 @@ class RankerTask(task.Task):
 
     def summary_line(self, name, result):
         return evaluation.summary_line(result)
+
+
+def load_localizer(parts, model_dir):
+    """Starts a DeepSTN's localisation layers from another (stage-1) model_dir's network."""
+    import os
+    path = os.path.join(model_dir, "model.keras")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: --init_from needs a finished DeepSTN model_dir")
+    network = keras.saving.load_model(path, safe_mode=True)
+    try:
+        trained = network.get_layer("scorer").get_layer("localizer")
+    except ValueError:
+        raise ConfigError(f"{path}: --init_from needs a DeepSTN model (it has no localizer)") \
+            from None
+    target = parts.groups["localizer"][0]
+    target.set_weights(trained.get_weights())
+    logging.info("localisation layers from %s", path)
 
 
 task.register_task("ranker", RankerTask)

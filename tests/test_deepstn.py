@@ -1,0 +1,84 @@
+"""DeepSTN through the command line: both stages, the export's three signatures, box coverage,
+boxes in TensorBoard, safe loading, and 1 vs 2 replicas."""
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from relattr_tf import models
+from relattr_tf.training import ranker
+from tests.cli import run_module
+from tests.test_training import _replica_check
+
+
+def _args(data_dir, model_dir, *extra):
+    return ["--flagfile=configs/deepstn_smoke.flags", f"--data_dir={data_dir}",
+            f"--model_dir={model_dir}", "--attribute=brightness", *extra]
+
+
+@pytest.fixture(scope="module")
+def stages(tiny_data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("deepstn")
+    stage1, stage2 = str(root / "stage1"), str(root / "stage2")
+    first = run_module("relattr_tf.train", *_args(tiny_data_dir, stage1))
+    second = run_module("relattr_tf.train", *_args(tiny_data_dir, stage2, "--model=deepstn",
+                                                   f"--init_from={stage1}"))
+    return stage1, stage2, first.stdout, second.stdout
+
+
+def test_both_stages_train_and_report_box_coverage(stages):
+    stage1, stage2, first, second = stages
+    for model_dir, stdout in ((stage1, first), (stage2, second)):
+        assert "epoch 2/2" in stdout and "boxes: mean IoU" in stdout
+        result = json.load(open(os.path.join(model_dir, "eval_test.json")))
+        coverage = result["box_coverage"]
+        assert coverage["images"] > 0 and 0 <= coverage["mean_iou"] <= 1
+        assert result["method"] == "score"
+
+
+def test_stage_two_starts_from_the_stage_one_localizer(stages):
+    stage1, _, _, _ = stages
+    parts = models.build_model("deepstn", image_size=32, width=0.125, seed=9)
+    ranker.load_localizer(parts, stage1)
+    trained = keras.saving.load_model(os.path.join(stage1, "model.keras"), safe_mode=True)
+    expected = trained.get_layer("scorer").get_layer("localizer").get_weights()
+    for a, b in zip(parts.groups["localizer"][0].get_weights(), expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_export_has_pair_score_and_box_and_loads_without_relattr_tf(stages):
+    _, stage2, _, _ = stages
+    script = ("import sys, numpy as np, tensorflow as tf\n"
+              "assert 'relattr_tf' not in sys.modules\n"
+              f"m = tf.saved_model.load({os.path.join(stage2, 'export')!r})\n"
+              "x = np.random.default_rng(0).uniform(size=(3, 32, 32, 3)).astype('float32')\n"
+              "p = m.pair(image_a=x, image_b=x[::-1])['p'].numpy().ravel()\n"
+              "s = m.score(image=x)['score'].numpy().ravel()\n"
+              "b = m.box(image=x)['box'].numpy()\n"
+              "assert b.shape == (3, 3) and np.all(b[:, 0] > 0)\n"
+              "assert np.allclose(p, 1 / (1 + np.exp(-(s - s[::-1]))), atol=1e-5)\n")
+    subprocess.run([sys.executable, "-c", script], check=True, cwd="/",
+                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    network = keras.saving.load_model(os.path.join(stage2, "model.keras"), safe_mode=True)
+    assert network.name == "deepstn"
+
+
+def test_tensorboard_draws_the_boxes_every_epoch(stages):
+    _, stage2, _, _ = stages
+    steps = set()
+    for root, _, files in os.walk(os.path.join(stage2, "tensorboard", "boxes")):
+        for name in files:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                steps |= {event.step for v in event.summary.value if v.tag == "boxes"}
+    assert steps == {1, 2}
+
+
+def test_one_and_two_replicas_take_the_same_deepstn_step():
+    result = _replica_check("--model=deepstn")
+    assert result["step_one"] > 1e-4
+    assert result["max_weight_diff"] < 1e-6 * max(1.0, result["step_one"] * 1e3)
