@@ -123,9 +123,12 @@ class RankerConfig:
                                          "rate as a multiple of --head_lr.", lower=0.0)
     init_from: str = setting("", "DeepSTN stage 2: a stage-1 model_dir whose localisation "
                              "layers start this model.")
+    stn_transform: str = setting("box", "DeepSTN: box (scale and translation, the reference) "
+                                 "or affine (all six entries).", choices=("box", "affine"),
+                                 architecture=True)
 
     DACRL_ONLY = ("reduction", "cross_filters", "cross_depth", "head_units", "head_pool")
-    DEEPSTN_ONLY = ("box_scale_init", "localizer_lr_factor", "init_from")
+    DEEPSTN_ONLY = ("box_scale_init", "localizer_lr_factor", "init_from", "stn_transform")
 
     def train_weights(self):
         """--train_split as {split: weight}."""

@@ -77,7 +77,7 @@ def predict_from_table(model, meta, data_dir, attribute, split, image_size, batc
 
 def box_coverage(model, meta, data_dir, attribute, split, image_size, batch_size=64,
                  image_memory_mb=2048, skip_corrupt=False):
-    """How well a localizing model's boxes (an exported `box`) cover the subject, over the
+    """How well a localizing model's regions (an exported `transform`) cover the subject, over the
     images of the split's tables whose subject box the data knows: mean IoU, the share with
     IoU >= 0.5 and the share whose box contains the subject's centre. None without boxes."""
     from relattr_tf.training.callbacks import box_corners
@@ -86,8 +86,8 @@ def box_coverage(model, meta, data_dir, attribute, split, image_size, batch_size
     rows = np.flatnonzero(store.boxes[:, 0] >= 0)
     if not len(rows):
         return None
-    predicted = box_corners(_batched(lambda x: model.box(image=x)["box"].numpy(), rows, store,
-                                     batch_size))
+    predicted = box_corners(_batched(lambda x: model.transform(image=x)["theta"].numpy(), rows,
+                                     store, batch_size))
     truth = store.boxes[rows]
     low, high = np.maximum(predicted[:, :2], truth[:, :2]), np.minimum(predicted[:, 2:],
                                                                          truth[:, 2:])
@@ -146,7 +146,7 @@ def evaluate_split(model_dir, data_dir, attribute, split, batch_size=64, image_m
     if known.any():
         truth_accuracy, truth_used, _ = pair_accuracy(truths[known], p[known])
         result.update(truth_accuracy=truth_accuracy, truth_pairs=truth_used)
-    if hasattr(model, "box"):
+    if hasattr(model, "transform"):
         coverage = box_coverage(*args)
         if coverage:
             result["box_coverage"] = coverage

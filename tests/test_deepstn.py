@@ -60,7 +60,9 @@ def test_export_has_pair_score_and_box_and_loads_without_relattr_tf(stages):
               "p = m.pair(image_a=x, image_b=x[::-1])['p'].numpy().ravel()\n"
               "s = m.score(image=x)['score'].numpy().ravel()\n"
               "b = m.box(image=x)['box'].numpy()\n"
-              "assert b.shape == (3, 3) and np.all(b[:, 0] > 0)\n"
+              "t = m.transform(image=x)['theta'].numpy()\n"
+              "assert b.shape == (3, 3) and np.all(b[:, 0] > 0) and t.shape == (3, 6)\n"
+              "assert np.allclose(t[:, 2], b[:, 0] * b[:, 1], atol=1e-6)\n"
               "assert np.allclose(p, 1 / (1 + np.exp(-(s - s[::-1]))), atol=1e-5)\n")
     subprocess.run([sys.executable, "-c", script], check=True, cwd="/",
                    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
@@ -82,3 +84,20 @@ def test_one_and_two_replicas_take_the_same_deepstn_step():
     result = _replica_check("--model=deepstn")
     assert result["step_one"] > 1e-4
     assert result["max_weight_diff"] < 1e-6 * max(1.0, result["step_one"] * 1e3)
+
+
+def test_the_affine_option_starts_at_the_centred_box_and_trains(tiny_data_dir, tmp_path):
+    from relattr_tf.training.callbacks import box_corners
+    parts = models.build_model("deepstn", image_size=32, width=0.125, seed=0,
+                               box_scale_init=0.5, stn_transform="affine")
+    x = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+    theta = parts.localizer(x).numpy()
+    assert theta.shape == (2, 6)
+    np.testing.assert_allclose(theta[:, [0, 1, 3, 4]], [[0.5, 0, 0, 0.5]] * 2, atol=1e-6)
+    corners = box_corners(theta)
+    np.testing.assert_allclose(corners[:, 2] - corners[:, 0], 0.5, atol=1e-6)  # half the side
+    model_dir = str(tmp_path / "affine")
+    proc = run_module("relattr_tf.train", *_args(tiny_data_dir, model_dir, "--model=deepstn",
+                                                 "--stn_transform=affine", "--epochs=1",
+                                                 "--tensorboard_images=0"))
+    assert "boxes: mean IoU" in proc.stdout

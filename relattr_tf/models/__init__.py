@@ -22,7 +22,7 @@ class ModelParts:
       scores each image once.
     encoder, comparator: image -> features and (features_a, features_b) -> p, for models that
       compare feature maps (DACRL): evaluation encodes each image once.
-    localizer: image -> box (s, tx, ty), for models that find where the attribute is (DeepSTN).
+    localizer: image -> the transform theta (B, 6) of the region a model looks at (DeepSTN).
     """
     network: keras.Model
     groups: dict
@@ -52,7 +52,8 @@ class ModelParts:
 
 
 def build_model(name, *, image_size, width, seed=None, reduction=16, cross_filters=512,
-                cross_depth=1, head_units=1024, head_pool="gap", box_scale_init=0.33):
+                cross_depth=1, head_units=1024, head_pool="gap", box_scale_init=0.33,
+                stn_transform="box"):
     """Builds the pair model `name` (inputs (image_a, image_b), output p = P(a shows more))."""
     if name in ("dacrl", "dacrl_noatt"):
         return build_dacrl(image_size, width, attention=name == "dacrl", reduction=reduction,
@@ -62,5 +63,5 @@ def build_model(name, *, image_size, width, seed=None, reduction=16, cross_filte
         return build_ranknet(image_size, width, seed=seed)
     if name in ("deepstn", "deepstn_crop"):
         return build_deepstn(image_size, width, crop_only=name == "deepstn_crop",
-                             scale_init=box_scale_init, seed=seed)
+                             scale_init=box_scale_init, seed=seed, transform=stn_transform)
     raise ValueError(f"unknown model {name!r}; known: {', '.join(PAIR_MODELS)}")

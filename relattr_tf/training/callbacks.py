@@ -82,13 +82,14 @@ class PairImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
-def box_corners(box):
-    """(s, tx, ty) rows -> [ymin, xmin, ymax, xmax] in [0, 1]: the crop spans s around its
-    centre (s tx, s ty) in [-1, 1] coordinates."""
-    box = np.asarray(box, np.float32).reshape(-1, 3)
-    s, cx, cy = box[:, 0], box[:, 0] * box[:, 1], box[:, 0] * box[:, 2]
-    return np.stack([(cy - s + 1) / 2, (cx - s + 1) / 2, (cy + s + 1) / 2, (cx + s + 1) / 2],
-                    axis=1)
+def box_corners(theta):
+    """Transforms (flattened theta rows) -> [ymin, xmin, ymax, xmax] in [0, 1] of the region
+    each samples: the image of the output square's corners (+-1, +-1) under theta."""
+    theta = np.asarray(theta, np.float32).reshape(-1, 2, 3)
+    corners = np.array([[-1, -1, 1], [-1, 1, 1], [1, -1, 1], [1, 1, 1]], np.float32).T
+    points = (theta @ corners + 1) / 2  # (B, 2 (x, y), 4) in [0, 1]
+    low, high = points.min(axis=2), points.max(axis=2)
+    return np.stack([low[:, 1], low[:, 0], high[:, 1], high[:, 0]], axis=1)
 
 
 class BoxImages(keras.callbacks.Callback):

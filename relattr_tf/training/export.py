@@ -4,7 +4,8 @@
   pair(image_a, image_b) -> {"p"}               (also the serving_default signature)
   score(image) -> {"score"}                     (score models: RankNet)
   features(image) -> {"features"}, compare(features_a, features_b) -> {"p"}   (DACRL)
-  box(image) -> {"box"}: (s, tx, ty), the crop's scale and centre / s in [-1, 1] (DeepSTN)
+  transform(image) -> {"theta"}: the crop's affine map, flattened (6), in [-1, 1] coordinates,
+  box(image) -> {"box"}: (s, tx, ty) of a box transform (DeepSTN)
 taking float32 RGB images in [0, 1] of the training size. The last two let evaluation run the
 trunk once per image. `<model_dir>/model.keras` holds the functional network for Keras users;
 load it with `keras.saving.load_model(path)` (safe mode) after `import relattr_tf.models`.
@@ -43,13 +44,22 @@ def export_pair_model(parts, model_dir, image_size):
                 "p": parts.comparator((features_a, features_b), training=False)},
             input_signature=[spec("features_a", features), spec("features_b", features)])
     if parts.localizer is not None:
-        archive.add_endpoint(name="box",
-                             fn=lambda image: {"box": parts.localizer(image, training=False)},
+        theta = lambda image: parts.localizer(image, training=False)
+        archive.add_endpoint(name="transform", fn=lambda image: {"theta": theta(image)},
+                             input_signature=[spec("image", image)])
+        archive.add_endpoint(name="box", fn=lambda image: {"box": box_of(theta(image))},
                              input_signature=[spec("image", image)])
     export_dir = os.path.join(model_dir, EXPORT_DIR)
     archive.write_out(export_dir, verbose=False)
     network.save(os.path.join(model_dir, KERAS_FILE))
     return export_dir
+
+
+def box_of(theta):
+    """(s, tx, ty) of a box transform [[s, 0, s tx], [0, s, s ty]] (flattened theta); for an
+    affine one, the mean scale of its diagonal and its centre divided by it."""
+    scale = (theta[:, 0] + theta[:, 4]) / 2
+    return tf.stack([scale, theta[:, 2] / scale, theta[:, 5] / scale], axis=1)
 
 
 def load_exported(model_dir):
