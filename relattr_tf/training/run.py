@@ -100,16 +100,15 @@ def _train_and_evaluate(config, model_dir, strategy):
     ensure_data(config)
     meta = schema.read_metadata(config.data.data_dir)
     task.check_data(meta)
-    check_resumable(config, model_dir)
-    tf.io.gfile.makedirs(model_dir)
-    with tf.io.gfile.GFile(os.path.join(model_dir, config_lib.CONFIG_FILE), "w") as f:
-        f.write(config.to_json())
-
     keras.utils.set_random_seed(train.seed)
     keras.mixed_precision.set_global_policy(train.mixed_precision)
     strategy = strategy or distribute.make_strategy(train.strategy)
     task.check_config(strategy.num_replicas_in_sync)
     steps_per_epoch = train.steps_per_epoch or task.steps_per_epoch(meta)
+    check_resumable(config, model_dir)  # only settings that can run are saved or compared
+    tf.io.gfile.makedirs(model_dir)
+    with tf.io.gfile.GFile(os.path.join(model_dir, config_lib.CONFIG_FILE), "w") as f:
+        f.write(config.to_json())
     with strategy.scope():
         model = task.build()
         compile_model(model, task, config, steps_per_epoch)
