@@ -79,7 +79,9 @@ def box_coverage(model, meta, data_dir, attribute, split, image_size, batch_size
                  image_memory_mb=2048, skip_corrupt=False):
     """How well a localizing model's regions (an exported `transform`) cover the subject, over the
     images of the split's tables whose subject box the data knows: mean IoU, the share with
-    IoU >= 0.5 and the share whose box contains the subject's centre. None without boxes."""
+    IoU >= 0.5 and the share whose box contains the subject's centre. None without boxes.
+    Predicted regions are their bounding boxes (for an affine transform, of the sheared
+    square), clipped to the image."""
     from relattr_tf.training.callbacks import box_corners
     store = pipeline.image_store(meta, data_dir, attribute, split, pipeline.InputConfig(
         image_size=image_size, image_memory_mb=image_memory_mb, skip_corrupt=skip_corrupt))
@@ -88,6 +90,7 @@ def box_coverage(model, meta, data_dir, attribute, split, image_size, batch_size
         return None
     predicted = box_corners(_batched(lambda x: model.transform(image=x)["theta"].numpy(), rows,
                                      store, batch_size))
+    predicted = np.clip(predicted, 0.0, 1.0)  # what lies outside the image is zero padding
     truth = store.boxes[rows]
     low, high = np.maximum(predicted[:, :2], truth[:, :2]), np.minimum(predicted[:, 2:],
                                                                          truth[:, 2:])

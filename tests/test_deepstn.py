@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from relattr_tf import config as config_lib
 from relattr_tf import models
 from relattr_tf.training import ranker
 from tests.cli import run_module
@@ -41,14 +42,18 @@ def test_both_stages_train_and_report_box_coverage(stages):
         assert result["method"] == "score"
 
 
-def test_stage_two_starts_from_the_stage_one_localizer(stages):
+def test_stage_two_starts_with_the_stage_one_boxes(stages):
     stage1, _, _, _ = stages
     parts = models.build_model("deepstn", image_size=32, width=0.125, seed=9)
     ranker.load_localizer(parts, stage1)
-    trained = keras.saving.load_model(os.path.join(stage1, "model.keras"), safe_mode=True)
-    expected = trained.get_layer("scorer").get_layer("localizer").get_weights()
-    for a, b in zip(parts.groups["localizer"][0].get_weights(), expected):
-        np.testing.assert_array_equal(a, b)
+    exported = tf.saved_model.load(os.path.join(stage1, "export"))
+    x = np.random.default_rng(3).uniform(size=(4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(parts.localizer(x).numpy(),
+                               exported.transform(image=x)["theta"].numpy(), atol=1e-5)
+    with pytest.raises(ranker.ConfigError, match="the same --width"):
+        ranker.load_localizer(models.build_model("deepstn", image_size=32, width=0.25), stage1,
+                              config=config_lib.load_run_config(stage1).with_values(
+                                  model="deepstn", width=0.25))
 
 
 def test_export_has_pair_score_and_box_and_loads_without_relattr_tf(stages):

@@ -38,16 +38,19 @@ def test_gradients_with_respect_to_the_box_match_finite_differences():
         theta = blocks.box_transform(params[0:1], params[1:2], params[2:3])
         return tf.reduce_sum(sampler(images, theta) * weights)
 
-    params = tf.constant([0.53, 0.137, -0.211])
-    with tf.GradientTape() as tape:
-        tape.watch(params)
-        value = loss(params)
-    analytic = tape.gradient(value, params).numpy()
-    eps = 1e-3
-    numeric = [(loss(params + eps * np.eye(3, dtype=np.float32)[k]) -
-                loss(params - eps * np.eye(3, dtype=np.float32)[k])).numpy() / (2 * eps)
-               for k in range(3)]
-    np.testing.assert_allclose(analytic, numeric, rtol=2e-2, atol=2e-3)
+    # A generic box, and boxes just off the whole image and its centred half: exactly on them
+    # samples fall on whole pixels, where bilinear sampling has kinks (one-sided slopes).
+    for point in ([0.53, 0.137, -0.211], [0.9973, 0.0031, -0.0047], [0.5013, 0.0029, 0.0017]):
+        params = tf.constant(point)
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            value = loss(params)
+        analytic = tape.gradient(value, params).numpy()
+        eps = 1e-3
+        numeric = [(loss(params + eps * np.eye(3, dtype=np.float32)[k]) -
+                    loss(params - eps * np.eye(3, dtype=np.float32)[k])).numpy() / (2 * eps)
+                   for k in range(3)]
+        np.testing.assert_allclose(analytic, numeric, rtol=5e-2, atol=5e-3, err_msg=str(point))
 
 
 def test_a_box_half_outside_the_image_is_pulled_back_in_a_few_steps():

@@ -143,10 +143,13 @@ class BilinearSampler(layers.Layer):
         x = (source[:, 0] + 1.0) * 0.5 * tf.cast(in_w - 1, tf.float32)
         y = (source[:, 1] + 1.0) * 0.5 * tf.cast(in_h - 1, tf.float32)
         x0, y0 = tf.floor(x), tf.floor(y)
+        # Bilinear weights as (x - x0, 1 - (x - x0)), not 1 - |x - xi|: the gradient of abs is
+        # 0 at 0, which would lose the slope where a sample falls on a whole pixel.
+        fx, fy = x - x0, y - y0
         out = 0.0
         for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
             xi, yi = x0 + dx, y0 + dy
-            weight = (1.0 - tf.abs(x - xi)) * (1.0 - tf.abs(y - yi))        # bilinear
+            weight = (fx if dx else 1.0 - fx) * (fy if dy else 1.0 - fy)
             inside = ((xi >= 0) & (xi <= tf.cast(in_w - 1, tf.float32))
                       & (yi >= 0) & (yi <= tf.cast(in_h - 1, tf.float32)))
             xi = tf.clip_by_value(tf.cast(xi, tf.int32), 0, in_w - 1)

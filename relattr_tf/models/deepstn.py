@@ -9,9 +9,11 @@
 
 As the reference: the localisation net is 1x1 conv 128 -> flatten -> ReLU -> FC 128 -> ReLU ->
 FC 3, its output multiplied by a fixed [0.05, 1, 1] so the scale moves slowly; the scale row
-starts with zero weights and bias s0 / 0.05 (a centred box of scale s0). `transform="affine"`
-predicts all six entries of the transform instead. A box that leaves the image is pulled back
-by a penalty 0.5 (s t)^2 on |s t| > 1 (the gradient the reference substitutes there). The localisation layers form their own parameter group, trained at a
+starts with zero weights and bias s0 / 0.05, the translation rows near zero (N(0, 0.01), bias
+0; the reference uses Torch's default uniform init), so the first box is centred at scale s0.
+`transform="affine"` predicts all six entries of the transform instead. A box whose centre
+leaves the image is pulled back by a penalty 0.5 (s t)^2 on each coordinate with |s t| > 1,
+added to the ranking loss (the reference substitutes that gradient for the sample's). The localisation layers form their own parameter group, trained at a
 tenth of the head's learning rate by the configs.
 """
 import keras
@@ -93,8 +95,9 @@ def build_localizer(feature_shape, scale_init=0.33, seed=None, transform="box"):
                        kernel_initializer=keras.initializers.RandomNormal(
                            stddev=0.01, seed=blocks.layer_seed(seed, "loc_fc2")),
                        bias_initializer=keras.initializers.Constant(bias))(x)
-    localizer = keras.Model(features, TransformParameters(transform, name="theta")(raw),
-                            name="localizer")
+    # float32 under any policy: a float16 or bfloat16 theta would round the slow scale steps.
+    theta = TransformParameters(transform, name="theta", dtype="float32")(raw)
+    localizer = keras.Model(features, theta, name="localizer")
     # The reference starts the scale row at zero: every image gets the box s0 at first.
     fc = localizer.get_layer("loc_fc2")
     kernel, bias = fc.get_weights()
@@ -112,7 +115,7 @@ def build_deepstn(image_size=64, width=1.0, crop_only=False, scale_init=0.33, se
     image = keras.Input((image_size, image_size, 3), name="image")
     whole = trunk(image)
     theta = localizer(whole)
-    crop = CropBox((image_size, image_size), name="crop")(image, theta)
+    crop = CropBox((image_size, image_size), name="crop", dtype="float32")(image, theta)
     pooled = layers.GlobalAveragePooling2D(name="crop_gap")(trunk(crop))
     if not crop_only:
         pooled = layers.Concatenate(name="global_local")(

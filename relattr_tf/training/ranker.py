@@ -165,7 +165,7 @@ class RankerTask(task.Task):
             count = load_imagenet_weights(self.parts.trunk, net.backbone_weights)
             logging.info("loaded %d VGG16 conv layers from %s", count, net.backbone_weights)
         if net.init_from and self.config.model.startswith("deepstn"):
-            load_localizer(self.parts, net.init_from)
+            load_localizer(self.parts, net.init_from, self.config)
         ranker = PairwiseRanker(self.parts.network, name=f"{self.config.model}_ranker")
         blank = tf.zeros((1, size, size, 3))
         ranker((blank, blank))  # built before restoring into it
@@ -215,21 +215,29 @@ class RankerTask(task.Task):
         return evaluation.summary_line(result)
 
 
-def load_localizer(parts, model_dir):
-    """Starts a DeepSTN's localisation layers from another (stage-1) model_dir's network."""
+def load_localizer(parts, model_dir, config=None):
+    """Starts a DeepSTN from another (stage-1) model_dir: its localisation layers and the trunk
+    whose features they read (shared with the ranker here), so the boxes carry over; the score
+    layer starts anew."""
     import os
+    from relattr_tf.config import load_run_config
     path = os.path.join(model_dir, "model.keras")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: --init_from needs a finished DeepSTN model_dir")
-    network = keras.saving.load_model(path, safe_mode=True)
-    try:
-        trained = network.get_layer("scorer").get_layer("localizer")
-    except ValueError:
-        raise ConfigError(f"{path}: --init_from needs a DeepSTN model (it has no localizer)") \
-            from None
-    target = parts.groups["localizer"][0]
-    target.set_weights(trained.get_weights())
-    logging.info("localisation layers from %s", path)
+    if config is not None:
+        before = load_run_config(model_dir)
+        if not before.model.startswith("deepstn"):
+            raise ConfigError(f"{model_dir}: --init_from needs a DeepSTN model, it holds "
+                              f"{before.model}")
+        changed = [k for k in ("image_size", "width", "stn_transform")
+                   if before.values().get(k) != config.values().get(k)]
+        if changed:
+            raise ConfigError(f"{model_dir}: --init_from needs the same "
+                              f"{', '.join('--' + k for k in changed)} as the stage-1 run")
+    scorer = keras.saving.load_model(path, safe_mode=True).get_layer("scorer")
+    parts.trunk.set_weights(scorer.get_layer("trunk").get_weights())
+    parts.groups["localizer"][0].set_weights(scorer.get_layer("localizer").get_weights())
+    logging.info("localisation layers and trunk from %s", path)
 
 
 task.register_task("ranker", RankerTask)
