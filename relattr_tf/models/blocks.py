@@ -56,6 +56,18 @@ def apply_siamese(trunk, image_a, image_b, name):
     return SplitPairs(name=f"{name}_split")(trunk(both))
 
 
+def score_pair_model(scorer, image_size, name):
+    """The pair network of a score model: p = sigmoid(v_a - v_b), the scorer shared (run once
+    on both images), p clipped as DACRL's."""
+    image_a = keras.Input((image_size, image_size, 3), name="image_a")
+    image_b = keras.Input((image_size, image_size, 3), name="image_b")
+    score_a, score_b = apply_siamese(scorer, image_a, image_b, name="siamese")
+    logit = layers.Subtract(name="score_difference")([score_a, score_b])
+    p = layers.Activation("sigmoid", dtype="float32", name="p_sigmoid")(logit)
+    p = ClipProbability(1e-7, dtype="float32", name="p")(p)
+    return keras.Model([image_a, image_b], p, name=name)
+
+
 def apply_vgg_block(x, filters, convs, block, pool=True):
     """`convs` 3x3 ReLU convolutions then 2x2 max pooling, named as Keras' VGG16."""
     for i in range(1, convs + 1):

@@ -124,13 +124,8 @@ def build_deepstn(image_size=64, width=1.0, crop_only=False, scale_init=0.33, se
                                **blocks.new_layer_initializers(seed, "score"))
     scorer = keras.Model(image, score_layer(pooled), name="scorer")
     transform_model = keras.Model(image, theta, name="transform_model")
-    image_a = keras.Input((image_size, image_size, 3), name="image_a")
-    image_b = keras.Input((image_size, image_size, 3), name="image_b")
-    score_a, score_b = blocks.apply_siamese(scorer, image_a, image_b, name="siamese")
-    logit = layers.Subtract(name="score_difference")([score_a, score_b])
-    p = layers.Activation("sigmoid", dtype="float32", name="p_sigmoid")(logit)
-    p = blocks.ClipProbability(1e-7, dtype="float32", name="p")(p)
-    network = keras.Model([image_a, image_b], p, name="deepstn_crop" if crop_only else "deepstn")
+    network = blocks.score_pair_model(scorer, image_size,
+                                      name="deepstn_crop" if crop_only else "deepstn")
     return models.ModelParts(
         network, groups={"trunk": [trunk], "localizer": [localizer], "head": [score_layer]},
         trunk=trunk, scorer=scorer, localizer=transform_model)

@@ -19,12 +19,6 @@ def build_ranknet(image_size=224, width=1.0, seed=None):
     score_layer = layers.Dense(1, name="score", dtype="float32",
                                **blocks.new_layer_initializers(seed, "score"))
     scorer = keras.Model(image, score_layer(x), name="scorer")
-    image_a = keras.Input((image_size, image_size, 3), name="image_a")
-    image_b = keras.Input((image_size, image_size, 3), name="image_b")
-    score_a, score_b = blocks.apply_siamese(scorer, image_a, image_b, name="siamese")
-    logit = layers.Subtract(name="score_difference")([score_a, score_b])
-    p = layers.Activation("sigmoid", dtype="float32", name="p_sigmoid")(logit)
-    p = blocks.ClipProbability(1e-7, dtype="float32", name="p")(p)
-    network = keras.Model([image_a, image_b], p, name="ranknet")
+    network = blocks.score_pair_model(scorer, image_size, name="ranknet")
     return models.ModelParts(network, groups={"trunk": [trunk], "head": [score_layer]},
                              trunk=trunk, scorer=scorer)
