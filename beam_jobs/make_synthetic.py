@@ -8,8 +8,11 @@ Images are rendered from latent strengths, measured on their pixels (the ground 
 (coarse: random; fine: close strengths) and labelled by a simulated crowd of 5. Splits of images
 are disjoint image tables, each image stored once with its strength vector and subject box:
 pairs of `train`/`train_fine` name images of table train, `test`/`test_fine` of table test;
-table generator has no pairs. Any other flag is a Beam pipeline option (--runner,
---direct_num_workers, --setup_file, ...).
+table generator has no pairs. With --pretrain_images=N a `pretrain` table of N more images is
+added, labelled with what is in each picture rather than how much of an attribute it shows
+(distractor count and colours, the subject's grid cell, the texture's orientation: the
+pretraining task); the other tables stay exactly as without it. Any other flag is a Beam
+pipeline option (--runner, --direct_num_workers, --setup_file, ...).
 """
 import argparse
 import io
@@ -26,6 +29,7 @@ from relattr_tf.data.synthetic.measure import measure, subject_box
 
 SOURCE = "synthetic"
 IMAGE_SPLITS = ("train", "test", "generator")
+PRETRAIN = "pretrain"
 
 
 def pair_splits(image_split):
@@ -63,7 +67,8 @@ class RenderImage(beam.DoFn):
         index, split = item
         rng = np.random.default_rng([self.seed, 2, index])
         latent = rng.uniform(0.0, 1.0, len(attributes.ATTRIBUTE_NAMES))
-        pixels = render.to_uint8(render.render(latent, rng, self.image_size))
+        scene = {}
+        pixels = render.to_uint8(render.render(latent, rng, self.image_size, scene))
         strengths = measure(pixels)  # measured on the stored pixels: the ground truth
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG")
@@ -72,7 +77,8 @@ class RenderImage(beam.DoFn):
         if box is None:
             self.unreadable.inc()
         yield dict(table=split, id=image_id(index), image=buffer.getvalue(),
-                   strengths=strengths, box=box, source=SOURCE)
+                   strengths=strengths, box=box, source=SOURCE,
+                   labels=render.scene_labels(scene) if split == PRETRAIN else None)
 
 
 PAIR_BATCH_SIZE = 10000
@@ -157,6 +163,9 @@ def build_parser():
     parser.add_argument("--num_images", type=cli.positive_int, default=2000)
     parser.add_argument("--split_fractions", type=split_fractions, default="0.6,0.2,0.2",
                         help="fractions of images for train,test,generator")
+    parser.add_argument("--pretrain_images", type=cli.non_negative_int, default=0,
+                        help="images of the labelled pretrain table (0: none), besides "
+                             "--num_images")
     parser.add_argument("--pairs_per_attribute", type=cli.non_negative_int, default=1000,
                         help="train pairs per attribute and pair set (coarse, fine)")
     parser.add_argument("--test_pairs_per_attribute", type=cli.non_negative_int,
@@ -187,6 +196,10 @@ def run(argv=None):
     started = time.time()
     out = args.output_dir.rstrip("/")
     items = assign_splits(args.num_images, args.split_fractions, args.seed)
+    items += [(args.num_images + i, PRETRAIN) for i in range(args.pretrain_images)]
+    tables = {split: {} for split in IMAGE_SPLITS}
+    if args.pretrain_images:
+        tables[PRETRAIN] = {"label_heads": [dict(h) for h in render.LABEL_HEADS]}
     sizes = {split: sum(1 for _, s in items if s == split) for split in IMAGE_SPLITS}
     if min(sizes["train"], sizes["test"]) < 2:
         raise SystemExit(f"make_synthetic: --num_images={args.num_images} with "
@@ -213,14 +226,14 @@ def run(argv=None):
                   | "Spread" >> beam.Reshuffle()
                   | "Render" >> beam.ParDo(RenderImage(args.seed, args.image_size)))
         labelled = (images
-                    | "Paired" >> beam.Filter(lambda r: r["table"] != "generator")
+                    | "Paired" >> beam.Filter(lambda r: r["table"] in ("train", "test"))
                     | "BySplit" >> beam.Map(lambda r: (r["table"], (r["id"], r["strengths"])))
                     | "GroupSplit" >> beam.GroupByKey()
                     | "MakePairs" >> beam.ParDo(MakePairs(args.seed, names, counts))
                     | "SpreadPairs" >> beam.Reshuffle()  # labelling is the costly step
                     | "Crowd" >> beam.ParDo(CrowdLabel(args.seed)))
         _ = ((images, labelled)
-             | "Write" >> records.WriteDataDir(out, base_meta, IMAGE_SPLITS, splits,
+             | "Write" >> records.WriteDataDir(out, base_meta, tables, splits,
                                                args.num_shards))
     result = p.result
     transforms.print_summary("make_synthetic", out, result, started)

@@ -1,7 +1,8 @@
 """Writing a version-2 data directory from a Beam job: record encoding, deterministic shard sets
 and metadata.json.
 
-A job produces image dicts (`table`, `id`, `image` bytes, optional `strengths`, `box`, `source`)
+A job produces image dicts (`table`, `id`, `image` bytes, optional `strengths`, `box`, `labels`,
+`source`)
 and batches of pair dicts (the arguments of `schema.encode_pair`). `WriteDataDir` encodes both
 through the schema module (`EncodeImage`, `EncodePairBatch`), writes one deterministic shard
 set per image table and per pair split (`WriteRecordSets`) and then metadata.json
@@ -52,7 +53,8 @@ def clear_output(output_dir):
 
 # --------------------------------------------------------------------------- encoding
 class EncodeImage(beam.DoFn):
-    """Image dict (table, id, image, strengths?, box?, source) -> a batch of one keyed record."""
+    """Image dict (table, id, image, strengths?, box?, labels?, source) -> a batch of one keyed
+    record."""
 
     def __init__(self):
         self.written = counter("images_written")
@@ -60,7 +62,7 @@ class EncodeImage(beam.DoFn):
     def process(self, image):
         record = schema.encode_image(image=image["image"], image_id=image["id"],
                                      source=image["source"], strengths=image.get("strengths"),
-                                     box=image.get("box"))
+                                     box=image.get("box"), labels=image.get("labels"))
         self.written.inc()
         yield [(schema.image_table_prefix(image["table"]), image["id"], record)]
 
@@ -233,6 +235,11 @@ class WriteRecordSets(beam.PTransform):
 
 
 # --------------------------------------------------------------------------- metadata
+def _table_entries(tables):
+    """Image tables as {table: extra metadata keys}, from a list or such a dict."""
+    return dict(tables) if isinstance(tables, dict) else {table: {} for table in tables}
+
+
 def _write_metadata(_, output_dir, base, tables, splits, set_summaries, equal_pairs):
     by_prefix = dict(set_summaries)
     listed = {schema.image_table_prefix(t) for t in tables} | {
@@ -242,8 +249,8 @@ def _write_metadata(_, output_dir, base, tables, splits, set_summaries, equal_pa
                          f"{', '.join(sorted(set(by_prefix) - listed))}")
     empty = {"count": 0, "bytes": 0, "shards": []}
     meta = dict(base)
-    meta["images"] = {table: dict(by_prefix.get(schema.image_table_prefix(table), empty))
-                      for table in tables}
+    meta["images"] = {table: dict(by_prefix.get(schema.image_table_prefix(table), empty),
+                                  **extra) for table, extra in tables.items()}
     meta["splits"] = {}
     for (attribute, split), image_tables in splits.items():
         prefix = schema.pair_split_prefix(attribute, split)
@@ -264,7 +271,7 @@ class WriteMetadata(beam.PTransform):
     def __init__(self, output_dir, base, tables, splits):
         super().__init__()
         self.output_dir, self.base = output_dir, base
-        self.tables, self.splits = list(tables), dict(splits)
+        self.tables, self.splits = _table_entries(tables), dict(splits)
 
     def expand(self, pcolls):
         set_summaries, equal_pairs = pcolls
@@ -279,13 +286,15 @@ class WriteMetadata(beam.PTransform):
 class WriteDataDir(beam.PTransform):
     """(image dicts, batches of pair dicts) -> image tables, pair splits and metadata.json.
 
-    tables: every image table to list; splits: {(attribute, split): [image tables]}.
+    tables: every image table to list (or {table: more keys of its metadata entry, e.g.
+    label_heads}); splits: {(attribute, split): [image tables]}.
     """
 
     def __init__(self, output_dir, base_meta, tables, splits, num_shards=0):
         super().__init__()
         self.output_dir, self.base_meta = output_dir, base_meta
-        self.tables, self.splits, self.num_shards = list(tables), dict(splits), num_shards
+        self.tables, self.splits = _table_entries(tables), dict(splits)
+        self.num_shards = num_shards
 
     def expand(self, pcolls):
         images, pair_batches = pcolls

@@ -50,14 +50,14 @@ class ImageStore:
     """The images of some image tables, loaded once, addressed by row.
 
     `rows(ids)` maps ids to rows (-1 when absent), `images(rows)` gives uint8 images of the
-    training size, `strengths` / `boxes` / `ids` are numpy arrays over the rows.
+    training size, `strengths` / `boxes` / `labels` / `ids` are numpy arrays over the rows.
     """
 
     def __init__(self, data_dir, tables, image_size, memory_mb=2048, meta=None,
                  skip_corrupt=False):
         meta = meta or schema.read_metadata(data_dir)
         self.tables, self.image_size = list(tables), image_size
-        ids, encoded, strengths, boxes = [], [], [], []
+        ids, encoded, strengths, boxes, labels = [], [], [], [], []
         for table in self.tables:
             entry = schema.image_table(meta, data_dir, table)
             for path in schema.shard_paths(data_dir, entry, f"image table {table!r}"):
@@ -70,6 +70,7 @@ class ImageStore:
                         encoded += batch[schema.IMAGE].numpy().tolist()
                         strengths += batch[schema.STRENGTHS].to_list()
                         boxes += batch[schema.BOX].to_list()
+                        labels += batch[schema.LABELS].to_list()
                 except tf.errors.OpError as e:
                     raise schema.DataError(corrupt_shard_message(path, e)) from None
         self.ids = np.asarray(ids, dtype=object)
@@ -80,6 +81,7 @@ class ImageStore:
                                    f"{counts.max()} times; ids must be unique")
         self.strengths = _dense(strengths, np.nan)
         self.boxes = _dense(boxes, -1.0, width=4)
+        self.labels = _dense(labels, np.nan)
         self.decoded = len(ids) * image_size * image_size * 3 <= memory_mb * 2 ** 20
         readable = np.ones(len(ids), bool)
         if self.decoded:

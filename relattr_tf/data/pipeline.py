@@ -247,12 +247,15 @@ def validation_rows(ids, fraction):
 
 def make_image_dataset(data_dir, table, config=InputConfig(), *, part="train",
                        validation_fraction=0.1, training, seed=0, start_batch=0, meta=None,
-                       store=None):
-    """Batched (image, strengths) of an image table (the generator's training set).
+                       store=None, target="strengths"):
+    """Batched (image, strengths) of an image table (the generator's training set), or
+    (image, labels) with target="labels" (the pretraining table).
 
     part: 'train' or 'validation' (a held-out `validation_fraction` by id), or 'all'.
     Training streams are endless, shuffled and augmented (flip / translate / crop).
     """
+    if target not in ("strengths", "labels"):
+        raise ValueError(f"target must be strengths or labels, got {target!r}")
     meta = meta or schema.read_metadata(data_dir)
     store = store or ImageStore(data_dir, [table], config.image_size, config.image_memory_mb,
                                 meta, config.skip_corrupt)
@@ -266,7 +269,7 @@ def make_image_dataset(data_dir, table, config=InputConfig(), *, part="train",
     if not len(rows):
         raise schema.DataError(f"{schema.metadata_path(data_dir)}: image table {table!r} has no "
                                f"{part} images")
-    strengths = tf.constant(store.strengths)
+    targets = tf.constant(store.strengths if target == "strengths" else store.labels)
     if training:
         ds = _endless({"row": rows}, _stable_hash(seed, table, part)).map(lambda r: r["row"])
         ds = ds.skip(start_batch * config.batch_size)
@@ -287,7 +290,7 @@ def make_image_dataset(data_dir, table, config=InputConfig(), *, part="train",
                                   augment, config)
         else:
             image = tf.cast(image, tf.float32) / 255.0
-        return image, tf.gather(strengths, batch_rows)
+        return image, tf.gather(targets, batch_rows)
 
     return ds.map(materialize, num_parallel_calls=AUTOTUNE,
                   deterministic=True).prefetch(AUTOTUNE)

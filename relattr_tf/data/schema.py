@@ -10,14 +10,17 @@ Both record types are `tf.train.Example`s in gzip TFRecord shards:
 
 * image record: `image` (encoded PNG or the source JPEG bytes), `id`, `strengths` (the image's
   attribute-strength vector, empty when unknown), `box` (the subject's bounding box
-  [ymin, xmin, ymax, xmax] in [0, 1], empty when unknown), `source`;
+  [ymin, xmin, ymax, xmax] in [0, 1], empty when unknown), `labels` (other labels of the image,
+  laid out as its table's `label_heads` in metadata.json; empty when it has none), `source`;
 * pair record: `id_a`, `id_b`, `attribute`, `target` (1 = a shows more, 0 = b shows more,
   0.5 = about equal), `agreement`, `confidence`, `true_target` (exact truth; -1 when unknown),
   `source`, `split`. No image bytes.
 
 `metadata.json` lists every image table (`images`: count, shards, bytes) and every pair split
 (`splits[attribute][split]`: pairs, equal pairs, shards, and the image tables its ids refer to),
-with the hashes of the sources and the commands that made and grew the directory. Shard paths
+with the hashes of the sources and the commands that made and grew the directory. A table
+whose images carry `labels` has `label_heads` in its entry: [{name, kind (softmax: one class
+index column; sigmoid: one 0/1 column per class), size}], in column order. Shard paths
 in it are relative to the data directory; readers use them, never a glob, so a stale file
 cannot leak into a read.
 """
@@ -29,7 +32,7 @@ import numpy as np
 
 SCHEMA_VERSION = 2
 # Feature names other modules read from parsed records.
-ID, IMAGE, STRENGTHS, BOX = "id", "image", "strengths", "box"
+ID, IMAGE, STRENGTHS, BOX, LABELS = "id", "image", "strengths", "box", "labels"
 ID_A, ID_B, TARGET, TRUE_TARGET = "id_a", "id_b", "target", "true_target"
 AGREEMENT, CONFIDENCE = "agreement", "confidence"
 METADATA_FILE = "metadata.json"
@@ -107,12 +110,15 @@ def _example(feature):
     return example.SerializeToString(deterministic=True)
 
 
-def encode_image(*, image, image_id, source, strengths=None, box=None):
+def encode_image(*, image, image_id, source, strengths=None, box=None, labels=None):
     """Serialized image record (bytes). `image` is encoded bytes (PNG, JPEG)."""
     if box is not None and len(box) != 4:
         raise ValueError(f"image {image_id}: box must be [ymin, xmin, ymax, xmax], got {box}")
-    return _example({IMAGE: _feature("bytes", [image]), ID: _text(image_id),
-                     STRENGTHS: _vector(strengths), BOX: _vector(box), "source": _text(source)})
+    feature = {IMAGE: _feature("bytes", [image]), ID: _text(image_id),
+               STRENGTHS: _vector(strengths), BOX: _vector(box), "source": _text(source)}
+    if labels is not None:  # absent, not empty, so records without labels keep their bytes
+        feature[LABELS] = _vector(labels)
+    return _example(feature)
 
 
 def encode_pair(*, id_a, id_b, attribute, target, source, split, agreement=None,
@@ -140,6 +146,7 @@ def image_feature_spec():
         ID: tf.io.FixedLenFeature([], tf.string),
         STRENGTHS: tf.io.VarLenFeature(tf.float32),
         BOX: tf.io.VarLenFeature(tf.float32),
+        LABELS: tf.io.VarLenFeature(tf.float32),
     }
 
 
@@ -166,7 +173,7 @@ def parse_images(serialized):
     """Parses a batch of image records; strengths and boxes come back as ragged tensors."""
     import tensorflow as tf
     parsed = tf.io.parse_example(serialized, image_feature_spec())
-    for key in (STRENGTHS, BOX):
+    for key in (STRENGTHS, BOX, LABELS):
         parsed[key] = tf.RaggedTensor.from_sparse(parsed[key])
     return parsed
 
@@ -183,7 +190,7 @@ def decode_record(serialized):
             out[key] = values[0]
         elif kind == "bytes_list":
             out[key] = values[0].decode("utf-8")
-        elif key in (STRENGTHS, BOX):
+        elif key in (STRENGTHS, BOX, LABELS):
             out[key] = np.asarray(values, np.float32)
         else:
             out[key] = values[0] if values else None
@@ -235,6 +242,26 @@ def image_table(meta, data_dir, table):
         raise DataError(f"{metadata_path(data_dir)}: no image table {table!r}; known: "
                         f"{', '.join(sorted(tables))}")
     return tables[table]
+
+
+def label_heads(meta, data_dir, table):
+    """The label heads of an image table; DataError when its images carry no labels."""
+    heads = image_table(meta, data_dir, table).get("label_heads")
+    if not heads:
+        raise DataError(f"{metadata_path(data_dir)}: image table {table!r} has no labels "
+                        f"(label_heads); the pretraining task needs a labelled table such as "
+                        f"make_synthetic's pretrain table (--pretrain_images)")
+    return heads
+
+
+def label_columns(heads):
+    """Columns of the label vector each head reads: {name: (start, stop)}."""
+    out, start = {}, 0
+    for head in heads:
+        width = 1 if head["kind"] == "softmax" else head["size"]
+        out[head["name"]] = (start, start + width)
+        start += width
+    return out
 
 
 def shard_paths(data_dir, entry, what):

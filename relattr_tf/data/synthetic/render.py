@@ -54,8 +54,12 @@ def _paint(canvas, xx, yy, size, colour, cx, cy, a, b, exponent, angle, stripes)
     canvas[inside] = np.asarray(colour)[None, :] * shade[inside][:, None]
 
 
-def render(y, rng, size=64):
-    """One image (size x size x 3, float32 in [0, 1]) for latent strengths y."""
+def render(y, rng, size=64, scene=None):
+    """One image (size x size x 3, float32 in [0, 1]) for latent strengths y.
+
+    A dict passed as `scene` receives what else is in the picture (see `scene_labels`):
+    texture orientation, the distractors' colour indices, the subject's centre.
+    """
     y = np.clip(np.asarray(y, np.float64), 0.0, 1.0)
     v = dict(zip(ATTRIBUTE_NAMES, y))
     big = size * SUPERSAMPLE
@@ -71,18 +75,23 @@ def render(y, rng, size=64):
     texture = 0.6 * np.sin(2 * np.pi * freq * t + phase[0]) + 0.4 * np.sin(
         2 * np.pi * 2.3 * freq * t2 + phase[1])
     canvas = np.repeat((grey + amp * texture)[..., None], 3, axis=2)
+    scene = {} if scene is None else scene
+    scene.update(texture_orientation=float(theta), distractor_colours=[])
 
     # Distractors first, so the subject is never occluded.
     for _ in range(rng.integers(1, 4)):
         d = local_parameters(rng.uniform(0, 1, len(ATTRIBUTE_NAMES)), size)
         cx, cy = rng.uniform(0, big, size=2)
-        _paint(canvas, xx, yy, size, DISTRACTOR_RGB[rng.integers(len(DISTRACTOR_RGB))], cx, cy,
+        colour = int(rng.integers(len(DISTRACTOR_RGB)))
+        scene["distractor_colours"].append(colour)
+        _paint(canvas, xx, yy, size, DISTRACTOR_RGB[colour], cx, cy,
                d["a"] * SUPERSAMPLE * 0.8, d["b"] * SUPERSAMPLE * 0.8, d["exponent"],
                d["angle"] + rng.uniform(-1.0, 1.0), d["stripes"] * rng.integers(0, 2))
 
     s = local_parameters(y, size)
     reach = min(max(s["a"], s["b"]) * SUPERSAMPLE + 2 * SUPERSAMPLE, big / 2)
     cx, cy = rng.uniform(reach, big - reach, size=2)
+    scene["subject_centre"] = (float(cx / big), float(cy / big))  # (x, y) fractions
     colour = np.asarray(SUBJECT_RGB) + rng.uniform(-0.05, 0.05, size=3)
     _paint(canvas, xx, yy, size, colour, cx, cy, s["a"] * SUPERSAMPLE, s["b"] * SUPERSAMPLE,
            s["exponent"], s["angle"], s["stripes"])
@@ -100,6 +109,29 @@ def render(y, rng, size=64):
     light = 1.0 + rng.uniform(0, 0.08) * (gx * math.cos(direction) + gy * math.sin(direction))
     image = image * light[..., None] + rng.normal(0, 0.012, image.shape)
     return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
+# The pretraining labels: what is in the picture, never how much of an attribute it shows.
+GRID = 3  # subject position: which cell of a GRID x GRID grid holds its centre
+ORIENTATION_BINS = 6  # background texture orientation, binned over [0, pi)
+LABEL_HEADS = (
+    dict(name="distractor_count", kind="softmax", size=3),  # 1, 2 or 3 distractors
+    dict(name="subject_cell", kind="softmax", size=GRID * GRID),
+    dict(name="texture_orientation", kind="softmax", size=ORIENTATION_BINS),
+    dict(name="distractor_colours", kind="sigmoid", size=len(DISTRACTOR_RGB)),  # which appear
+)
+
+
+def scene_labels(scene):
+    """The label vector of a rendered scene, laid out as LABEL_HEADS: one class index per
+    softmax head, one 0/1 column per sigmoid head's class."""
+    x, y = scene["subject_centre"]
+    cell = min(int(y * GRID), GRID - 1) * GRID + min(int(x * GRID), GRID - 1)
+    orientation = min(int(scene["texture_orientation"] / np.pi * ORIENTATION_BINS),
+                      ORIENTATION_BINS - 1)
+    colours = np.zeros(len(DISTRACTOR_RGB))
+    colours[scene["distractor_colours"]] = 1.0
+    return np.concatenate([[len(scene["distractor_colours"]) - 1, cell, orientation], colours])
 
 
 def to_uint8(image):
