@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from relattr_tf.models import build_model
-from relattr_tf.models.vgg16 import VGG16_TRUNK_PARAMS, build_vgg16_trunk, load_imagenet_weights
+from relattr_tf.models.vgg16 import (VGG16_TRUNK_PARAMS, build_vgg16_trunk, first_conv_channels,
+                                    load_imagenet_weights, save_notop_weights)
 
 SMALL = dict(image_size=32, width=0.125, cross_filters=16, head_units=32)
 
@@ -80,6 +81,22 @@ def test_imagenet_weight_file_loads_and_matches_keras_vgg16(tmp_path):
                                atol=1e-4)
 
 
+def test_a_saved_trunk_loads_like_imagenets_file_into_keras_vgg16_and_our_trunk(tmp_path):
+    images = np.random.rand(2, 32, 32, 3).astype("float32")
+    trunk = build_vgg16_trunk(32, 1.0)
+    path = str(tmp_path / "vgg16_notop.h5")
+    save_notop_weights(trunk, path)
+    reference = keras.applications.VGG16(weights=path, include_top=False, input_shape=(32, 32, 3))
+    np.testing.assert_allclose(np.asarray(trunk(images)), np.asarray(reference(
+        keras.applications.vgg16.preprocess_input(images * 255.0))), rtol=1e-4, atol=1e-4)
+    small = build_vgg16_trunk(32, 0.25)  # a narrow trunk round-trips through the same layout
+    save_notop_weights(small, path)
+    assert first_conv_channels(path) == 16
+    again = build_vgg16_trunk(32, 0.25)
+    assert load_imagenet_weights(again, path) == 13
+    np.testing.assert_array_equal(np.asarray(again(images)), np.asarray(small(images)))
+
+
 def test_weight_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "not_weights.h5"
     bad.write_bytes(b"junk")
@@ -88,5 +105,5 @@ def test_weight_file_errors_name_the_file(tmp_path):
     reference = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
     path = str(tmp_path / "vgg.h5")
     _write_keras_vgg16_notop_file(reference, path)
-    with pytest.raises(ValueError, match="vgg.h5: layer block1_conv1 kernel shape.*--width=1"):
+    with pytest.raises(ValueError, match="vgg.h5: layer block1_conv1 kernel shape.*--width must be the file's width"):
         load_imagenet_weights(build_vgg16_trunk(32, 0.5), path)

@@ -68,10 +68,11 @@ def score_pair_model(scorer, image_size, name):
     return keras.Model([image_a, image_b], p, name=name)
 
 
-def apply_vgg_block(x, filters, convs, block, pool=True):
+def apply_vgg_block(x, filters, convs, block, pool=True, kernel_initializer="glorot_uniform"):
     """`convs` 3x3 ReLU convolutions then 2x2 max pooling, named as Keras' VGG16."""
     for i in range(1, convs + 1):
         x = layers.Conv2D(filters, 3, padding="same", activation="relu",
+                          kernel_initializer=kernel_initializer,
                           name=f"block{block}_conv{i}")(x)
     if pool:
         x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)

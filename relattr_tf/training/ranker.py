@@ -19,7 +19,7 @@ from keras import ops
 from relattr_tf import evaluation, models
 from relattr_tf.config import ConfigError
 from relattr_tf.data import pipeline, schema
-from relattr_tf.models.vgg16 import load_imagenet_weights
+from relattr_tf.models import vgg16
 from relattr_tf.training import callbacks, export, task
 
 
@@ -150,9 +150,14 @@ class RankerTask(task.Task):
         if self.config.train.jit_compile and replicas > 1:
             raise ConfigError("--jit_compile does not work with --strategy=mirrored (TensorFlow "
                               "cannot reach the other replicas' variables from XLA)")
-        if self.config.family.backbone_weights and self.config.family.width != 1:
-            raise ConfigError(f"--backbone_weights needs --width=1 (VGG16 itself), got "
-                              f"--width={self.config.family.width}")
+        net = self.config.family
+        if net.backbone_weights:
+            channels = vgg16.first_conv_channels(net.backbone_weights)
+            if channels != vgg16.channels(64, net.width):
+                raise ConfigError(f"--backbone_weights={net.backbone_weights} holds a trunk with "
+                                  f"{channels} first-layer channels; --width={net.width:g} has "
+                                  f"{vgg16.channels(64, net.width)} (ImageNet's file needs "
+                                  f"--width=1)")
 
     def build(self):
         net, size = self.config.family, self.config.data.image_size
@@ -162,7 +167,7 @@ class RankerTask(task.Task):
             cross_depth=net.cross_depth, head_units=net.head_units, head_pool=net.head_pool,
             box_scale_init=net.box_scale_init, stn_transform=net.stn_transform)
         if net.backbone_weights:
-            count = load_imagenet_weights(self.parts.trunk, net.backbone_weights)
+            count = vgg16.load_imagenet_weights(self.parts.trunk, net.backbone_weights)
             logging.info("loaded %d VGG16 conv layers from %s", count, net.backbone_weights)
         if net.init_from and self.config.model.startswith("deepstn"):
             load_localizer(self.parts, net.init_from, self.config)

@@ -1,0 +1,279 @@
+"""The pretraining task: the VGG16 trunk trained to say what is in a picture (a labelled image
+table's heads), then handed to the rankers as a Keras VGG16 notop weight file.
+
+Export: `<model_dir>/vgg16_notop.h5` (load it with `--backbone_weights=PATH`, exactly as
+ImageNet's file) and `<model_dir>/scene_classifier.keras` (the whole network).
+Evaluation (`eval_pretrain.json`):
+  * the accuracy of every head on the table's held-out part;
+  * a linear probe: ridge regression of each attribute's strength on the frozen trunk's
+    features, fitted on one image table and measured (Spearman rank correlation) on another,
+    beside the same probe on a randomly initialised trunk. Information, not a gate: it shows how
+    much of the ranking problem the pretraining already solves.
+
+Loss scaling: each head's loss is a Keras loss object (sum over the batch / global batch under
+a distribution strategy), so the summed loss is a replica's share of the global mean
+(tests/test_training.py checks 1 vs 2 replicas).
+"""
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+from scipy import stats
+
+from relattr_tf.config import ConfigError
+from relattr_tf.data import images as images_lib, pipeline, schema
+from relattr_tf.models import vgg16
+from relattr_tf.models.scene_classifier import build_scene_classifier
+from relattr_tf.training import task
+
+WEIGHTS_FILE = "vgg16_notop.h5"
+KERAS_FILE = "scene_classifier.keras"
+RESULT_FILE = "eval_pretrain.json"
+RIDGE_CANDIDATES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+def head_correct(head, labels, logits):
+    """Per-example correctness of one head: the argmax class, or every sigmoid bit right
+    (averaged over the bits)."""
+    logits = ops.cast(logits, "float32")
+    if head["kind"] == "softmax":
+        label = ops.cast(ops.reshape(labels, (-1,)), "int32")
+        return ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), label),
+                        "float32")
+    return ops.mean(ops.cast(ops.equal(ops.cast(logits > 0, "float32"), labels), "float32"),
+                    axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="relattr_tf")
+class SceneClassifier(task.TaskModel):
+    """Trains `network` (image -> {head: logits}) on (image, label vector) batches."""
+
+    def __init__(self, network, heads, **kwargs):
+        super().__init__(**kwargs)
+        self.network, self.heads = network, [dict(h) for h in heads]
+        self.columns = schema.label_columns(self.heads)
+        self.head_losses = {
+            h["name"]: (keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+                        if h["kind"] == "softmax" else
+                        keras.losses.BinaryCrossentropy(from_logits=True))
+            for h in self.heads}
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_trackers = {h["name"]: keras.metrics.Mean(name=f"{h['name']}_accuracy")
+                                  for h in self.heads}
+
+    def call(self, images, training=False):
+        return self.network(images, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker] + list(self.accuracy_trackers.values())
+
+    def _labels(self, labels, head):
+        start, stop = self.columns[head["name"]]
+        return ops.cast(labels[:, start:stop], "float32")
+
+    def _loss(self, labels, logits):
+        return ops.sum(ops.stack([
+            self.head_losses[h["name"]](self._labels(labels, h), ops.cast(logits[h["name"]],
+                                                                           "float32"))
+            for h in self.heads]))
+
+    def _update_metrics(self, labels, logits, loss):
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        count = ops.cast(ops.shape(labels)[0], "float32")
+        self.loss_tracker.update_state(loss * replicas, sample_weight=count)
+        for h in self.heads:
+            self.accuracy_trackers[h["name"]].update_state(
+                head_correct(h, self._labels(labels, h), logits[h["name"]]))
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        images, labels = data
+        with tf.GradientTape() as tape:
+            logits = self.network(images, training=True)
+            loss = self._loss(labels, logits)
+        self.apply_gradients_of(tape, loss)
+        return self._update_metrics(labels, logits, loss)
+
+    def test_step(self, data):
+        images, labels = data
+        logits = self.network(images, training=False)
+        return self._update_metrics(labels, logits, self._loss(labels, logits))
+
+
+class PretrainTask(task.Task):
+    """The trunk on a labelled image table (family "pretrain"). heads: the label heads;
+    default: the table's label_heads in the data directory's metadata."""
+
+    def __init__(self, config, heads=None):
+        super().__init__(config)
+        self.heads = heads
+
+    def run_name(self):
+        return f"{self.config.model}-w{self.config.family.width:g}-seed{self.config.train.seed}"
+
+    def result_names(self):
+        return ("pretrain",)
+
+    def _heads(self, meta=None):
+        if self.heads is None:
+            data = self.config.data
+            meta = meta or schema.read_metadata(data.data_dir)
+            self.heads = schema.label_heads(meta, data.data_dir,
+                                            self.config.family.pretrain_table)
+        return self.heads
+
+    def check_data(self, meta):
+        schema.label_heads(meta, self.config.data.data_dir, self.config.family.pretrain_table)
+        for table in self.config.family.probe_tables:
+            schema.image_table(meta, self.config.data.data_dir, table)
+
+    def _dataset(self, part, training, meta=None, start_batch=0):
+        data, net = self.config.data, self.config.family
+        # No augmentation: a flip or a shift changes the position and orientation labels.
+        config = pipeline.InputConfig(batch_size=self.config.train.batch_size,
+                                      image_size=data.image_size, augment=(),
+                                      image_memory_mb=data.image_memory_mb,
+                                      skip_corrupt=data.skip_corrupt)
+        return pipeline.make_image_dataset(
+            data.data_dir, net.pretrain_table, config, part=part,
+            validation_fraction=net.validation_fraction, training=training,
+            seed=self.config.train.seed, start_batch=start_batch, meta=meta, target="labels")
+
+    def steps_per_epoch(self, meta):
+        count = schema.image_table(meta, self.config.data.data_dir,
+                                   self.config.family.pretrain_table)["count"]
+        train = int(count * (1 - self.config.family.validation_fraction))
+        if train < self.config.train.batch_size:
+            raise ConfigError(f"{self.config.data.data_dir}: image table "
+                              f"{self.config.family.pretrain_table!r} has about {train} training "
+                              f"images, fewer than one batch of {self.config.train.batch_size}")
+        return max(1, train // self.config.train.batch_size)
+
+    def datasets(self, meta, start_batch):
+        val_ds = self._dataset("validation", False, meta)
+        if self.config.data.val_steps:
+            val_ds = val_ds.take(self.config.data.val_steps)
+        return self._dataset("train", True, meta, start_batch), val_ds
+
+    def check_config(self, replicas):
+        if self.config.train.batch_size % replicas:
+            raise ConfigError(f"--batch_size={self.config.train.batch_size} is the global batch: "
+                              f"it must divide evenly over the {replicas} replicas")
+
+    def build(self):
+        net, size = self.config.family, self.config.data.image_size
+        self.parts = build_scene_classifier(size, net.width, self._heads(), net.head_units,
+                                            seed=self.config.train.seed)
+        model = SceneClassifier(self.parts.network, self._heads(), name="scene_pretrainer")
+        model(tf.zeros((1, size, size, 3)))
+        return model
+
+    def group_learning_rates(self):
+        return {"trunk": self.config.family.trunk_lr, "head": self.config.family.head_lr}
+
+    def group_variables(self, model):
+        return self.parts.group_variables()
+
+    def export(self, model, model_dir):
+        vgg16.save_notop_weights(self.parts.trunk, os.path.join(model_dir, WEIGHTS_FILE))
+        self.parts.network.save(os.path.join(model_dir, KERAS_FILE))
+
+    # ------------------------------------------------------------------ results
+    def evaluate(self, model_dir, batch_size=64, **options):
+        data, net = self.config.data, self.config.family
+        network = keras.saving.load_model(os.path.join(model_dir, KERAS_FILE), safe_mode=True)
+        heads = self._heads()
+        columns = schema.label_columns(heads)
+        correct = {h["name"]: [] for h in heads}
+        for images, labels in self._dataset("validation", False):
+            logits = network(images, training=False)
+            for h in heads:
+                start, stop = columns[h["name"]]
+                correct[h["name"]].append(np.asarray(head_correct(
+                    h, tf.cast(labels[:, start:stop], tf.float32), logits[h["name"]])))
+        accuracy = {name: float(np.mean(np.concatenate(v))) for name, v in correct.items()}
+        trunk = network.get_layer("trunk")
+        keras.utils.set_random_seed(self.config.train.seed)
+        random_trunk = vgg16.build_vgg16_trunk(data.image_size, net.width)
+        probe = linear_probe(trunk, random_trunk, data.data_dir, net.probe_tables,
+                             data.image_size, batch_size)
+        result = dict(heldout_accuracy=accuracy,
+                      heldout_images=int(sum(len(np.concatenate(v)) for v in
+                                             list(correct.values())[:1])),
+                      probe=probe, weights_file=os.path.join(model_dir, WEIGHTS_FILE),
+                      width=net.width, image_size=data.image_size)
+        with tf.io.gfile.GFile(os.path.join(model_dir, RESULT_FILE), "w") as f:
+            f.write(json.dumps(result, indent=2, sort_keys=True))
+        return {"pretrain": result}
+
+    def summary_line(self, name, result):
+        heads = ", ".join(f"{k} {100 * v:.1f}%" for k, v in result["heldout_accuracy"].items())
+        probe = result["probe"]["attributes"]
+        rho = ", ".join(f"{a} {p['spearman']:.2f} ({p['spearman_random_trunk']:.2f})"
+                        for a, p in probe.items())
+        return (f"pretrain held-out accuracy: {heads}\nlinear probe, Spearman (random trunk): "
+                f"{rho}")
+
+
+# --------------------------------------------------------------------------- linear probe
+def trunk_features(trunk, store, batch_size):
+    """Flattened trunk features (float64) of every image of an ImageStore."""
+    out = []
+    for start in range(0, store.count, batch_size):
+        rows = tf.range(start, min(start + batch_size, store.count), dtype=tf.int64)
+        images = tf.cast(store.images(rows), tf.float32) / 255.0
+        out.append(np.asarray(trunk(images, training=False), np.float64).reshape(len(rows), -1))
+    return np.concatenate(out)
+
+
+def ridge_fit(x, y, alpha):
+    """Weights of ridge regression on standardised x (intercept by centring)."""
+    gram = x.T @ x / len(x) + alpha * np.eye(x.shape[1])
+    return np.linalg.solve(gram, x.T @ (y - y.mean()) / len(x))
+
+
+def probe_attribute(fit_x, fit_y, test_x, test_y):
+    """Spearman correlation on the test images of a ridge probe whose penalty is chosen on a
+    fifth of the fitting images; NaN strengths (unreadable) are left out. (rho, alpha)."""
+    fit_ok, test_ok = np.isfinite(fit_y), np.isfinite(test_y)
+    x, y = fit_x[fit_ok], fit_y[fit_ok]
+    held = np.arange(len(x)) % 5 == 0
+
+    def score(alpha, train_rows, eval_x, eval_y):
+        w = ridge_fit(x[train_rows], y[train_rows], alpha)
+        return stats.spearmanr(eval_x @ w, eval_y).statistic
+
+    alpha = max(RIDGE_CANDIDATES, key=lambda a: np.nan_to_num(
+        score(a, ~held, x[held], y[held]), nan=-1.0))
+    return float(score(alpha, np.ones(len(x), bool), test_x[test_ok], test_y[test_ok])), alpha
+
+
+def linear_probe(trunk, random_trunk, data_dir, tables, image_size, batch_size=64):
+    """{attributes: {name: {spearman, spearman_random_trunk, ridge}}, mean, mean_random}."""
+    meta = schema.read_metadata(data_dir)
+    fit_table, test_table = tables
+    stores = [images_lib.ImageStore(data_dir, [t], image_size, meta=meta) for t in tables]
+    names = meta.get("strength_names") or meta["attributes"]
+    out = {}
+    for key, network in (("spearman", trunk), ("spearman_random_trunk", random_trunk)):
+        fit_x, test_x = (trunk_features(network, s, batch_size) for s in stores)
+        mean, std = fit_x.mean(0), fit_x.std(0) + 1e-6
+        fit_x, test_x = (fit_x - mean) / std, (test_x - mean) / std
+        for column, name in enumerate(names):
+            if column >= stores[0].strengths.shape[1]:
+                break
+            rho, alpha = probe_attribute(fit_x, stores[0].strengths[:, column], test_x,
+                                         stores[1].strengths[:, column])
+            out.setdefault(name, {})[key] = rho
+            out[name][f"ridge_{key}"] = alpha
+    return dict(attributes=out, fit_table=fit_table, test_table=test_table,
+                mean=float(np.mean([v["spearman"] for v in out.values()])),
+                mean_random_trunk=float(np.mean([v["spearman_random_trunk"]
+                                                 for v in out.values()])))
+
+
+task.register_task("pretrain", PretrainTask)
