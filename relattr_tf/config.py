@@ -103,8 +103,9 @@ class RankerConfig:
     swap: bool = setting(True, "Also train every pair swapped, with target 1 - t.")
     width: float = setting(1.0, "VGG16 channel multiplier; 1 = the real VGG16.", lower=0.01,
                            upper=4.0, architecture=True)
-    backbone_weights: str = setting("", "Local path of Keras' VGG16 notop ImageNet .h5 file "
-                                    "(needs --width=1).")
+    backbone_weights: str = setting("", "Local path of a VGG16 notop .h5 weight file: Keras' "
+                                    "ImageNet one (--width=1) or one relattr_tf.pretrain "
+                                    "wrote (its width).")
     trunk_lr: float = setting(5e-5, "Learning rate of the VGG16 trunk.", lower=0.0)
     head_lr: float = setting(5e-4, "Learning rate of every other layer.", lower=0.0)
     reduction: int = setting(16, "DACRL: channel attention reduction ratio.", lower=1,
@@ -155,10 +156,60 @@ class RankerConfig:
         return True
 
 
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """The VGG16 trunk pretrained on a labelled image table (the embedded benchmark's stand-in
+    for ImageNet): what is in each picture, never how much of an attribute it shows."""
+    pretrain_table: str = setting("pretrain", "Labelled image table it trains on (its "
+                                  "label_heads in metadata.json define the heads).")
+    validation_fraction: float = setting(0.1, "Held-out share of the table, by image id.",
+                                         lower=0.01, upper=0.5)
+    width: float = setting(1.0, "VGG16 channel multiplier; 1 = the real VGG16.", lower=0.01,
+                           upper=4.0, architecture=True)
+    head_units: int = setting(1024, "Units of the FC layer between the trunk and the label "
+                              "heads.", lower=1, architecture=True)
+    trunk_lr: float = setting(5e-5, "Learning rate of the VGG16 trunk.", lower=0.0)
+    head_lr: float = setting(5e-4, "Learning rate of every other layer.", lower=0.0)
+    probe_tables: tuple = setting(("train", "test"), "Linear probe: image tables with "
+                                  "attribute strengths to fit on, then to measure on.",
+                                  compared=False)
+    probe_ridge: float = setting(1.0, "Linear probe: ridge penalty on standardised features.",
+                                 lower=0.0, compared=False)
+
+    def check(self):
+        if len(self.probe_tables) != 2:
+            raise ConfigError(f"--probe_tables needs two tables (fit, measure), got "
+                              f"{','.join(self.probe_tables)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig:
+    """Attribute2Image, the conditional VAE p(x | y, z) trained on single images with their
+    attribute-strength vectors y (an image table, no pairs)."""
+    image_table: str = setting("generator", "Image table with strength vectors it trains on.")
+    validation_fraction: float = setting(0.1, "Held-out share of the table, by image id.",
+                                         lower=0.01, upper=0.5)
+    z_size: int = setting(256, "Size of the latent z (everything y does not say).", lower=1,
+                          architecture=True)
+    cvae_width: float = setting(1.0, "Channel multiplier of every conv and FC layer; 1 = the "
+                                "reference's.", lower=0.01, upper=4.0, architecture=True)
+    kl_weight: float = setting(1.0, "Weight of the KL term of the ELBO.", lower=0.0)
+    generator_lr: float = setting(3e-4, "Learning rate of the encoder and the decoder.",
+                                  lower=0.0)
+    sweep_steps: int = setting(9, "Evaluation: strengths along each attribute's sweep.",
+                               lower=2, compared=False)
+    sweep_samples: int = setting(16, "Evaluation: random (z, other attributes) per sweep.",
+                                 lower=1, compared=False)
+    eval_pairs: int = setting(400, "Evaluation: generated pairs per attribute for the crowd.",
+                              lower=1, compared=False)
+
+
 # Model families: section class and the --model names they train. Registered, so a new family
 # (and a test's own task) adds itself without touching the others.
 FAMILIES = {"ranker": (RankerConfig, ("dacrl", "dacrl_noatt", "ranknet", "deepstn_crop",
-                                      "deepstn"))}
+                                      "deepstn")),
+            "pretrain": (PretrainConfig, ("vgg16_scenes",)),
+            "generator": (GeneratorConfig, ("cvae",))}
 
 
 def register_family(name, section, models):
@@ -356,4 +407,6 @@ def from_flags(flag_values=None):
                     family=build(FAMILIES[family][0]))
     if hasattr(config.family, "train_weights"):
         config.family.train_weights()  # checks the weights' syntax now
+    if hasattr(config.family, "check"):
+        config.family.check()
     return config

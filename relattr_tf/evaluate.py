@@ -4,8 +4,10 @@
         --attribute=brightness --split=test
     python -m relattr_tf.evaluate --model_dir=runs/all --data_dir=DIR --attribute=all
 
-The command knows the model family from the model directory's saved configuration. For pair
-models it prints a one-line summary and writes eval_<split>.json into the model directory; with
+The command knows the model family from the model directory's saved configuration: a CVAE
+(generator) directory gets the generator's figures (eval_generator.json), a pretraining one the
+held-out accuracy and linear probe (eval_pretrain.json). For pair models it prints a one-line
+summary and writes eval_<split>.json into the model directory; with
 --attribute=all (model_dir/<attribute> per attribute) it also writes results_<split>.md / .csv.
 Each test image goes through the network's trunk once (score and feature models);
 --method=pairwise runs both images of every pair instead.
@@ -35,8 +37,7 @@ FLAGS = flags.FLAGS
 def evaluate(model_dir, **overrides):
     """Results of the model in model_dir, with data settings overridden; prints a line each."""
     from relattr_tf.config import load_run_config
-    from relattr_tf.training import task
-    from relattr_tf.training import ranker  # noqa: F401  registers the pair rankers' task
+    from relattr_tf.training import run, task  # noqa: F401  run registers every family's task
     config = load_run_config(model_dir).with_values(**overrides)
     model_task = task.make_task(config)
     results = model_task.evaluate(model_dir, batch_size=FLAGS.batch_size, method=FLAGS.method)
@@ -49,11 +50,15 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from relattr_tf import evaluation
+    from relattr_tf.config import load_run_config
     from relattr_tf.data import schema
-    overrides = dict(eval_split=tuple(FLAGS.split), skip_corrupt=FLAGS.skip_corrupt,
-                     image_memory_mb=FLAGS.image_memory_mb)
+    overrides = dict(skip_corrupt=FLAGS.skip_corrupt, image_memory_mb=FLAGS.image_memory_mb)
     if FLAGS.data_dir:
         overrides["data_dir"] = FLAGS.data_dir
+    if FLAGS.attribute != "all" and load_run_config(FLAGS.model_dir).family_name != "ranker":
+        evaluate(FLAGS.model_dir, **overrides)  # single-image models: no splits, no attribute
+        return
+    overrides["eval_split"] = tuple(FLAGS.split)
     if FLAGS.attribute != "all":
         if FLAGS.attribute:
             overrides["attribute"] = FLAGS.attribute

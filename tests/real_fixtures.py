@@ -173,3 +173,24 @@ def make_lfw_attributes(root):
         folder = person.replace(" ", "_")
         jpeg(os.path.join(root, "lfw", folder, f"{folder}_{number:04d}.jpg"), 300, size=(24, 24))
     return out
+
+
+def make_lfw_attribute_faces(root, count=40, seed=0):
+    """LFW/lfw_attributes.txt (the real layout, as make_lfw_attributes) with `count` good rows
+    over a few people, and their JPEGs. Returns {image id: scores}."""
+    rng = np.random.default_rng(seed)
+    header = "\t".join(["#", "person", "imagenum"] + LFW_ATTRIBUTE_NAMES)
+    rows, out = [], {}
+    for k in range(count):
+        person, number = f"Person {'ABCDE'[k % 5]} Example", k // 5 + 1
+        scores = rng.normal(size=len(LFW_ATTRIBUTE_NAMES)).round(6)
+        rows.append(f"{person}\t{number}\t" + "\t".join(f"{v:f}" for v in scores))
+        folder = person.replace(" ", "_")
+        image_id = f"{folder}_{number:04d}"
+        jpeg(os.path.join(root, "lfw", folder, f"{image_id}.jpg"), 400 + k, size=(40, 40))
+        out[image_id] = scores.tolist()
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, "lfw_attributes.txt"), "w") as f:
+        f.write("# Attribute scores of LFW images (test fixture)\n" + header + "\n"
+                + "\n".join(rows) + "\n")
+    return out

@@ -2,7 +2,8 @@
 batch and initial weights; prints the largest weight difference as JSON. With --naive the loss
 is a hand-written mean (the Keras 3 pitfall), which must show a difference. With
 --mixed_float16 the step runs under the float16 policy with the shared dynamic loss scale;
---model=NAME checks another pair model (DACRL by default)."""
+--model=NAME checks another model (DACRL by default): any pair model, vgg16_scenes (the
+pretraining task) or cvae."""
 import json
 import sys
 
@@ -15,15 +16,19 @@ distribute.configure_cpu_devices(2)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from relattr_tf import config as config_lib  # noqa: E402
 from relattr_tf.config import Config, DataConfig, RankerConfig, TrainConfig  # noqa: E402
-from relattr_tf.training import run  # noqa: E402
-from relattr_tf.training.ranker import PairwiseRanker, RankerTask  # noqa: E402
+from relattr_tf.training import run, task as task_lib  # noqa: E402
+from relattr_tf.training.ranker import PairwiseRanker  # noqa: E402
 
-CONFIG = Config(model="dacrl", data=DataConfig(image_size=32),
-                train=TrainConfig(optimizer="sgd", momentum=0.0, weight_decay=5e-3,
-                                  lr_drop_epochs=(), seed=0),
-                family=RankerConfig(width=0.125, cross_filters=8, head_units=16, trunk_lr=0.5,
-                                    head_lr=0.5))
+TRAIN = TrainConfig(optimizer="sgd", momentum=0.0, weight_decay=5e-3, lr_drop_epochs=(), seed=0)
+FAMILY_SECTIONS = {
+    "ranker": RankerConfig(width=0.125, cross_filters=8, head_units=16, trunk_lr=0.5,
+                           head_lr=0.5),
+    "pretrain": config_lib.PretrainConfig(width=0.125, head_units=16, trunk_lr=0.5, head_lr=0.5),
+    "generator": config_lib.GeneratorConfig(z_size=4, cvae_width=0.0625, generator_lr=0.05),
+}
+Y_SIZE = 3
 
 
 class NaiveMeanRanker(PairwiseRanker):
@@ -36,43 +41,82 @@ class NaiveMeanRanker(PairwiseRanker):
         return self._update_metrics(tf.reshape(target, (-1, 1)), p, loss)
 
 
+def make_task(config):
+    if config.family_name == "pretrain":
+        from relattr_tf.data.synthetic import render
+        from relattr_tf.training.pretrain import PretrainTask
+        return PretrainTask(config, heads=render.LABEL_HEADS)
+    if config.family_name == "generator":
+        from relattr_tf.training.cvae import CvaeTask
+        return CvaeTask(config, statistics=dict(names=["a", "b", "c"], mean=[0.5, 0.0, 2.0],
+                                                std=[0.1, 1.0, 3.0], min=[0, -2, -4],
+                                                max=[1, 2, 8]))
+    return task_lib.make_task(config)
+
+
+def without_randomness(model):
+    """Dropout masks and posterior samples of one batch and of two half batches differ:
+    switched off here, the test is about how the loss is scaled."""
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
+    if hasattr(model, "sample_posterior"):
+        model.sample_posterior = False
+    return model
+
+
+def batch_for(config, rng):
+    size = config.data.image_size
+    images = lambda: rng.uniform(size=(8, size, size, 3)).astype("float32")
+    if config.family_name == "pretrain":
+        from relattr_tf.data.synthetic import render
+        columns = [rng.integers(0, h["size"], (8, 1)) if h["kind"] == "softmax" else
+                   rng.integers(0, 2, (8, h["size"])) for h in render.LABEL_HEADS]
+        return images(), np.concatenate(columns, axis=1).astype("float32")
+    if config.family_name == "generator":
+        y = rng.normal(size=(8, Y_SIZE)).astype("float32")
+        y[0, 1] = np.nan  # an unknown strength
+        return images(), y
+    return (images(), images()), np.array([0, 1, 0.5, 1, 0, 0, 1, 0.5], "float32")
+
+
 def one_step(strategy, weights, batch, naive, config):
     with strategy.scope():
-        task = RankerTask(config)
-        ranker = task.build()
+        task = make_task(config)
+        model = without_randomness(task.build())
         if naive:
-            ranker = NaiveMeanRanker(ranker.network)
-        run.compile_model(ranker, task, config, steps_per_epoch=1)
-        ranker.network.set_weights(weights)
+            model = NaiveMeanRanker(model.network)
+        run.compile_model(model, task, config, steps_per_epoch=1)
+        model.set_weights(weights)
     before = [w.copy() for w in weights]
-    logs = ranker.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0).history
-    after = ranker.network.get_weights()
+    logs = model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0).history
+    after = model.get_weights()
     step = max(float(np.abs(a - b).max()) for a, b in zip(after, before))
     return after, step, logs["loss"][0]
 
 
 def main():
     naive = "--naive" in sys.argv
-    config = CONFIG
+    model_name = "dacrl"
     for arg in sys.argv[1:]:
         if arg.startswith("--model="):
-            config = config.with_values(model=arg.split("=", 1)[1])
+            model_name = arg.split("=", 1)[1]
+    family = config_lib.family_of(model_name)
+    config = Config(model=model_name, data=DataConfig(image_size=32), train=TRAIN,
+                    family=FAMILY_SECTIONS[family])
     if "--mixed_float16" in sys.argv:
         config = config.with_values(mixed_precision="mixed_float16")
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(0)
-    task = RankerTask(config)
-    network = task.build().network
+    task = make_task(config)
+    model = task.build()
     if config.model.startswith("deepstn"):
         # Push every box's centre out of the image, so the pull-back penalty is in the step.
         fc = task.parts.groups["localizer"][0].get_layer("loc_fc2")
         kernel, bias = fc.get_weights()
         fc.set_weights([kernel, bias + np.array([0.0, 10.0, -10.0], np.float32)])
-    init = network.get_weights()
-    rng = np.random.default_rng(0)
-    batch = ((rng.uniform(size=(8, 32, 32, 3)).astype("float32"),
-              rng.uniform(size=(8, 32, 32, 3)).astype("float32")),
-             np.array([0, 1, 0.5, 1, 0, 0, 1, 0.5], "float32"))
+    init = model.get_weights()
+    batch = batch_for(config, np.random.default_rng(0))
     one, step_one, loss_one = one_step(tf.distribute.get_strategy(), init, batch, naive, config)
     two, step_two, loss_two = one_step(distribute.make_strategy("mirrored"), init, batch, naive,
                                        config)

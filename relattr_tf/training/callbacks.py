@@ -82,6 +82,55 @@ class PairImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
+class GeneratorImages(keras.callbacks.Callback):
+    """The CVAE each epoch: reconstructions of validation images (original | reconstruction),
+    samples from the prior (the validation images' y, fresh z), and attribute sweeps (one
+    attribute from low to high, z and the other attributes fixed)."""
+
+    SWEEP_STEPS = 7
+
+    def __init__(self, log_dir, vae, images, y, statistics, seed=0):
+        super().__init__()
+        self.vae, self.images, self.y = vae, images, y
+        self.names = list(statistics["names"])
+        mean, std = np.asarray(statistics["mean"]), np.asarray(statistics["std"])
+        self.low = np.maximum(np.asarray(statistics["min"]), mean - 2 * std)
+        self.high = np.minimum(np.asarray(statistics["max"]), mean + 2 * std)
+        z_size = vae.decoder.inputs[1].shape[-1]
+        self.z = np.random.default_rng(seed).normal(size=(len(images), z_size)).astype("float32")
+        self.writer = tf.summary.create_file_writer(f"{log_dir}/generator")
+
+    def _decode(self, y, z):
+        mean, _ = self.vae.decoder([np.asarray(y, np.float32), z], training=False)
+        return np.clip((np.asarray(mean) + 1) / 2, 0, 1)
+
+    def sweeps(self, limit=8):
+        """{attribute: one strip of SWEEP_STEPS images, low to high} for the first `limit`."""
+        out = {}
+        steps = np.linspace(0, 1, self.SWEEP_STEPS)
+        for k, name in enumerate(self.names[:limit]):
+            y = np.repeat(np.nan_to_num(self.y[:1], nan=0.0), self.SWEEP_STEPS, axis=0)
+            y[:, k] = self.low[k] + steps * (self.high[k] - self.low[k])
+            images = self._decode(y, np.repeat(self.z[:1], self.SWEEP_STEPS, axis=0))
+            out[name] = np.concatenate(list(images), axis=1)
+        return out
+
+    def on_epoch_end(self, epoch, logs=None):
+        mean = self.vae((self.images, self.y), training=False)[0]
+        recon = np.clip((np.asarray(mean) + 1) / 2, 0, 1)
+        with self.writer.as_default(step=epoch + 1), tf.summary.record_if(True):
+            tf.summary.image("reconstructions", np.concatenate([self.images, recon], axis=2),
+                             max_outputs=len(recon), description="original | reconstruction")
+            tf.summary.image("prior_samples", self._decode(self.y, self.z),
+                             max_outputs=len(self.images),
+                             description="a validation image's y, z drawn from N(0, I)")
+            for name, strip in self.sweeps().items():
+                tf.summary.image(f"sweep/{name}", strip[None], description=(
+                    f"{name} from {self.low[self.names.index(name)]:.3g} to "
+                    f"{self.high[self.names.index(name)]:.3g}; z and the rest fixed"))
+        self.writer.flush()
+
+
 def box_corners(theta):
     """Transforms (flattened theta rows) -> [ymin, xmin, ymax, xmax] in [0, 1] of the region
     each samples: the image of the output square's corners (+-1, +-1) under theta."""

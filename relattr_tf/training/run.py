@@ -17,7 +17,8 @@ from relattr_tf import config as config_lib
 from relattr_tf.config import ConfigError
 from relattr_tf.data import pipeline, schema
 from relattr_tf.training import callbacks, distribute, optimizers, task as task_lib
-from relattr_tf.training import ranker  # noqa: F401  registers the pair rankers' task
+# Importing a task module registers its family's task.
+from relattr_tf.training import cvae, pretrain, ranker  # noqa: F401
 
 CHANGES_FILE = "config_changes.json"
 

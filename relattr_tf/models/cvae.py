@@ -1,0 +1,140 @@
+"""Attribute2Image (Yan et al., ECCV 2016): a conditional VAE p(x | y, z) with q(z | x, y).
+
+y is an image's attribute-strength vector, z (prior N(0, I)) everything else. The shapes follow
+the reference (xcyan/eccv16_attr2img, arch_condVAE.lua) at 64 x 64, with every conv's channels
+times `width` (1 = the reference):
+
+  encoder  x: conv5 64 -> pool -> conv5 128 + BN -> pool -> conv3 256 + BN -> pool (S/8)
+              -> conv3 stride 2, 256 + BN (S/16) -> conv valid 1024 (1 x 1) -> FC 1024
+              + dropout 0.5;   y: FC z + ReLU
+           mean of q from [x features, y embedding]; log-variance from x features only (its
+           weights start at 0, so q starts as N(mean, I))
+  decoder  y: FC 2z + ReLU; [z, y embedding] -> FC 256 + ReLU -> FC 256 (S/8)^2 -> conv3 256
+           + BN -> three times (nearest upsample x2 -> conv5 256 / 128 / 64 + BN + ReLU)
+           -> conv5 heads: mean (tanh, images in [-1, 1]) and per-pixel log-variance
+
+Raw strengths go in: a `Standardize` layer inside each model turns y into (y - mean) / std with
+the training set's statistics, which are weights of the model, so they travel with it (unknown
+strengths, NaN, become the mean). The decoder's log-variance has a soft floor (LOGVAR_FLOOR),
+so the likelihood cannot run off to infinity on flat pixels.
+"""
+import keras
+from keras import layers, ops
+
+from relattr_tf.models.blocks import PACKAGE, layer_seed
+
+LOGVAR_FLOOR = -9.0  # std e^-4.5 = 0.011 in [-1, 1] units: about one grey level
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Standardize(layers.Layer):
+    """(y - mean) / std with stored statistics; NaN (an unknown strength) becomes 0 (the mean)."""
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+        self.mean = self.add_weight(shape=(size,), initializer="zeros", trainable=False,
+                                    name="mean")
+        self.std = self.add_weight(shape=(size,), initializer="ones", trainable=False,
+                                   name="std")
+
+    def call(self, y):
+        y = ops.cast(y, self.compute_dtype)
+        standard = (y - ops.cast(self.mean, y.dtype)) / ops.cast(self.std, y.dtype)
+        return ops.where(ops.isnan(standard), ops.zeros_like(standard), standard)
+
+    def get_config(self):
+        return dict(super().get_config(), size=self.size)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SoftFloor(layers.Layer):
+    """floor + softplus(x - floor): about x above the floor, never below it."""
+
+    def __init__(self, floor=LOGVAR_FLOOR, **kwargs):
+        super().__init__(**kwargs)
+        self.floor = floor
+
+    def call(self, x):
+        return self.floor + ops.softplus(x - self.floor)
+
+    def get_config(self):
+        return dict(super().get_config(), floor=self.floor)
+
+
+def _channels(filters, width):
+    return max(4, int(round(filters * width)))
+
+
+def _conv(x, filters, kernel, name, seed, strides=1, padding="same", batch_norm=True,
+          activation="relu"):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=not batch_norm,
+                      kernel_initializer=keras.initializers.HeNormal(seed=layer_seed(seed, name)),
+                      name=name)(x)
+    if batch_norm:
+        # Synchronised: batch statistics over the global batch, so replicas train one model.
+        x = layers.BatchNormalization(synchronized=True, name=f"{name}_bn")(x)
+    return layers.Activation(activation, name=f"{name}_{activation}")(x) if activation else x
+
+
+def _dense(units, name, seed, activation=None, zeros=False):
+    init = "zeros" if zeros else keras.initializers.HeNormal(seed=layer_seed(seed, name))
+    return layers.Dense(units, activation=activation, kernel_initializer=init, name=name)
+
+
+def build_encoder(image_size, y_size, z_size, width=1.0, seed=None):
+    """(image in [-1, 1], raw y) -> (mean, log-variance) of q(z | x, y)."""
+    if image_size % 16:
+        raise ValueError(f"the CVAE needs an image size divisible by 16, got {image_size}")
+    image = keras.Input((image_size, image_size, 3), name="image")
+    y = keras.Input((y_size,), name="y")
+    x = _conv(image, _channels(64, width), 5, "enc_conv1", seed, batch_norm=False)
+    x = layers.MaxPooling2D(2, name="enc_pool1")(x)
+    x = _conv(x, _channels(128, width), 5, "enc_conv2", seed)
+    x = layers.MaxPooling2D(2, name="enc_pool2")(x)
+    x = _conv(x, _channels(256, width), 3, "enc_conv3", seed)
+    x = layers.MaxPooling2D(2, name="enc_pool3")(x)
+    x = _conv(x, _channels(256, width), 3, "enc_conv4", seed, strides=2)
+    x = _conv(x, _channels(1024, width), image_size // 16, "enc_conv5", seed, padding="valid")
+    x = layers.Flatten(name="enc_flatten")(x)
+    x = _dense(_channels(1024, width), "enc_fc", seed, activation="relu")(x)
+    x = layers.Dropout(0.5, seed=layer_seed(seed, "enc_dropout"), name="enc_dropout")(x)
+    y_embedding = _dense(z_size, "enc_y_fc", seed, activation="relu")(
+        Standardize(y_size, name="enc_standardize")(y))
+    both = layers.Concatenate(name="enc_concat")([x, y_embedding])
+    mean = _dense(z_size, "enc_mean", seed)(both)
+    logvar = _dense(z_size, "enc_logvar", seed, zeros=True)(x)
+    return keras.Model([image, y], [mean, logvar], name="encoder")
+
+
+def build_decoder(image_size, y_size, z_size, width=1.0, seed=None):
+    """(raw y, z) -> (mean image in [-1, 1], per-pixel log-variance)."""
+    if image_size % 16:
+        raise ValueError(f"the CVAE needs an image size divisible by 16, got {image_size}")
+    y = keras.Input((y_size,), name="y")
+    z = keras.Input((z_size,), name="z")
+    start, channels = image_size // 8, _channels(256, width)
+    y_embedding = _dense(2 * z_size, "dec_y_fc", seed, activation="relu")(
+        Standardize(y_size, name="dec_standardize")(y))
+    x = layers.Concatenate(name="dec_concat")([z, y_embedding])
+    x = _dense(_channels(256, width), "dec_fc1", seed, activation="relu")(x)
+    x = _dense(start * start * channels, "dec_fc2", seed, activation="relu")(x)
+    x = layers.Reshape((start, start, channels), name="dec_reshape")(x)
+    x = _conv(x, channels, 3, "dec_conv0", seed)
+    for i, filters in enumerate((256, 128, 64), start=1):
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec_up{i}")(x)
+        x = _conv(x, _channels(filters, width), 5, f"dec_conv{i}", seed)
+    mean = layers.Conv2D(3, 5, padding="same", activation="tanh", dtype="float32",
+                         kernel_initializer=keras.initializers.GlorotUniform(
+                             seed=layer_seed(seed, "dec_mean")), name="dec_mean")(x)
+    logvar = layers.Conv2D(3, 5, padding="same", dtype="float32", kernel_initializer="zeros",
+                           name="dec_logvar_raw")(x)
+    logvar = SoftFloor(name="dec_logvar", dtype="float32")(logvar)
+    return keras.Model([y, z], [mean, logvar], name="decoder")
+
+
+def set_strength_statistics(model, mean, std):
+    """Stores the training set's strength statistics in every Standardize layer of a model."""
+    for layer in model.layers:
+        if isinstance(layer, Standardize):
+            layer.set_weights([mean, std])

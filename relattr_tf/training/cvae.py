@@ -1,0 +1,341 @@
+"""The generator's task: Attribute2Image (a conditional VAE) on an image table with strength
+vectors, and the frozen decoder it leaves for ATTIC.
+
+Loss: the negative ELBO per image, -log N(x; mean, exp(logvar)) summed over pixels plus
+kl_weight * KL(q(z | x, y) || N(0, I)), averaged over the global batch with
+`tf.nn.compute_average_loss`, so a replica's loss is its share of the global mean
+(tests/test_training.py checks 1 vs 2 replicas). Images are in [-1, 1] inside the model.
+
+Export, `<model_dir>/generator/` (see `save_generator`; `load_generator` reads it back frozen):
+  saved_model/     SavedModel, signature decode(y, z) -> {"image"} (RGB in [0, 1]), loadable
+                   with tf.saved_model.load and no relattr_tf
+  decoder.keras    the decoder (raw y, z) -> (mean in [-1, 1], log-variance), safe-mode loadable
+  generator.json   attribute names, strength statistics (mean, std, min, max of the training
+                   set), z size, image size, value range
+"""
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from relattr_tf.config import ConfigError
+from relattr_tf.data import images as images_lib, pipeline, schema
+from relattr_tf.models import cvae as cvae_lib
+from relattr_tf.training import callbacks, task
+
+GENERATOR_DIR = "generator"
+INFO_FILE = "generator.json"
+DECODER_FILE = "decoder.keras"
+SAVED_MODEL_DIR = "saved_model"
+RESULT_FILE = "eval_generator.json"
+LOG_2PI = float(np.log(2 * np.pi))
+
+
+def gaussian_nll(x, mean, logvar):
+    """-log N(x; mean, exp(logvar)) summed over each image's pixels: (B,)."""
+    per_pixel = 0.5 * (LOG_2PI + logvar + ops.square(x - mean) * ops.exp(-logvar))
+    return ops.sum(ops.reshape(per_pixel, (ops.shape(x)[0], -1)), axis=-1)
+
+
+def gaussian_kl(mean, logvar):
+    """KL(N(mean, exp(logvar)) || N(0, I)) summed over z: (B,)."""
+    return 0.5 * ops.sum(ops.square(mean) + ops.exp(logvar) - 1.0 - logvar, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="relattr_tf")
+class ConditionalVAE(task.TaskModel):
+    """Trains encoder q(z | x, y) and decoder p(x | y, z) on (image in [0, 1], y) batches."""
+
+    def __init__(self, encoder, decoder, kl_weight=1.0, seed=None, sample_posterior=True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.encoder, self.decoder = encoder, decoder
+        self.kl_weight = float(kl_weight)
+        self.sample_posterior = sample_posterior  # False: z = the mean of q (tests)
+        self.noise = keras.random.SeedGenerator(seed)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.nll_tracker = keras.metrics.Mean(name="nll")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.mse_tracker = keras.metrics.Mean(name="mse")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.nll_tracker, self.kl_tracker, self.mse_tracker]
+
+    def call(self, inputs, training=False):
+        """(image in [0, 1], y) -> (reconstruction mean, log-variance, q mean, q log-variance)."""
+        image, y = inputs
+        z_mean, z_logvar = self.encoder([image * 2.0 - 1.0, y], training=training)
+        z_mean, z_logvar = ops.cast(z_mean, "float32"), ops.cast(z_logvar, "float32")
+        z = z_mean
+        if training and self.sample_posterior:
+            z = z + ops.exp(0.5 * z_logvar) * keras.random.normal(ops.shape(z_mean),
+                                                                  seed=self.noise)
+        mean, logvar = self.decoder([y, z], training=training)
+        return mean, logvar, z_mean, z_logvar
+
+    def _loss_terms(self, image, y, training):
+        mean, logvar, z_mean, z_logvar = self((image, y), training=training)
+        target = ops.cast(image, "float32") * 2.0 - 1.0
+        nll = gaussian_nll(target, mean, logvar)
+        kl = gaussian_kl(z_mean, z_logvar)
+        mse = ops.mean(ops.reshape(ops.square((mean - target) / 2.0), (ops.shape(image)[0], -1)),
+                       axis=-1)  # in [0, 1] units
+        return nll, kl, mse
+
+    def _update_metrics(self, nll, kl, mse):
+        for tracker, value in ((self.loss_tracker, nll + self.kl_weight * kl),
+                               (self.nll_tracker, nll), (self.kl_tracker, kl),
+                               (self.mse_tracker, mse)):
+            tracker.update_state(value)  # per-image values: a mean over images
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        image, y = data
+        with tf.GradientTape() as tape:
+            nll, kl, mse = self._loss_terms(image, y, training=True)
+            loss = tf.nn.compute_average_loss(nll + self.kl_weight * kl)
+        self.apply_gradients_of(tape, loss)
+        return self._update_metrics(nll, kl, mse)
+
+    def test_step(self, data):
+        image, y = data
+        return self._update_metrics(*self._loss_terms(image, y, training=False))
+
+
+class CvaeTask(task.Task):
+    """Attribute2Image on one image table (family "generator"). statistics: the strength
+    statistics (default: measured on the table's training part)."""
+
+    def __init__(self, config, statistics=None):
+        super().__init__(config)
+        self.statistics = statistics
+        self.model = self.store = None
+
+    def run_name(self):
+        return f"cvae-z{self.config.family.z_size}-seed{self.config.train.seed}"
+
+    def result_names(self):
+        return ("generator",)
+
+    # ------------------------------------------------------------------ data
+    def check_data(self, meta):
+        data = self.config.data
+        schema.image_table(meta, data.data_dir, self.config.family.image_table)
+        if not meta.get("strength_names"):
+            raise schema.DataError(f"{schema.metadata_path(data.data_dir)}: no strength_names; "
+                                   f"the CVAE needs images with attribute-strength vectors")
+
+    def _input(self):
+        data = self.config.data
+        return pipeline.InputConfig(batch_size=self.config.train.batch_size,
+                                    image_size=data.image_size, augment=tuple(data.augment),
+                                    image_memory_mb=data.image_memory_mb,
+                                    skip_corrupt=data.skip_corrupt)
+
+    def _image_store(self, meta=None):
+        """The table's images, loaded once for statistics, training and validation."""
+        if self.store is None:
+            data = self.config.data
+            meta = meta or schema.read_metadata(data.data_dir)
+            config = self._input()
+            self.store = images_lib.ImageStore(data.data_dir, [self.config.family.image_table],
+                                               config.image_size, config.image_memory_mb, meta,
+                                               config.skip_corrupt)
+        return self.store
+
+    def _dataset(self, part, training, meta=None, start_batch=0):
+        data, net = self.config.data, self.config.family
+        return pipeline.make_image_dataset(
+            data.data_dir, net.image_table, self._input(), part=part,
+            validation_fraction=net.validation_fraction, training=training,
+            seed=self.config.train.seed, start_batch=start_batch, meta=meta,
+            store=self._image_store(meta))
+
+    def strength_statistics(self, meta=None):
+        """{names, mean, std, min, max} of the training part's strengths (NaN left out)."""
+        if self.statistics is None:
+            data, net = self.config.data, self.config.family
+            meta = meta or schema.read_metadata(data.data_dir)
+            store = self._image_store(meta)
+            rows = ~pipeline.validation_rows(store.ids, net.validation_fraction)
+            y = store.strengths[rows].astype(np.float64)
+            names = list(meta["strength_names"])[:y.shape[1]]
+            if not len(names):
+                raise schema.DataError(f"{schema.metadata_path(data.data_dir)}: image table "
+                                       f"{net.image_table!r} has no strength vectors")
+            std = np.nanstd(y, axis=0)
+            self.statistics = dict(
+                names=names, mean=np.nanmean(y, axis=0).tolist(),
+                std=np.where(std > 1e-6, std, 1.0).tolist(),
+                min=np.nanmin(y, axis=0).tolist(), max=np.nanmax(y, axis=0).tolist(),
+                unknown_fraction=np.mean(~np.isfinite(y), axis=0).tolist(), images=int(len(y)))
+        return self.statistics
+
+    def steps_per_epoch(self, meta):
+        count = schema.image_table(meta, self.config.data.data_dir,
+                                   self.config.family.image_table)["count"]
+        train = int(count * (1 - self.config.family.validation_fraction))
+        if train < self.config.train.batch_size:
+            raise ConfigError(f"{self.config.data.data_dir}: image table "
+                              f"{self.config.family.image_table!r} has about {train} training "
+                              f"images, fewer than one batch of {self.config.train.batch_size}")
+        return max(1, train // self.config.train.batch_size)
+
+    def datasets(self, meta, start_batch):
+        val_ds = self._dataset("validation", False, meta)
+        if self.config.data.val_steps:
+            val_ds = val_ds.take(self.config.data.val_steps)
+        return self._dataset("train", True, meta, start_batch), val_ds
+
+    # ------------------------------------------------------------------ model
+    def check_config(self, replicas):
+        if self.config.train.batch_size % replicas:
+            raise ConfigError(f"--batch_size={self.config.train.batch_size} is the global batch: "
+                              f"it must divide evenly over the {replicas} replicas")
+        if self.config.data.image_size % 16:
+            raise ConfigError(f"--image_size={self.config.data.image_size}: the CVAE needs a "
+                              f"multiple of 16 (64 in ATTIC)")
+
+    def build(self):
+        net, size = self.config.family, self.config.data.image_size
+        stats = self.strength_statistics()
+        y_size, seed = len(stats["names"]), self.config.train.seed
+        encoder = cvae_lib.build_encoder(size, y_size, net.z_size, net.cvae_width, seed)
+        decoder = cvae_lib.build_decoder(size, y_size, net.z_size, net.cvae_width, seed)
+        for model in (encoder, decoder):
+            cvae_lib.set_strength_statistics(model, np.asarray(stats["mean"], np.float32),
+                                             np.asarray(stats["std"], np.float32))
+        self.model = ConditionalVAE(encoder, decoder, kl_weight=net.kl_weight, seed=seed,
+                                    name="cvae")
+        self.model((tf.zeros((1, size, size, 3)), tf.zeros((1, y_size))))
+        return self.model
+
+    def group_learning_rates(self):
+        lr = self.config.family.generator_lr
+        return {"encoder": lr, "decoder": lr}
+
+    def group_variables(self, model):
+        return {"encoder": model.encoder.trainable_variables,
+                "decoder": model.decoder.trainable_variables}
+
+    def describe(self, model):
+        return (f"cvae (encoder {model.encoder.count_params():,}, decoder "
+                f"{model.decoder.count_params():,} parameters) on "
+                f"{self.config.family.image_table}, y = {len(self.strength_statistics()['names'])} "
+                f"strengths, z = {self.config.family.z_size}")
+
+    def callbacks(self, model, log_dir, val_ds):
+        count = self.config.train.tensorboard_images
+        if not count:
+            return []
+        for images, y in val_ds.take(1):
+            return [callbacks.GeneratorImages(log_dir, model, images[:count].numpy(),
+                                              y[:count].numpy(), self.strength_statistics(),
+                                              seed=self.config.train.seed)]
+        return []
+
+    # ------------------------------------------------------------------ results
+    def export(self, model, model_dir):
+        save_generator(model.decoder, os.path.join(model_dir, GENERATOR_DIR),
+                       self.strength_statistics(), self.config.family.z_size,
+                       self.config.data.image_size)
+        model.encoder.save(os.path.join(model_dir, "encoder.keras"))
+
+    def evaluate(self, model_dir, batch_size=64, **options):
+        from relattr_tf import generator_evaluation as generator_eval
+        data, net = self.config.data, self.config.family
+        decoder, info = load_generator(os.path.join(model_dir, GENERATOR_DIR))
+        encoder = keras.saving.load_model(os.path.join(model_dir, "encoder.keras"),
+                                          safe_mode=True)
+        meta = schema.read_metadata(data.data_dir)
+        vae = ConditionalVAE(encoder, decoder, kl_weight=net.kl_weight)
+        vae.compile(optimizers={}, group_variables={})
+        heldout = vae.evaluate(self._dataset("validation", False, meta), verbose=0,
+                               return_dict=True)
+        result = generator_eval.evaluate_generator(
+            decoder, info, meta, sweep_steps=net.sweep_steps, sweep_samples=net.sweep_samples,
+            pairs=net.eval_pairs, seed=self.config.train.seed, batch_size=batch_size)
+        result.update(heldout_negative_elbo=float(heldout["loss"]),
+                      heldout_nll=float(heldout["nll"]), heldout_kl=float(heldout["kl"]),
+                      heldout_reconstruction_mse=float(heldout["mse"]),
+                      kl_weight=net.kl_weight, data_dir=data.data_dir, table=net.image_table)
+        with tf.io.gfile.GFile(os.path.join(model_dir, RESULT_FILE), "w") as f:
+            f.write(json.dumps(result, indent=2, sort_keys=True))
+        return {"generator": result}
+
+    def summary_line(self, name, result):
+        from relattr_tf import generator_evaluation as generator_eval
+        return generator_eval.summary_line(result)
+
+
+# --------------------------------------------------------------------------- the artifact
+def save_generator(decoder, directory, statistics, z_size, image_size):
+    """Writes the frozen-decoder artifact (module docstring) into `directory`."""
+    tf.io.gfile.makedirs(directory)
+    decoder.save(os.path.join(directory, DECODER_FILE))
+    y_size = len(statistics["names"])
+    archive = keras.export.ExportArchive()
+    archive.track(decoder)
+
+    def decode(y, z):
+        mean, _ = decoder([y, z], training=False)
+        return {"image": (tf.cast(mean, tf.float32) + 1.0) / 2.0}
+
+    archive.add_endpoint(name="decode", fn=decode, input_signature=[
+        tf.TensorSpec((None, y_size), tf.float32, name="y"),
+        tf.TensorSpec((None, z_size), tf.float32, name="z")])
+    archive.write_out(os.path.join(directory, SAVED_MODEL_DIR), verbose=False)
+    info = dict(attributes=list(statistics["names"]),
+                strength_mean=list(statistics["mean"]), strength_std=list(statistics["std"]),
+                strength_min=list(statistics["min"]), strength_max=list(statistics["max"]),
+                unknown_fraction=list(statistics.get("unknown_fraction", [])),
+                training_images=statistics.get("images"), z_size=int(z_size),
+                image_size=int(image_size), value_range=[0.0, 1.0],
+                decode="decode(y, z) -> {'image'}: y raw strengths (float32, len(attributes)), "
+                       "z ~ N(0, I) (z_size); image RGB in value_range")
+    with tf.io.gfile.GFile(os.path.join(directory, INFO_FILE), "w") as f:
+        f.write(json.dumps(info, indent=2))
+
+
+def load_generator(directory):
+    """(frozen decoder keras.Model (raw y, z) -> (mean in [-1, 1], log-variance), info dict)."""
+    info_path = os.path.join(directory, INFO_FILE)
+    if not tf.io.gfile.exists(info_path):
+        raise FileNotFoundError(f"{info_path}: no generator here (train one with python -m "
+                                f"relattr_tf.train --flagfile=configs/cvae_synth.flags)")
+    with tf.io.gfile.GFile(info_path) as f:
+        info = json.load(f)
+    decoder = keras.saving.load_model(os.path.join(directory, DECODER_FILE), safe_mode=True)
+    decoder.trainable = False
+    return decoder, info
+
+
+def decode_images(decoder, y, z, batch_size=256):
+    """uint8-ready float images in [0, 1] (N, S, S, 3) for raw strengths y and latents z."""
+    out = []
+    for start in range(0, len(y), batch_size):
+        mean, _ = decoder([tf.constant(y[start:start + batch_size], tf.float32),
+                           tf.constant(z[start:start + batch_size], tf.float32)],
+                          training=False)
+        out.append((np.asarray(mean, np.float32) + 1.0) / 2.0)
+    return np.clip(np.concatenate(out), 0.0, 1.0)
+
+
+def sampling_speed(decoder, y_size, z_size, batch_size=64, repeats=5):
+    """Generated images per second (batches of batch_size, after one warm-up batch)."""
+    y = np.zeros((batch_size, y_size), np.float32)
+    z = np.random.default_rng(0).normal(size=(batch_size, z_size)).astype(np.float32)
+    fn = tf.function(lambda y, z: decoder([y, z], training=False)[0])
+    fn(y, z)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        np.asarray(fn(y, z))
+    return batch_size * repeats / (time.perf_counter() - started)
+
+
+task.register_task("generator", CvaeTask)

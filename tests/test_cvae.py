@@ -1,0 +1,121 @@
+"""Attribute2Image (the CVAE) through the command line: training, the generator artifact, its
+evaluation, TensorBoard images, a frozen decoder, 1 vs 2 replicas, the LFW layout."""
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import stats
+
+from beam_jobs import convert_lfw_attributes
+from relattr_tf.training import cvae
+from tests import real_fixtures
+from tests.cli import run_module
+from tests.test_core import event_values
+from tests.test_training import _replica_check
+
+
+def _args(data_dir, model_dir, *extra):
+    return ["--flagfile=configs/cvae_smoke.flags", f"--data_dir={data_dir}",
+            f"--model_dir={model_dir}", "--validation_fraction=0.3", *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data_dir, tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("cvae"))
+    proc = run_module("relattr_tf.train", *_args(tiny_data_dir, model_dir))
+    return model_dir, proc.stdout
+
+
+def test_the_loss_terms_are_the_gaussian_likelihood_and_kl():
+    rng = np.random.default_rng(0)
+    x, mean = rng.normal(size=(2, 4, 4, 3)), rng.normal(size=(2, 4, 4, 3))
+    logvar = rng.normal(size=(2, 4, 4, 3))
+    expected = -stats.norm.logpdf(x, mean, np.exp(0.5 * logvar)).reshape(2, -1).sum(1)
+    np.testing.assert_allclose(cvae.gaussian_nll(x, mean, logvar), expected, rtol=1e-6)
+    mu, lv = rng.normal(size=(2, 5)), rng.normal(size=(2, 5))
+    var = np.exp(lv)  # KL(N(mu, var) || N(0, 1)) per dimension, summed
+    kl = (0.5 * (var + mu ** 2 - 1) - 0.5 * lv).sum(1)
+    np.testing.assert_allclose(cvae.gaussian_kl(mu, lv), kl, rtol=1e-6)
+
+
+def test_cvae_trains_exports_and_evaluates_through_the_cli(trained, tiny_data_dir):
+    model_dir, stdout = trained
+    assert "epoch 2/2" in stdout and "generator: held-out -ELBO" in stdout
+    result = json.load(open(os.path.join(model_dir, "eval_generator.json")))
+    assert result["measured"] and result["images_per_second"] > 0
+    assert np.isfinite(result["heldout_negative_elbo"])
+    for name, entry in result["attributes"].items():
+        assert 0 <= entry["illegible_rate"] <= 1 and entry["pairs"] == 8
+        assert "sweep_spearman" in entry and "pair_agreement" in entry
+    info = json.load(open(os.path.join(model_dir, "generator", "generator.json")))
+    assert info["z_size"] == 8 and info["image_size"] == 32 and info["value_range"] == [0, 1]
+    assert len(info["attributes"]) == len(info["strength_mean"]) == 8
+    # The evaluate command knows the family from the model directory.
+    again = run_module("relattr_tf.evaluate", f"--model_dir={model_dir}",
+                       f"--data_dir={tiny_data_dir}")
+    assert "generator: held-out -ELBO" in again.stdout
+
+
+def test_the_generator_loads_without_relattr_tf_and_in_safe_mode(trained):
+    model_dir, _ = trained
+    loaded = tf.saved_model.load(os.path.join(model_dir, "generator", "saved_model"))
+    y = np.tile(np.float32([[0.5, 0.0, 0.1, 0.2, 1.5, 1.4, 0.3, 10.0]]), (3, 1))
+    image = loaded.decode(y=y, z=np.zeros((3, 8), np.float32))["image"].numpy()
+    assert image.shape == (3, 32, 32, 3) and image.min() >= 0 and image.max() <= 1
+    decoder = keras.saving.load_model(os.path.join(model_dir, "generator", "decoder.keras"),
+                                      safe_mode=True)
+    mean, _ = decoder([y, np.zeros((3, 8), np.float32)])
+    np.testing.assert_allclose((np.asarray(mean) + 1) / 2, image, atol=1e-5)
+
+
+def test_tensorboard_shows_reconstructions_samples_and_sweeps(trained):
+    model_dir, _ = trained
+    tags = {tag for (run, tag) in event_values(os.path.join(model_dir, "tensorboard"))
+            if run == "generator"}
+    assert {"reconstructions", "prior_samples", "sweep/brightness", "sweep/size"} <= tags
+
+
+def test_the_loaded_generator_is_frozen_under_another_models_training_step(trained):
+    model_dir, _ = trained
+    decoder, info = cvae.load_generator(os.path.join(model_dir, "generator"))
+    before = [w.copy() for w in decoder.get_weights()]  # moving statistics included
+    y, z = keras.Input((8,)), keras.Input((8,))
+    image, _ = decoder([y, z])
+    score = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(image))
+    other = keras.Model([y, z], score)
+    head_before = other.layers[-1].get_weights()[0].copy()
+    other.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    rng = np.random.default_rng(0)
+    other.fit([rng.normal(size=(16, 8)), rng.normal(size=(16, 8))], rng.normal(size=(16, 1)),
+              epochs=2, batch_size=8, verbose=0)
+    assert not np.array_equal(other.layers[-1].get_weights()[0], head_before)  # it trained
+    for a, b in zip(decoder.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cvae_takes_the_same_step_on_one_and_two_replicas():
+    result = _replica_check("--model=cvae")
+    assert result["step_one"] > 1e-4
+    assert result["max_weight_diff"] < 1e-5 * max(1.0, result["step_one"] * 1e3)
+    assert result["loss_one"] == pytest.approx(result["loss_two"], rel=1e-5)
+
+
+def test_cvae_trains_on_lfw_attribute_scores_in_the_real_layout(tmp_path):
+    root = str(tmp_path / "LFW")
+    real_fixtures.make_lfw_attribute_faces(root, count=40)
+    data_dir = str(tmp_path / "lfw_attributes")
+    convert_lfw_attributes.run([f"--input_dir={root}", f"--output_dir={data_dir}",
+                                "--image_size=32"])
+    model_dir = str(tmp_path / "cvae_lfw")
+    run_module("relattr_tf.train", "--flagfile=configs/cvae_lfw.flags", f"--data_dir={data_dir}",
+               f"--model_dir={model_dir}", "--make_data=false", "--image_size=32",
+               "--z_size=8", "--cvae_width=0.0625", "--epochs=2", "--steps_per_epoch=3",
+               "--batch_size=8", "--sweep_steps=3", "--sweep_samples=2", "--eval_pairs=4",
+               "--validation_fraction=0.25")
+    result = json.load(open(os.path.join(model_dir, "eval_generator.json")))
+    assert not result["measured"]  # no measurement function for faces
+    assert set(result["attributes"]) == set(real_fixtures.LFW_ATTRIBUTE_NAMES)
+    assert all(entry["sweep_change"] > 0 for entry in result["attributes"].values())
