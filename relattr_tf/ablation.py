@@ -53,15 +53,25 @@ def run_ablation(config, model_dir, models, pair_sets, attributes, seeds):
                     results.append(run.train_or_reuse(run_config, run_dir)[test_split])
                 rows.append(dict(
                     pair_set=pair_set, attribute=attribute, model=model,
-                    accuracy=float(np.mean([r["accuracy"] for r in results])),
-                    truth_accuracy=float(np.mean([r.get("truth_accuracy", np.nan)
-                                                  for r in results])),
+                    accuracy=[float(r["accuracy"]) for r in results],  # one per seed
+                    truth_accuracy=[float(r.get("truth_accuracy", np.nan)) for r in results],
                     seeds=" ".join(str(s) for s in seeds)))
     return rows
 
 
+def _mean_std(per_seed):
+    """'mean ± std' (std over seeds, ddof 1) of per-seed percentages, or 'mean' for one seed;
+    and the two numbers."""
+    import numpy as np
+    values = 100 * np.asarray(per_seed, np.float64)
+    mean = float(np.mean(values))
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return (f"{mean:.2f} ± {std:.2f}" if len(values) > 1 else f"{mean:.2f}"), mean, std
+
+
 def write_ablation_table(rows, model_dir, models):
-    """One row per (pair set, attribute), one column per model, plus per-pair-set means."""
+    """One row per (pair set, attribute), one column per model, plus per-pair-set means: mean ±
+    std over seeds (a pair set's mean is taken over its attributes within each seed first)."""
     import numpy as np
     from relattr_tf.evaluation import write_markdown_and_csv
     keys = list(dict.fromkeys((r["pair_set"], r["attribute"]) for r in rows))
@@ -73,17 +83,21 @@ def write_ablation_table(rows, model_dir, models):
             for model in models:
                 chosen = [r for r in rows if r["model"] == model and r["pair_set"] == key[0]
                           and (key[1] == "mean" or r["attribute"] == key[1])]
-                acc = 100 * np.mean([r["accuracy"] for r in chosen])
-                truth = 100 * np.mean([r["truth_accuracy"] for r in chosen])
-                cells.append(f"{acc:.2f} / {truth:.2f}")
-                raw += [f"{acc:.2f}", f"{truth:.2f}"]
+                acc, acc_mean, acc_std = _mean_std(
+                    np.mean([r["accuracy"] for r in chosen], axis=0))
+                truth, truth_mean, truth_std = _mean_std(
+                    np.mean([r["truth_accuracy"] for r in chosen], axis=0))
+                cells.append(f"{acc} / {truth}")
+                raw += [f"{acc_mean:.2f}", f"{acc_std:.2f}", f"{truth_mean:.2f}",
+                        f"{truth_std:.2f}"]
             md_rows.append(list(key) + cells + [seeds])
             csv_rows.append(list(key) + raw + [seeds])
     return write_markdown_and_csv(
         os.path.join(model_dir, "ablation"),
         ["pair set", "attribute"] + [f"{m} acc / truth" for m in models] + ["seeds"], md_rows,
         ["pair_set", "attribute"] + [f"{m}_{c}" for m in models
-                                     for c in ("accuracy", "truth_accuracy")] + ["seeds"],
+                                     for c in ("accuracy", "accuracy_std", "truth_accuracy",
+                                               "truth_accuracy_std")] + ["seeds"],
         csv_rows)
 
 

@@ -105,5 +105,6 @@ def test_weight_file_errors_name_the_file(tmp_path):
     reference = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
     path = str(tmp_path / "vgg.h5")
     _write_keras_vgg16_notop_file(reference, path)
-    with pytest.raises(ValueError, match="vgg.h5: layer block1_conv1 kernel shape.*--width must be the file's width"):
+    with pytest.raises(ValueError, match="vgg.h5: layer block1_conv1 kernel shape.*--width must "
+                                         "be the file's width"):
         load_imagenet_weights(build_vgg16_trunk(32, 0.5), path)

@@ -109,3 +109,26 @@ def test_pretrain_errors_are_one_line(tiny_data_dir, tmp_path):
     proc = run_module("relattr_tf.pretrain", "--flagfile=configs/pretrain_smoke.flags",
                       "--model=dacrl", f"--model_dir={tmp_path / 'm'}", check=False)
     assert proc.returncode == 1 and "not a pretraining model" in proc.stderr
+
+
+def test_ablation_from_the_pretrained_trunk_reports_mean_and_std_over_seeds(
+        pretrained, pretrain_data, tmp_path):
+    model_dir, _ = pretrained
+    out = str(tmp_path / "ablation")
+    args = ["--flagfile=configs/smoke.flags", f"--data_dir={pretrain_data}",
+            f"--model_dir={out}", f"--backbone_weights={model_dir}/vgg16_notop.h5",
+            "--models=ranknet,dacrl", "--pair_sets=fine", "--attributes=brightness",
+            "--seeds=0,1", "--eval_split=test_fine", "--tensorboard_images=0"]
+    proc = run_module("relattr_tf.ablation", *args)
+    table = open(os.path.join(out, "ablation.md")).read()
+    assert "| fine | brightness |" in table and "| fine | mean |" in table
+    assert table.count("±") == 2 * 2 * 2  # 2 rows x 2 models x (accuracy, truth)
+    csv = open(os.path.join(out, "ablation.csv")).read().splitlines()
+    assert "ranknet_accuracy_std" in csv[0] and len(csv) == 3
+    for seed in (0, 1):
+        saved = config_lib.load_run_config(os.path.join(out, "fine", "brightness", "dacrl",
+                                                        f"seed{seed}"))
+        assert saved.family.backbone_weights.endswith("vgg16_notop.h5")
+        assert saved.train.seed == seed
+    again = run_module("relattr_tf.ablation", *args)  # finished runs are reused
+    assert "training" not in again.stdout and proc.stdout.strip().splitlines()[-1] in again.stdout

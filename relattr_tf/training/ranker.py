@@ -152,6 +152,11 @@ class RankerTask(task.Task):
                               "cannot reach the other replicas' variables from XLA)")
         net = self.config.family
         if net.backbone_weights:
+            if not tf.io.gfile.exists(net.backbone_weights):
+                raise ConfigError(
+                    f"--backbone_weights={net.backbone_weights}: no such file (Keras' ImageNet "
+                    f"VGG16 notop file, or a trunk pretrained here: python -m relattr_tf.pretrain "
+                    f"--flagfile=configs/pretrain_synth.flags)")
             channels = vgg16.first_conv_channels(net.backbone_weights)
             if channels != vgg16.channels(64, net.width):
                 raise ConfigError(f"--backbone_weights={net.backbone_weights} holds a trunk with "
