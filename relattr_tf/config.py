@@ -106,6 +106,9 @@ class RankerConfig:
     backbone_weights: str = setting("", "Local path of a VGG16 notop .h5 weight file: Keras' "
                                     "ImageNet one (--width=1) or one relattr_tf.pretrain "
                                     "wrote (its width).")
+    trunk_init: str = setting("glorot", "Initialisation of a trunk trained from scratch: "
+                              "glorot (Keras' VGG16) or he (keeps the signal's scale through the "
+                              "13 ReLU layers).", choices=("glorot", "he"))
     trunk_lr: float = setting(5e-5, "Learning rate of the VGG16 trunk.", lower=0.0)
     head_lr: float = setting(5e-4, "Learning rate of every other layer.", lower=0.0)
     reduction: int = setting(16, "DACRL: channel attention reduction ratio.", lower=1,
@@ -168,6 +171,8 @@ class PretrainConfig:
                            upper=4.0, architecture=True)
     head_units: int = setting(1024, "Units of the FC layer between the trunk and the label "
                               "heads.", lower=1, architecture=True)
+    trunk_init: str = setting("glorot", "Initialisation of the trunk: glorot (Keras' VGG16) or "
+                              "he.", choices=("glorot", "he"))
     trunk_lr: float = setting(5e-5, "Learning rate of the VGG16 trunk.", lower=0.0)
     head_lr: float = setting(5e-4, "Learning rate of every other layer.", lower=0.0)
     probe_tables: tuple = setting(("train", "test"), "Linear probe: image tables with "

@@ -118,6 +118,30 @@ def evaluate_generator(decoder, info, meta, *, sweep_steps=9, sweep_samples=16, 
     return out
 
 
+def write_sweep_sheet(decoder, info, path, attributes=None, steps=7, seed=0, scale=2):
+    """A PNG contact sheet: one row per attribute, its strength from low to high (left to
+    right) with one z and the other strengths fixed (at their means); nearest-neighbour
+    enlarged `scale` times."""
+    from PIL import Image
+
+    from relattr_tf.training.cvae import decode_images
+    names = list(attributes or info["attributes"])
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(1, info["z_size"]))
+    low, high = _ranges(info)
+    rows = []
+    for name in names:
+        k = info["attributes"].index(name)
+        y = np.repeat(np.asarray(info["strength_mean"], np.float64)[None], steps, axis=0)
+        y[:, k] = np.linspace(low[k], high[k], steps)
+        images = decode_images(decoder, y, np.repeat(z, steps, axis=0))
+        rows.append(np.concatenate(list(images), axis=1))
+    sheet = np.round(np.concatenate(rows, axis=0) * 255).astype(np.uint8)
+    sheet = sheet.repeat(scale, axis=0).repeat(scale, axis=1)
+    Image.fromarray(sheet).save(path)
+    return names
+
+
 def summary_line(result):
     parts = []
     for name, entry in result["attributes"].items():

@@ -50,6 +50,9 @@ def test_cvae_trains_exports_and_evaluates_through_the_cli(trained, tiny_data_di
     for name, entry in result["attributes"].items():
         assert 0 <= entry["illegible_rate"] <= 1 and entry["pairs"] == 8
         assert "sweep_spearman" in entry and "pair_agreement" in entry
+    from PIL import Image
+    sheet = Image.open(os.path.join(model_dir, "sweeps.png"))  # a row per attribute, scaled 2x
+    assert sheet.size == (7 * 32 * 2, 8 * 32 * 2)
     info = json.load(open(os.path.join(model_dir, "generator", "generator.json")))
     assert info["z_size"] == 8 and info["image_size"] == 32 and info["value_range"] == [0, 1]
     assert len(info["attributes"]) == len(info["strength_mean"]) == 8

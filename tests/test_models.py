@@ -108,3 +108,12 @@ def test_weight_file_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="vgg.h5: layer block1_conv1 kernel shape.*--width must "
                                          "be the file's width"):
         load_imagenet_weights(build_vgg16_trunk(32, 0.5), path)
+
+
+def test_he_initialisation_keeps_the_trunks_signal_and_glorot_shrinks_it():
+    images = np.random.default_rng(0).uniform(size=(4, 64, 64, 3)).astype("float32")
+    keras.utils.set_random_seed(0)
+    glorot = float(np.std(build_vgg16_trunk(64, 0.25, init="glorot")(images)))
+    keras.utils.set_random_seed(0)
+    he = float(np.std(build_vgg16_trunk(64, 0.25, init="he")(images)))
+    assert he > 30 * glorot  # about 2x per ReLU layer over 13 layers

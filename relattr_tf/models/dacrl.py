@@ -35,9 +35,9 @@ def build_comparator(feature_shape, attention=True, reduction=16, cross_filters=
 
 
 def build_dacrl(image_size=224, width=1.0, attention=True, reduction=16, cross_filters=512,
-                cross_depth=1, head_units=1024, head_pool="gap", seed=None):
+                cross_depth=1, head_units=1024, head_pool="gap", seed=None, trunk_init="glorot"):
     """DACRL as ModelParts: inputs (image_a, image_b) RGB in [0, 1], output p (B, 1)."""
-    trunk = build_vgg16_trunk(image_size, width)
+    trunk = build_vgg16_trunk(image_size, width, init=trunk_init)
     comparator = build_comparator(trunk.output.shape[1:], attention, reduction, cross_filters,
                                   cross_depth, head_units, head_pool, seed)
     image_a = keras.Input((image_size, image_size, 3), name="image_a")

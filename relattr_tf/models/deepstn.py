@@ -107,10 +107,10 @@ def build_localizer(feature_shape, scale_init=0.33, seed=None, transform="box"):
 
 
 def build_deepstn(image_size=64, width=1.0, crop_only=False, scale_init=0.33, seed=None,
-                  transform="box"):
+                  transform="box", trunk_init="glorot"):
     """DeepSTN as ModelParts: (image_a, image_b) -> p (B, 1); the scorer also ranks one image,
     the localizer gives its transform theta (B, 6)."""
-    trunk = build_vgg16_trunk(image_size, width)
+    trunk = build_vgg16_trunk(image_size, width, init=trunk_init)
     localizer = build_localizer(trunk.output.shape[1:], scale_init, seed, transform)
     image = keras.Input((image_size, image_size, 3), name="image")
     whole = trunk(image)

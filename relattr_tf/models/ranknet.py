@@ -11,9 +11,9 @@ from relattr_tf.models import blocks
 from relattr_tf.models.vgg16 import build_vgg16_trunk
 
 
-def build_ranknet(image_size=224, width=1.0, seed=None):
+def build_ranknet(image_size=224, width=1.0, seed=None, trunk_init="glorot"):
     """RankNet as ModelParts: (image_a, image_b) -> p (B, 1)."""
-    trunk = build_vgg16_trunk(image_size, width)
+    trunk = build_vgg16_trunk(image_size, width, init=trunk_init)
     image = keras.Input((image_size, image_size, 3), name="image")
     x = layers.GlobalAveragePooling2D(name="score_gap")(trunk(image))
     score_layer = layers.Dense(1, name="score", dtype="float32",

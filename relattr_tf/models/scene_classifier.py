@@ -13,7 +13,7 @@ from relattr_tf.models.vgg16 import build_vgg16_trunk
 
 
 def build_scene_classifier(image_size, width, heads, head_units=1024, seed=None,
-                           trunk_init="he"):
+                           trunk_init="glorot"):
     """ModelParts: image -> {head: logits (B, size)}; heads as a table's label_heads."""
     trunk = build_vgg16_trunk(image_size, width, init=trunk_init)
     image = keras.Input((image_size, image_size, 3), name="image")

@@ -12,6 +12,8 @@ Export, `<model_dir>/generator/` (see `save_generator`; `load_generator` reads i
   decoder.keras    the decoder (raw y, z) -> (mean in [-1, 1], log-variance), safe-mode loadable
   generator.json   attribute names, strength statistics (mean, std, min, max of the training
                    set), z size, image size, value range
+Evaluation writes `<model_dir>/eval_generator.json` (relattr_tf.generator_evaluation) and
+`sweeps.png` (a row per attribute, its strength from low to high).
 """
 import json
 import os
@@ -32,6 +34,7 @@ INFO_FILE = "generator.json"
 DECODER_FILE = "decoder.keras"
 SAVED_MODEL_DIR = "saved_model"
 RESULT_FILE = "eval_generator.json"
+SWEEP_FILE = "sweeps.png"  # one row per attribute, low to high
 LOG_2PI = float(np.log(2 * np.pi))
 
 
@@ -260,6 +263,8 @@ class CvaeTask(task.Task):
         result = generator_eval.evaluate_generator(
             decoder, info, meta, sweep_steps=net.sweep_steps, sweep_samples=net.sweep_samples,
             pairs=net.eval_pairs, seed=self.config.train.seed, batch_size=batch_size)
+        generator_eval.write_sweep_sheet(decoder, info, os.path.join(model_dir, SWEEP_FILE),
+                                         seed=self.config.train.seed)
         result.update(heldout_negative_elbo=float(heldout["loss"]),
                       heldout_nll=float(heldout["nll"]), heldout_kl=float(heldout["kl"]),
                       heldout_reconstruction_mse=float(heldout["mse"]),

@@ -167,7 +167,8 @@ class PretrainTask(task.Task):
     def build(self):
         net, size = self.config.family, self.config.data.image_size
         self.parts = build_scene_classifier(size, net.width, self._heads(), net.head_units,
-                                            seed=self.config.train.seed)
+                                            seed=self.config.train.seed,
+                                            trunk_init=net.trunk_init)
         model = SceneClassifier(self.parts.network, self._heads(), name="scene_pretrainer")
         model(tf.zeros((1, size, size, 3)))
         return model
@@ -198,7 +199,7 @@ class PretrainTask(task.Task):
         accuracy = {name: float(np.mean(np.concatenate(v))) for name, v in correct.items()}
         trunk = network.get_layer("trunk")
         keras.utils.set_random_seed(self.config.train.seed)
-        random_trunk = vgg16.build_vgg16_trunk(data.image_size, net.width)
+        random_trunk = vgg16.build_vgg16_trunk(data.image_size, net.width, init=net.trunk_init)
         probe = linear_probe(trunk, random_trunk, data.data_dir, net.probe_tables,
                              data.image_size, batch_size)
         result = dict(heldout_accuracy=accuracy,
