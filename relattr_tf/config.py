@@ -178,8 +178,6 @@ class PretrainConfig:
     probe_tables: tuple = setting(("train", "test"), "Linear probe: image tables with "
                                   "attribute strengths to fit on, then to measure on.",
                                   compared=False)
-    probe_ridge: float = setting(1.0, "Linear probe: ridge penalty on standardised features.",
-                                 lower=0.0, compared=False)
 
     def check(self):
         if len(self.probe_tables) != 2:

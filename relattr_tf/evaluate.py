@@ -49,13 +49,19 @@ def evaluate(model_dir, **overrides):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    import tensorflow as tf
+
     from relattr_tf import evaluation
     from relattr_tf.config import load_run_config
     from relattr_tf.data import schema
     overrides = dict(skip_corrupt=FLAGS.skip_corrupt, image_memory_mb=FLAGS.image_memory_mb)
     if FLAGS.data_dir:
         overrides["data_dir"] = FLAGS.data_dir
-    if FLAGS.attribute != "all" and load_run_config(FLAGS.model_dir).family_name != "ranker":
+    if tf.io.gfile.exists(os.path.join(FLAGS.model_dir, "config.json")) and \
+            load_run_config(FLAGS.model_dir).family_name != "ranker":
+        if FLAGS.attribute:
+            raise app.UsageError("--attribute is for pair models; this model_dir holds a "
+                                 f"{load_run_config(FLAGS.model_dir).model} model")
         evaluate(FLAGS.model_dir, **overrides)  # single-image models: no splits, no attribute
         return
     overrides["eval_split"] = tuple(FLAGS.split)

@@ -3,9 +3,10 @@
 On the embedded benchmark every generated image is measured by
 `relattr_tf.data.synthetic.measure`, as its real images are, and judged by the simulated crowd:
   * sweep: per attribute, `sweep_samples` random (z, other strengths) each swept over
-    `sweep_steps` requested strengths (the training set's 5th to 95th percentile range, read as
-    mean +- 1.65 std clipped to min / max); Spearman correlation between requested and measured
-    strength over all sweep images, and the share of them whose strength is unreadable;
+    `sweep_steps` requested strengths (mean +- 1.65 std of the training set, the 5th to 95th
+    percentile of a normal, clipped to its min / max); Spearman correlation between requested
+    and measured strength over all sweep images pooled (offsets between samples count against
+    it) and its mean within each sweep, and the share of images whose strength is unreadable;
   * pairs: `pairs` pairs per attribute generated with that attribute alone changed by a small
     step (|step| uniform in the fine-grained range, FINE_DIFFERENCE x the attribute's scale),
     the same z and other strengths; the crowd labels them from the measured strengths:
@@ -65,8 +66,11 @@ def step_pairs(decoder, info, attribute, count, rng, batch_size=256):
     y_a = _base(info, rng, count)
     step = rng.uniform(*pairs_lib.FINE_DIFFERENCE, size=count) * scale * rng.choice([-1, 1],
                                                                                     count)
+    step = np.clip(step, -(high[k] - low[k]), high[k] - low[k])  # a narrow range
+    # Both ends inside the range, the step whole: a starts far enough from the edge it leaves.
+    y_a[:, k] = np.clip(y_a[:, k], low[k] - np.minimum(step, 0), high[k] - np.maximum(step, 0))
     y_b = y_a.copy()
-    y_b[:, k] = np.clip(y_a[:, k] + step, low[k], high[k])
+    y_b[:, k] = y_a[:, k] + step
     z = rng.normal(size=(count, info["z_size"]))
     return (y_a[:, k] - y_b[:, k], decode_images(decoder, y_a, z, batch_size),
             decode_images(decoder, y_b, z, batch_size))
@@ -92,10 +96,14 @@ def evaluate_generator(decoder, info, meta, *, sweep_steps=9, sweep_samples=16, 
             flat = images.reshape((-1,) + images.shape[2:])
             measured = measure_all(flat)[:, k]
             ok = np.isfinite(measured)
+            within = [stats.spearmanr(r[m], s[m]).statistic for r, s, m in
+                      zip(requested, measured.reshape(requested.shape),
+                          ok.reshape(requested.shape)) if m.sum() > 2]
             entry.update(
                 sweep_spearman=float(stats.spearmanr(requested.ravel()[ok],
                                                      measured[ok]).statistic)
                 if ok.sum() > 2 else float("nan"),
+                sweep_spearman_within=float(np.nanmean(within)) if within else float("nan"),
                 sweep_unreadable=float(1 - ok.mean()))
             step, image_a, image_b = step_pairs(decoder, info, attribute, pairs, rng,
                                                 batch_size)

@@ -2,6 +2,8 @@
 evaluation, TensorBoard images, a frozen decoder, 1 vs 2 replicas, the LFW layout."""
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -12,7 +14,7 @@ from scipy import stats
 from beam_jobs import convert_lfw_attributes
 from relattr_tf.training import cvae
 from tests import real_fixtures
-from tests.cli import run_module
+from tests.cli import ROOT, run_module
 from tests.test_core import event_values
 from tests.test_training import _replica_check
 
@@ -62,16 +64,53 @@ def test_cvae_trains_exports_and_evaluates_through_the_cli(trained, tiny_data_di
     assert "generator: held-out -ELBO" in again.stdout
 
 
-def test_the_generator_loads_without_relattr_tf_and_in_safe_mode(trained):
+LOAD_SAVED_MODEL = """
+import sys, numpy as np, tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1] + "/generator/saved_model")
+y = np.tile(np.float32([[0.5, 0.0, 0.1, 0.2, 1.5, 1.4, 0.3, 10.0]]), (3, 1))
+image = loaded.decode(y=y, z=np.zeros((3, 8), np.float32))["image"].numpy()
+assert "relattr_tf" not in sys.modules
+np.save(sys.argv[2], image)
+"""
+LOAD_KERAS = """
+import sys, keras, numpy as np
+import relattr_tf.models
+decoder = keras.saving.load_model(sys.argv[1] + "/generator/decoder.keras", safe_mode=True)
+y = np.tile(np.float32([[0.5, 0.0, 0.1, 0.2, 1.5, 1.4, 0.3, 10.0]]), (3, 1))
+mean, _ = decoder([y, np.zeros((3, 8), np.float32)])
+np.save(sys.argv[2], (np.asarray(mean) + 1) / 2)
+"""
+
+
+def test_the_generator_loads_without_relattr_tf_and_in_safe_mode(trained, tmp_path):
     model_dir, _ = trained
-    loaded = tf.saved_model.load(os.path.join(model_dir, "generator", "saved_model"))
-    y = np.tile(np.float32([[0.5, 0.0, 0.1, 0.2, 1.5, 1.4, 0.3, 10.0]]), (3, 1))
-    image = loaded.decode(y=y, z=np.zeros((3, 8), np.float32))["image"].numpy()
+    out = {}
+    for name, code in (("saved_model", LOAD_SAVED_MODEL), ("keras", LOAD_KERAS)):
+        path = str(tmp_path / f"{name}.npy")
+        proc = subprocess.run([sys.executable, "-c", code, model_dir, path], cwd=ROOT,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out[name] = np.load(path)
+    image = out["saved_model"]
     assert image.shape == (3, 32, 32, 3) and image.min() >= 0 and image.max() <= 1
-    decoder = keras.saving.load_model(os.path.join(model_dir, "generator", "decoder.keras"),
-                                      safe_mode=True)
-    mean, _ = decoder([y, np.zeros((3, 8), np.float32)])
-    np.testing.assert_allclose((np.asarray(mean) + 1) / 2, image, atol=1e-5)
+    np.testing.assert_allclose(out["keras"], image, atol=1e-5)
+
+
+def test_the_strength_statistics_are_the_training_parts_and_travel_with_the_model(
+        trained, tiny_data_dir):
+    model_dir, _ = trained
+    from relattr_tf.data import images as images_lib, pipeline, schema
+    from relattr_tf.models.cvae import strength_statistics_of
+    store = images_lib.ImageStore(tiny_data_dir, ["generator"], 32)
+    train_rows = ~pipeline.validation_rows(store.ids, 0.3)
+    assert 0 < train_rows.sum() < len(train_rows)
+    expected = np.nanmean(store.strengths[train_rows].astype(np.float64), axis=0)
+    decoder, info = cvae.load_generator(os.path.join(model_dir, "generator"))
+    mean, std = strength_statistics_of(decoder)
+    np.testing.assert_allclose(mean, expected, rtol=1e-5)
+    np.testing.assert_allclose(info["strength_mean"], mean, rtol=1e-6)
+    np.testing.assert_allclose(info["strength_std"], std, rtol=1e-6)
+    assert info["attributes"] == schema.read_metadata(tiny_data_dir)["strength_names"]
 
 
 def test_tensorboard_shows_reconstructions_samples_and_sweeps(trained):

@@ -15,10 +15,12 @@ times `width` (1 = the reference):
 
 Raw strengths go in: a `Standardize` layer inside each model turns y into (y - mean) / std with
 the training set's statistics, which are weights of the model, so they travel with it (unknown
-strengths, NaN, become the mean). The decoder's log-variance has a soft floor (LOGVAR_FLOOR),
+strengths, NaN, become the mean); it computes in float32 under mixed precision, where float16
+would round a strength near 1 to steps of 0.001-0.004. The decoder's log-variance has a soft floor (LOGVAR_FLOOR),
 so the likelihood cannot run off to infinity on flat pixels.
 """
 import keras
+import numpy as np
 from keras import layers, ops
 
 from relattr_tf.models.blocks import PACKAGE, layer_seed
@@ -100,7 +102,7 @@ def build_encoder(image_size, y_size, z_size, width=1.0, seed=None):
     x = _dense(_channels(1024, width), "enc_fc", seed, activation="relu")(x)
     x = layers.Dropout(0.5, seed=layer_seed(seed, "enc_dropout"), name="enc_dropout")(x)
     y_embedding = _dense(z_size, "enc_y_fc", seed, activation="relu")(
-        Standardize(y_size, name="enc_standardize")(y))
+        Standardize(y_size, name="enc_standardize", dtype="float32")(y))
     both = layers.Concatenate(name="enc_concat")([x, y_embedding])
     mean = _dense(z_size, "enc_mean", seed)(both)
     logvar = _dense(z_size, "enc_logvar", seed, zeros=True)(x)
@@ -115,7 +117,7 @@ def build_decoder(image_size, y_size, z_size, width=1.0, seed=None):
     z = keras.Input((z_size,), name="z")
     start, channels = image_size // 8, _channels(256, width)
     y_embedding = _dense(2 * z_size, "dec_y_fc", seed, activation="relu")(
-        Standardize(y_size, name="dec_standardize")(y))
+        Standardize(y_size, name="dec_standardize", dtype="float32")(y))
     x = layers.Concatenate(name="dec_concat")([z, y_embedding])
     x = _dense(_channels(256, width), "dec_fc1", seed, activation="relu")(x)
     x = _dense(start * start * channels, "dec_fc2", seed, activation="relu")(x)
@@ -131,6 +133,14 @@ def build_decoder(image_size, y_size, z_size, width=1.0, seed=None):
                            name="dec_logvar_raw")(x)
     logvar = SoftFloor(name="dec_logvar", dtype="float32")(logvar)
     return keras.Model([y, z], [mean, logvar], name="decoder")
+
+
+def strength_statistics_of(model):
+    """(mean, std) numpy arrays stored in a model's first Standardize layer."""
+    for layer in model.layers:
+        if isinstance(layer, Standardize):
+            return tuple(np.asarray(w) for w in layer.get_weights())
+    raise ValueError(f"{model.name} has no Standardize layer")
 
 
 def set_strength_statistics(model, mean, std):

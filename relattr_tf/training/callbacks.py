@@ -94,6 +94,7 @@ class GeneratorImages(keras.callbacks.Callback):
         self.vae, self.images, self.y = vae, images, y
         self.names = list(statistics["names"])
         mean, std = np.asarray(statistics["mean"]), np.asarray(statistics["std"])
+        self.mean = mean
         self.low = np.maximum(np.asarray(statistics["min"]), mean - 2 * std)
         self.high = np.minimum(np.asarray(statistics["max"]), mean + 2 * std)
         z_size = vae.decoder.inputs[1].shape[-1]
@@ -109,7 +110,8 @@ class GeneratorImages(keras.callbacks.Callback):
         out = {}
         steps = np.linspace(0, 1, self.SWEEP_STEPS)
         for k, name in enumerate(self.names[:limit]):
-            y = np.repeat(np.nan_to_num(self.y[:1], nan=0.0), self.SWEEP_STEPS, axis=0)
+            known = np.where(np.isnan(self.y[:1]), self.mean, self.y[:1])  # NaN: the mean
+            y = np.repeat(known, self.SWEEP_STEPS, axis=0)
             y[:, k] = self.low[k] + steps * (self.high[k] - self.low[k])
             images = self._decode(y, np.repeat(self.z[:1], self.SWEEP_STEPS, axis=0))
             out[name] = np.concatenate(list(images), axis=1)

@@ -1,10 +1,11 @@
 """The generator's task: Attribute2Image (a conditional VAE) on an image table with strength
 vectors, and the frozen decoder it leaves for ATTIC.
 
-Loss: the negative ELBO per image, -log N(x; mean, exp(logvar)) summed over pixels plus
-kl_weight * KL(q(z | x, y) || N(0, I)), averaged over the global batch with
+Loss: the negative ELBO per image, -log N(x; mean, exp(logvar)) summed over pixels (z drawn
+from q) plus kl_weight * KL(q(z | x, y) || N(0, I)), averaged over the global batch with
 `tf.nn.compute_average_loss`, so a replica's loss is its share of the global mean
-(tests/test_training.py checks 1 vs 2 replicas). Images are in [-1, 1] inside the model.
+(tests/test_cvae.py checks 1 vs 2 replicas). Images are in [-1, 1] inside the model, so the
+likelihood is a density on that scale (no dequantisation): compare figures with each other.
 
 Export, `<model_dir>/generator/` (see `save_generator`; `load_generator` reads it back frozen):
   saved_model/     SavedModel, signature decode(y, z) -> {"image"} (RGB in [0, 1]), loadable
@@ -60,29 +61,40 @@ class ConditionalVAE(task.TaskModel):
         self.kl_weight = float(kl_weight)
         self.sample_posterior = sample_posterior  # False: z = the mean of q (tests)
         self.noise = keras.random.SeedGenerator(seed)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.loss_tracker = keras.metrics.Mean(name="loss")  # the objective (kl_weight)
+        self.elbo_tracker = keras.metrics.Mean(name="neg_elbo")  # one-sample -ELBO
         self.nll_tracker = keras.metrics.Mean(name="nll")
         self.kl_tracker = keras.metrics.Mean(name="kl")
         self.mse_tracker = keras.metrics.Mean(name="mse")
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.nll_tracker, self.kl_tracker, self.mse_tracker]
+        return [self.loss_tracker, self.elbo_tracker, self.nll_tracker, self.kl_tracker,
+                self.mse_tracker]
 
-    def call(self, inputs, training=False):
-        """(image in [0, 1], y) -> (reconstruction mean, log-variance, q mean, q log-variance)."""
+    def _posterior_noise(self, shape):
+        """N(0, I) noise, different on every replica: Keras' seed generator state is the same on
+        all replicas, so its draws would repeat across them."""
+        seed = ops.cast(self.noise.next(), "int32")
+        context = tf.distribute.get_replica_context()
+        replica = context.replica_id_in_sync_group if context is not None else 0
+        return tf.random.stateless_normal(shape, seed + tf.stack([0, replica]))
+
+    def call(self, inputs, training=False, sample=None):
+        """(image in [0, 1], y) -> (reconstruction mean, log-variance, q mean, q log-variance).
+        sample: decode a draw from q (default: when training) or its mean."""
         image, y = inputs
         z_mean, z_logvar = self.encoder([image * 2.0 - 1.0, y], training=training)
         z_mean, z_logvar = ops.cast(z_mean, "float32"), ops.cast(z_logvar, "float32")
         z = z_mean
-        if training and self.sample_posterior:
-            z = z + ops.exp(0.5 * z_logvar) * keras.random.normal(ops.shape(z_mean),
-                                                                  seed=self.noise)
+        if (training if sample is None else sample) and self.sample_posterior:
+            z = z + ops.exp(0.5 * z_logvar) * self._posterior_noise(ops.shape(z_mean))
         mean, logvar = self.decoder([y, z], training=training)
         return mean, logvar, z_mean, z_logvar
 
     def _loss_terms(self, image, y, training):
-        mean, logvar, z_mean, z_logvar = self((image, y), training=training)
+        # Held out too, z is drawn from q: the -ELBO is an expectation over q.
+        mean, logvar, z_mean, z_logvar = self((image, y), training=training, sample=True)
         target = ops.cast(image, "float32") * 2.0 - 1.0
         nll = gaussian_nll(target, mean, logvar)
         kl = gaussian_kl(z_mean, z_logvar)
@@ -92,6 +104,7 @@ class ConditionalVAE(task.TaskModel):
 
     def _update_metrics(self, nll, kl, mse):
         for tracker, value in ((self.loss_tracker, nll + self.kl_weight * kl),
+                               (self.elbo_tracker, nll + kl),
                                (self.nll_tracker, nll), (self.kl_tracker, kl),
                                (self.mse_tracker, mse)):
             tracker.update_state(value)  # per-image values: a mean over images
@@ -244,9 +257,11 @@ class CvaeTask(task.Task):
 
     # ------------------------------------------------------------------ results
     def export(self, model, model_dir):
-        save_generator(model.decoder, os.path.join(model_dir, GENERATOR_DIR),
-                       self.strength_statistics(), self.config.family.z_size,
-                       self.config.data.image_size)
+        # mean and std as the model holds them (a resumed run keeps its first statistics)
+        mean, std = cvae_lib.strength_statistics_of(model.decoder)
+        statistics = dict(self.strength_statistics(), mean=mean.tolist(), std=std.tolist())
+        save_generator(model.decoder, os.path.join(model_dir, GENERATOR_DIR), statistics,
+                       self.config.family.z_size, self.config.data.image_size)
         model.encoder.save(os.path.join(model_dir, "encoder.keras"))
 
     def evaluate(self, model_dir, batch_size=64, **options):
@@ -265,7 +280,7 @@ class CvaeTask(task.Task):
             pairs=net.eval_pairs, seed=self.config.train.seed, batch_size=batch_size)
         generator_eval.write_sweep_sheet(decoder, info, os.path.join(model_dir, SWEEP_FILE),
                                          seed=self.config.train.seed)
-        result.update(heldout_negative_elbo=float(heldout["loss"]),
+        result.update(heldout_negative_elbo=float(heldout["neg_elbo"]),
                       heldout_nll=float(heldout["nll"]), heldout_kl=float(heldout["kl"]),
                       heldout_reconstruction_mse=float(heldout["mse"]),
                       kl_weight=net.kl_weight, data_dir=data.data_dir, table=net.image_table)

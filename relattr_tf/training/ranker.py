@@ -97,6 +97,14 @@ class RankerTask(task.Task):
     def result_names(self):
         return self.config.family.eval_split
 
+    def input_fingerprint(self):
+        path = self.config.family.backbone_weights
+        if not path or not tf.io.gfile.exists(path):
+            return {}
+        import hashlib
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return {"backbone_weights_sha256": hashlib.sha256(f.read()).hexdigest()}
+
     def check_data(self, meta):
         net, data_dir = self.config.family, self.config.data.data_dir
         for split in list(net.train_weights()) + list(net.eval_split) + [self._val_split()]:

@@ -142,6 +142,7 @@ def _train_and_evaluate(config, model_dir, strategy):
     for name, result in results.items():
         print(task.summary_line(name, result), flush=True)
     summary = dict(results=results, seconds=round(time.time() - started, 1),
+                   inputs=task.input_fingerprint(),
                    optimizer_steps=model.optimizer_steps(), steps_per_epoch=steps_per_epoch,
                    epochs=train.epochs, replicas=strategy.num_replicas_in_sync)
     with tf.io.gfile.GFile(os.path.join(model_dir, "summary.json"), "w") as f:
@@ -151,16 +152,22 @@ def _train_and_evaluate(config, model_dir, strategy):
 
 def train_or_reuse(config, model_dir):
     """The results of an earlier finished run in model_dir when it was trained with exactly
-    this config (settings that change results compared); otherwise train_and_evaluate, which
-    refuses another network and lists and records any other change."""
-    summary = os.path.join(model_dir, "summary.json")
-    if tf.io.gfile.exists(summary):
+    this config (settings that change results compared) and the same inputs (a backbone
+    file's contents); otherwise train_and_evaluate, which refuses another network and lists
+    and records any other change (a changed input file retrains into a new model_dir)."""
+    summary_path = os.path.join(model_dir, "summary.json")
+    if tf.io.gfile.exists(summary_path):
         architecture, compared, _ = config.differences(config_lib.load_run_config(model_dir))
-        with tf.io.gfile.GFile(summary) as f:
-            results = json.load(f)["results"]
-        wanted = set(task_lib.make_task(config).result_names())
-        if not architecture and not compared and wanted <= set(results):
-            return results
+        with tf.io.gfile.GFile(summary_path) as f:
+            summary = json.load(f)
+        task = task_lib.make_task(config)
+        if summary.get("inputs", {}) != task.input_fingerprint():
+            raise ConfigError(f"{model_dir}: finished with other input files "
+                              f"({', '.join(sorted(task.input_fingerprint()))} changed); its "
+                              f"results are not this run's: use a new --model_dir")
+        wanted = set(task.result_names())
+        if not architecture and not compared and wanted <= set(summary["results"]):
+            return summary["results"]
     return train_and_evaluate(config, model_dir)
 
 

@@ -105,6 +105,11 @@ class Task:
         """Names evaluate() returns; a finished run is reused only when it has them all."""
         return ()
 
+    def input_fingerprint(self):
+        """What the config names but does not hold (a weight file's contents), as a dict; a
+        finished run is reused only when it is unchanged."""
+        return {}
+
     # ------------------------------------------------------------------ data
     def check_data(self, meta):
         """One-line DataErrors for splits / tables the config names but the data lacks."""
