@@ -4,11 +4,15 @@
 
 Trains every (pair set, attribute, model, seed) with the training flags given (the same recipe
 for every model), evaluates it, and writes <model_dir>/ablation.md and ablation.csv: accuracy
-(crowd labels) and accuracy against exact truth, mean over seeds, with the seeds listed.
+(crowd labels) and accuracy against exact truth, mean ± std over seeds, with the seeds listed;
+the markdown starts with the command, the data's hash, the backbone file's hash, the runs'
+time and the CPU.
 --models may add DeepSTN's two stages (deepstn_crop, then deepstn starting from it).
 A rerun skips the runs that already finished (each has its own model_dir and resumes).
 """
+import json
 import os
+import sys
 
 from absl import app, flags
 
@@ -41,6 +45,7 @@ def run_ablation(config, model_dir, models, pair_sets, attributes, seeds):
         for attribute in attributes:
             for model in in_order:
                 results = []
+                seconds = []
                 for seed in seeds:
                     run_config = config.with_values(
                         model=model, attribute=attribute, seed=seed, train_split=(train_split,),
@@ -51,12 +56,39 @@ def run_ablation(config, model_dir, models, pair_sets, attributes, seeds):
                             model_dir, pair_set, attribute, "deepstn_crop", f"seed{seed}"))
                     run_dir = os.path.join(model_dir, pair_set, attribute, model, f"seed{seed}")
                     results.append(run.train_or_reuse(run_config, run_dir)[test_split])
+                    with open(os.path.join(run_dir, "summary.json")) as f:
+                        seconds.append(json.load(f)["seconds"])
                 rows.append(dict(
                     pair_set=pair_set, attribute=attribute, model=model,
                     accuracy=[float(r["accuracy"]) for r in results],  # one per seed
                     truth_accuracy=[float(r.get("truth_accuracy", np.nan)) for r in results],
-                    seeds=" ".join(str(s) for s in seeds)))
+                    seeds=" ".join(str(s) for s in seeds), seconds=seconds))
     return rows
+
+
+def provenance(config, rows, argv):
+    """Lines for the table's head: the command, the data's hash, the backbone, the runs'
+    training time and the machine."""
+    from relattr_tf import machine
+    from relattr_tf.data import pipeline
+    data_dir = config.data.data_dir
+    seconds = [s for r in rows for s in r["seconds"]]
+    cpu = machine.cpu_description()
+    lines = [f"Command: `python -m relattr_tf.ablation {' '.join(argv[1:])}`",
+             f"Data: {data_dir}, sha256 {pipeline.data_hash(data_dir)} (its shards)"]
+    backbone = getattr(config.family, "backbone_weights", "")
+    if backbone:
+        lines.append(f"Backbone: {backbone}, sha256 {_file_sha256(backbone)}")
+    lines.append(f"Runs: {len(seconds)}, {sum(seconds) / 60:.1f} minutes of training and "
+                 f"evaluation in all (as measured when each ran), on {cpu['cpu']} "
+                 f"({cpu['cpu_count']} cores; {cpu['cpu_flags']})")
+    return lines
+
+
+def _file_sha256(path):
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def _mean_std(per_seed):
@@ -69,7 +101,7 @@ def _mean_std(per_seed):
     return (f"{mean:.2f} ± {std:.2f}" if len(values) > 1 else f"{mean:.2f}"), mean, std
 
 
-def write_ablation_table(rows, model_dir, models):
+def write_ablation_table(rows, model_dir, models, preamble=()):
     """One row per (pair set, attribute), one column per model, plus per-pair-set means: mean ±
     std over seeds (a pair set's mean is taken over its attributes within each seed first)."""
     import numpy as np
@@ -98,7 +130,7 @@ def write_ablation_table(rows, model_dir, models):
         ["pair_set", "attribute"] + [f"{m}_{c}" for m in models
                                      for c in ("accuracy", "accuracy_std", "truth_accuracy",
                                                "truth_accuracy_std")] + ["seeds"],
-        csv_rows)
+        csv_rows, preamble=preamble)
 
 
 def main(argv):
@@ -109,7 +141,8 @@ def main(argv):
     run.ensure_data(config)
     rows = run_ablation(config, FLAGS.model_dir, FLAGS.models, FLAGS.pair_sets,
                         FLAGS.attributes, [int(s) for s in FLAGS.seeds])
-    print(write_ablation_table(rows, FLAGS.model_dir, FLAGS.models))
+    print(write_ablation_table(rows, FLAGS.model_dir, FLAGS.models,
+                               provenance(config, rows, sys.argv)))
 
 
 if __name__ == "__main__":

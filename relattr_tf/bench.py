@@ -79,10 +79,10 @@ def environment():
     import apache_beam
     gpus = tf.config.list_physical_devices("GPU")
     details = [tf.config.experimental.get_device_details(g).get("device_name", "GPU") for g in gpus]
+    from relattr_tf import machine
     return dict(measurement="environment", device=", ".join(details) or "CPU",
-                cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
-                python=platform.python_version(), tensorflow=tf.__version__,
-                keras=keras.__version__, apache_beam=apache_beam.__version__,
+                **machine.cpu_description(), python=platform.python_version(),
+                tensorflow=tf.__version__, keras=keras.__version__, apache_beam=apache_beam.__version__,
                 numpy=np.__version__,
                 onednn_cpu_kernels=os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0",
                 intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads() or "auto")

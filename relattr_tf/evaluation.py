@@ -173,9 +173,12 @@ def summary_line(result):
     return line
 
 
-def write_markdown_and_csv(path_prefix, header, rows, csv_header=None, csv_rows=None):
-    """Writes <prefix>.md (a markdown table) and <prefix>.csv; returns the markdown."""
-    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def write_markdown_and_csv(path_prefix, header, rows, csv_header=None, csv_rows=None,
+                           preamble=()):
+    """Writes <prefix>.md (the preamble lines, then a markdown table) and <prefix>.csv;
+    returns the markdown."""
+    md = [line for line in preamble] + ([""] if preamble else [])
+    md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(row) + " |" for row in rows]
     csv = [",".join(csv_header or header)] + [",".join(r) for r in (csv_rows or rows)]
     for suffix, lines in ((".md", md), (".csv", csv)):

@@ -122,6 +122,8 @@ def test_ablation_from_the_pretrained_trunk_reports_mean_and_std_over_seeds(
     proc = run_module("relattr_tf.ablation", *args)
     table = open(os.path.join(out, "ablation.md")).read()
     assert "| fine | brightness |" in table and "| fine | mean |" in table
+    assert f"Data: {pretrain_data}, sha256 " in table and "Backbone: " in table
+    assert "Runs: 4, " in table and "--seeds=0,1" in table
     assert table.count("±") == 2 * 2 * 2  # 2 rows x 2 models x (accuracy, truth)
     csv = open(os.path.join(out, "ablation.csv")).read().splitlines()
     assert "ranknet_accuracy_std" in csv[0] and len(csv) == 3

@@ -296,6 +296,21 @@ def make_image_dataset(data_dir, table, config=InputConfig(), *, part="train",
                   deterministic=True).prefetch(AUTOTUNE)
 
 
+def data_hash(data_dir, meta=None):
+    """SHA-256 over the names and bytes of every shard metadata.json lists (what a result was
+    measured on; the same seed gives the same hash)."""
+    import hashlib
+    meta = meta or schema.read_metadata(data_dir)
+    entries = list(meta.get("images", {}).values()) + [
+        entry for splits in meta.get("splits", {}).values() for entry in splits.values()]
+    digest = hashlib.sha256()
+    for name in sorted(n for entry in entries for n in entry.get("shards", [])):
+        digest.update(name.encode("utf-8"))
+        with tf.io.gfile.GFile(schema.join(data_dir, name), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
 def raise_for_unreadable(files, error):
     """Turns a data-loss error from deep inside tf.data into a one-line DataError naming the
     file; any other error is raised as it is (no reading of every shard first)."""
