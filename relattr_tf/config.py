@@ -121,6 +121,9 @@ class RankerConfig:
                               architecture=True)
     head_pool: str = setting("gap", "DACRL: pooling before the head.",
                              choices=("gap", "flatten"), architecture=True)
+    head_init: str = setting("paper", "DACRL: initialisation of the attention, cross-image and "
+                             "FC layers: paper (N(0, 0.01), biases 0.01) or he (He-normal, zero "
+                             "biases; the output unit keeps the paper's).", choices=("paper", "he"))
     box_scale_init: float = setting(0.33, "DeepSTN: scale of the initial (centred) box.",
                                     lower=0.05, upper=1.0)
     localizer_lr_factor: float = setting(0.1, "DeepSTN: the localisation layers' learning "
@@ -131,7 +134,8 @@ class RankerConfig:
                                  "or affine (all six entries).", choices=("box", "affine"),
                                  architecture=True)
 
-    DACRL_ONLY = ("reduction", "cross_filters", "cross_depth", "head_units", "head_pool")
+    DACRL_ONLY = ("reduction", "cross_filters", "cross_depth", "head_units", "head_pool",
+                  "head_init")
     DEEPSTN_ONLY = ("box_scale_init", "localizer_lr_factor", "init_from", "stn_transform")
 
     def train_weights(self):

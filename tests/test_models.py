@@ -117,3 +117,17 @@ def test_he_initialisation_keeps_the_trunks_signal_and_glorot_shrinks_it():
     keras.utils.set_random_seed(0)
     he = float(np.std(build_vgg16_trunk(64, 0.25, init="he")(images)))
     assert he > 30 * glorot  # about 2x per ReLU layer over 13 layers
+
+
+def test_dacrl_head_init_he_starts_the_hidden_head_layers_at_he_scale():
+    stds, he_std = {}, None
+    for init in ("paper", "he"):
+        parts = build_model("dacrl", image_size=32, width=0.125, cross_filters=8, head_units=8,
+                            seed=0, head_init=init)
+        kernel = parts.comparator.get_layer("cross_conv1").get_weights()[0]
+        stds[init] = float(np.std(kernel))
+        he_std = float(np.sqrt(2 / np.prod(kernel.shape[:3])))  # He: sqrt(2 / fan-in)
+        logit = parts.comparator.get_layer("head_logit").get_weights()[0]
+        assert float(np.std(logit)) < 0.02  # the output unit keeps the papers' N(0, 0.01)
+    assert abs(stds["paper"] - 0.01) < 0.002
+    assert abs(stds["he"] - he_std) < 0.2 * he_std, (stds, he_std)

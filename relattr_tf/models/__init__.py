@@ -54,14 +54,14 @@ class ModelParts:
 
 def build_model(name, *, image_size, width, seed=None, reduction=16, cross_filters=512,
                 cross_depth=1, head_units=1024, head_pool="gap", box_scale_init=0.33,
-                stn_transform="box", trunk_init="glorot"):
+                stn_transform="box", trunk_init="glorot", head_init="paper"):
     """Builds the pair model `name` (inputs (image_a, image_b), output p = P(a shows more)).
     trunk_init: the VGG16 trunk's initialisation when no weights are loaded into it."""
     if name in ("dacrl", "dacrl_noatt"):
         return build_dacrl(image_size, width, attention=name == "dacrl", reduction=reduction,
                            cross_filters=cross_filters, cross_depth=cross_depth,
                            head_units=head_units, head_pool=head_pool, seed=seed,
-                           trunk_init=trunk_init)
+                           trunk_init=trunk_init, head_init=head_init)
     if name == "ranknet":
         return build_ranknet(image_size, width, seed=seed, trunk_init=trunk_init)
     if name in ("deepstn", "deepstn_crop"):

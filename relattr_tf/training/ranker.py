@@ -179,7 +179,7 @@ class RankerTask(task.Task):
             reduction=net.reduction, cross_filters=net.cross_filters,
             cross_depth=net.cross_depth, head_units=net.head_units, head_pool=net.head_pool,
             box_scale_init=net.box_scale_init, stn_transform=net.stn_transform,
-            trunk_init=net.trunk_init)
+            trunk_init=net.trunk_init, head_init=net.head_init)
         if net.backbone_weights:
             count = vgg16.load_imagenet_weights(self.parts.trunk, net.backbone_weights)
             logging.info("loaded %d VGG16 conv layers from %s", count, net.backbone_weights)
