@@ -16,9 +16,9 @@ import warnings
 from absl import app, flags, logging
 
 from relattr_tf import cli
-from relattr_tf import config as config_lib
+from relattr_tf import config_flags
 
-config_lib.define_flags()
+config_flags.define_flags()
 flags.DEFINE_string("model_dir", "runs/default", "Where checkpoints, logs and the export go.")
 flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into N logical devices (tests, CI).",
                      lower_bound=1, upper_bound=64)
@@ -29,7 +29,7 @@ def prepare():
     """Quiet logs, logical CPU devices and determinism from the flags; returns the Config."""
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # keep the per-epoch lines readable
-    config = config_lib.from_flags()
+    config = config_flags.from_flags()
     if config.train.deterministic:
         # oneDNN's results depend on its thread count, which TensorFlow may change between
         # steps; TensorFlow's own CPU kernels are the reproducible (slower) path. Read at

@@ -10,6 +10,7 @@ import tensorflow as tf
 from absl import flags
 
 from relattr_tf import config as config_lib
+from relattr_tf import config_flags
 from relattr_tf import models
 from relattr_tf.training import run, task
 from tests import autoencoder_task
@@ -149,9 +150,9 @@ def test_unique_initial_weights_for_every_new_layer():
 
 def _parse(argv):
     fv = flags.FlagValues()
-    config_lib.define_flags(fv)
+    config_flags.define_flags(fv)
     fv(["prog"] + argv)
-    return config_lib.from_flags(fv)
+    return config_flags.from_flags(fv)
 
 
 def test_flags_come_from_the_config_definition_with_ranges_and_family_sections():

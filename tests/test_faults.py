@@ -109,11 +109,11 @@ def test_every_config_file_parses_into_a_config():
     code = ("import glob, sys\n"
             "from absl import flags\n"
             "import relattr_tf.ablation, relattr_tf.train_splits\n"
-            "from relattr_tf import config\n"
+            "from relattr_tf import config_flags\n"
             "for path in sorted(glob.glob('configs/*.flags')):\n"
             "    flags.FLAGS.unparse_flags()\n"
             "    flags.FLAGS(['prog', f'--flagfile={path}'])\n"
-            "    print(path, config.from_flags().model)\n")
+            "    print(path, config_flags.from_flags().model)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]

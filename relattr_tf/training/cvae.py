@@ -123,7 +123,7 @@ class ConditionalVAE(task.TaskModel):
         return self._update_metrics(*self._loss_terms(image, y, training=False))
 
 
-class CvaeTask(task.Task):
+class CvaeTask(task.ImageTableTask):
     """Attribute2Image on one image table (family "generator"). statistics: the strength
     statistics (default: measured on the table's training part)."""
 
@@ -164,7 +164,7 @@ class CvaeTask(task.Task):
                                                config.skip_corrupt)
         return self.store
 
-    def _dataset(self, part, training, meta=None, start_batch=0):
+    def image_dataset(self, part, training, meta=None, start_batch=0):
         data, net = self.config.data, self.config.family
         return pipeline.make_image_dataset(
             data.data_dir, net.image_table, self._input(), part=part,
@@ -192,27 +192,12 @@ class CvaeTask(task.Task):
                 unknown_fraction=np.mean(~np.isfinite(y), axis=0).tolist(), images=int(len(y)))
         return self.statistics
 
-    def steps_per_epoch(self, meta):
-        count = schema.image_table(meta, self.config.data.data_dir,
-                                   self.config.family.image_table)["count"]
-        train = int(count * (1 - self.config.family.validation_fraction))
-        if train < self.config.train.batch_size:
-            raise ConfigError(f"{self.config.data.data_dir}: image table "
-                              f"{self.config.family.image_table!r} has about {train} training "
-                              f"images, fewer than one batch of {self.config.train.batch_size}")
-        return max(1, train // self.config.train.batch_size)
-
-    def datasets(self, meta, start_batch):
-        val_ds = self._dataset("validation", False, meta)
-        if self.config.data.val_steps:
-            val_ds = val_ds.take(self.config.data.val_steps)
-        return self._dataset("train", True, meta, start_batch), val_ds
+    def table(self):
+        return self.config.family.image_table
 
     # ------------------------------------------------------------------ model
     def check_config(self, replicas):
-        if self.config.train.batch_size % replicas:
-            raise ConfigError(f"--batch_size={self.config.train.batch_size} is the global batch: "
-                              f"it must divide evenly over the {replicas} replicas")
+        super().check_config(replicas)
         if self.config.data.image_size % 16:
             raise ConfigError(f"--image_size={self.config.data.image_size}: the CVAE needs a "
                               f"multiple of 16 (64 in ATTIC)")
@@ -273,7 +258,7 @@ class CvaeTask(task.Task):
         meta = schema.read_metadata(data.data_dir)
         vae = ConditionalVAE(encoder, decoder, kl_weight=net.kl_weight)
         vae.compile(optimizers={}, group_variables={})
-        heldout = vae.evaluate(self._dataset("validation", False, meta), verbose=0,
+        heldout = vae.evaluate(self.image_dataset("validation", False, meta), verbose=0,
                                return_dict=True)
         result = generator_eval.evaluate_generator(
             decoder, info, meta, sweep_steps=net.sweep_steps, sweep_samples=net.sweep_samples,

@@ -23,7 +23,6 @@ import tensorflow as tf
 from keras import ops
 from scipy import stats
 
-from relattr_tf.config import ConfigError
 from relattr_tf.data import images as images_lib, pipeline, schema
 from relattr_tf.models import vgg16
 from relattr_tf.models.scene_classifier import build_scene_classifier
@@ -104,7 +103,7 @@ class SceneClassifier(task.TaskModel):
         return self._update_metrics(labels, logits, self._loss(labels, logits))
 
 
-class PretrainTask(task.Task):
+class PretrainTask(task.ImageTableTask):
     """The trunk on a labelled image table (family "pretrain"). heads: the label heads;
     default: the table's label_heads in the data directory's metadata."""
 
@@ -131,7 +130,7 @@ class PretrainTask(task.Task):
         for table in self.config.family.probe_tables:
             schema.image_table(meta, self.config.data.data_dir, table)
 
-    def _dataset(self, part, training, meta=None, start_batch=0):
+    def image_dataset(self, part, training, meta=None, start_batch=0):
         data, net = self.config.data, self.config.family
         # No augmentation: a flip or a shift changes the position and orientation labels.
         config = pipeline.InputConfig(batch_size=self.config.train.batch_size,
@@ -143,26 +142,8 @@ class PretrainTask(task.Task):
             validation_fraction=net.validation_fraction, training=training,
             seed=self.config.train.seed, start_batch=start_batch, meta=meta, target="labels")
 
-    def steps_per_epoch(self, meta):
-        count = schema.image_table(meta, self.config.data.data_dir,
-                                   self.config.family.pretrain_table)["count"]
-        train = int(count * (1 - self.config.family.validation_fraction))
-        if train < self.config.train.batch_size:
-            raise ConfigError(f"{self.config.data.data_dir}: image table "
-                              f"{self.config.family.pretrain_table!r} has about {train} training "
-                              f"images, fewer than one batch of {self.config.train.batch_size}")
-        return max(1, train // self.config.train.batch_size)
-
-    def datasets(self, meta, start_batch):
-        val_ds = self._dataset("validation", False, meta)
-        if self.config.data.val_steps:
-            val_ds = val_ds.take(self.config.data.val_steps)
-        return self._dataset("train", True, meta, start_batch), val_ds
-
-    def check_config(self, replicas):
-        if self.config.train.batch_size % replicas:
-            raise ConfigError(f"--batch_size={self.config.train.batch_size} is the global batch: "
-                              f"it must divide evenly over the {replicas} replicas")
+    def table(self):
+        return self.config.family.pretrain_table
 
     def build(self):
         net, size = self.config.family, self.config.data.image_size
@@ -190,7 +171,7 @@ class PretrainTask(task.Task):
         heads = self._heads()
         columns = schema.label_columns(heads)
         correct = {h["name"]: [] for h in heads}
-        for images, labels in self._dataset("validation", False):
+        for images, labels in self.image_dataset("validation", False):
             logits = network(images, training=False)
             for h in heads:
                 start, stop = columns[h["name"]]

@@ -152,9 +152,7 @@ class RankerTask(task.Task):
 
     # ------------------------------------------------------------------ model
     def check_config(self, replicas):
-        if self.config.train.batch_size % replicas:
-            raise ConfigError(f"--batch_size={self.config.train.batch_size} is the global batch: "
-                              f"it must divide evenly over the {replicas} replicas")
+        task.check_global_batch(self.config.train.batch_size, replicas)
         if self.config.train.jit_compile and replicas > 1:
             raise ConfigError("--jit_compile does not work with --strategy=mirrored (TensorFlow "
                               "cannot reach the other replicas' variables from XLA)")

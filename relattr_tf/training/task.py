@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from relattr_tf.config import ConfigError
+from relattr_tf.data import schema
 from relattr_tf.training import loss_scale as loss_scale_lib
 
 
@@ -160,6 +161,43 @@ class Task:
 
     def summary_line(self, name, result):
         return f"{name}: {result}"
+
+
+def check_global_batch(batch_size, replicas):
+    """--batch_size is the global batch: it must split evenly over the replicas."""
+    if batch_size % replicas:
+        raise ConfigError(f"--batch_size={batch_size} is the global batch: it must divide "
+                          f"evenly over the {replicas} replicas")
+
+
+class ImageTableTask(Task):
+    """A task on single images of one image table: an epoch is one pass over its training part,
+    validation reads its held-out part. Subclasses give `table()` and
+    `image_dataset(part, training, meta, start_batch)`."""
+
+    def table(self):
+        raise NotImplementedError
+
+    def image_dataset(self, part, training, meta=None, start_batch=0):
+        raise NotImplementedError
+
+    def steps_per_epoch(self, meta):
+        data, batch = self.config.data, self.config.train.batch_size
+        count = schema.image_table(meta, data.data_dir, self.table())["count"]
+        train = int(count * (1 - self.config.family.validation_fraction))
+        if train < batch:
+            raise ConfigError(f"{data.data_dir}: image table {self.table()!r} has about {train} "
+                              f"training images, fewer than one batch of {batch}")
+        return max(1, train // batch)
+
+    def datasets(self, meta, start_batch):
+        val_ds = self.image_dataset("validation", False, meta)
+        if self.config.data.val_steps:
+            val_ds = val_ds.take(self.config.data.val_steps)
+        return self.image_dataset("train", True, meta, start_batch), val_ds
+
+    def check_config(self, replicas):
+        check_global_batch(self.config.train.batch_size, replicas)
 
 
 TASKS = {}
