@@ -129,6 +129,9 @@ class RankerConfig:
                                          "rate as a multiple of --head_lr.", lower=0.0)
     init_from: str = setting("", "DeepSTN stage 2: a stage-1 model_dir whose localisation "
                              "layers start this model.")
+    warm_start: str = setting("", "A finished model_dir of the same network whose trained "
+                              "weights start this one (ATTIC's ranker restarts from its "
+                              "pretrained state so).")
     stn_transform: str = setting("box", "DeepSTN: box (scale and translation, the reference) "
                                  "or affine (all six entries).", choices=("box", "affine"),
                                  architecture=True)
@@ -210,12 +213,67 @@ class GeneratorConfig:
                               lower=1, compared=False)
 
 
+@dataclasses.dataclass(frozen=True)
+class AtticConfig(RankerConfig):
+    """ATTIC: a pair ranker (DeepSTN by default; the ranker settings above) trained against a
+    control net that drives the frozen Attribute2Image decoder to imagine hard pairs, and the
+    active loop that has those pairs labelled and retrains on them."""
+    ranker_model: str = setting("deepstn", "The ranker's network (any pair model).",
+                                choices=("dacrl", "dacrl_noatt", "ranknet", "deepstn_crop",
+                                         "deepstn"), architecture=True)
+    generator_dir: str = setting("runs/cvae_synth/generator", "The generator artifact "
+                                 "(<cvae model_dir>/generator) whose frozen decoder draws the "
+                                 "pairs.")
+    generator_attribute: str = setting("", "The generator's attribute the pairs are about ('' "
+                                       "= --attribute).")
+    slots: int = setting(512, "Synthetic pair slots T: q ~ N(0, I) drawn once each and kept.",
+                         lower=1, architecture=True)
+    control_units: int = setting(512, "Control net: units of the shared FC layer.", lower=1,
+                                 architecture=True)
+    control_head_units: int = setting(256, "Control net: units of each image's hidden FC "
+                                      "layer.", lower=1, architecture=True)
+    control_lr: float = setting(1e-3, "Control net's learning rate at the start.", lower=0.0)
+    control_lr_decay: float = setting(1e-4, "Inverse-time decay of the control's rate: lr / (1 "
+                                      "+ decay * step).", lower=0.0)
+    control_weight_decay: float = setting(0.01, "Control net's L2 weight decay.", lower=0.0)
+    control_from: str = setting("", "A finished ATTIC model_dir whose control net and slots "
+                                "start this one (the loop carries them over between rounds).")
+    generated_batch: int = setting(8, "Freshly generated pairs per step (global batch), "
+                                   "labelled from y^A vs y^B for the ranker.", lower=0)
+    generated_weight: float = setting(1.0, "Weight of the ranker's loss on generated pairs "
+                                      "beside its loss on the real and labelled pairs.",
+                                      lower=0.0)
+    min_agreement: float = setting(0.6, "Import: reject a pair whose majority answer has a "
+                                   "smaller share of the answers.", lower=0.0, upper=1.0)
+    min_confidence: float = setting(0.0, "Import: reject a pair whose mean confidence (0-1) is "
+                                    "lower.", lower=0.0, upper=1.0)
+    image_urls: str = setting("data", "Labelling package: images inside tasks.json as data "
+                              "URIs, or as Label Studio local-file URLs under "
+                              "--local_files_root.", choices=("data", "local"), compared=False)
+    local_files_root: str = setting("", "Label Studio's LOCAL_FILES_DOCUMENT_ROOT, for "
+                                    "--image_urls=local.", compared=False)
+
+    OWN = ("ranker_model", "generator_dir", "generator_attribute", "slots", "control_units",
+           "control_head_units", "control_lr", "control_lr_decay", "control_weight_decay",
+           "control_from", "generated_batch", "generated_weight", "min_agreement",
+           "min_confidence", "image_urls", "local_files_root")
+
+    def applies(self, model, name):
+        return name in self.OWN or super().applies(self.ranker_model, name)
+
+    def check(self):
+        if self.image_urls == "local" and not self.local_files_root:
+            raise ConfigError("--image_urls=local needs --local_files_root (Label Studio's "
+                              "LOCAL_FILES_DOCUMENT_ROOT)")
+
+
 # Model families: section class and the --model names they train. Registered, so a new family
 # (and a test's own task) adds itself without touching the others.
 FAMILIES = {"ranker": (RankerConfig, ("dacrl", "dacrl_noatt", "ranknet", "deepstn_crop",
                                       "deepstn")),
             "pretrain": (PretrainConfig, ("vgg16_scenes",)),
-            "generator": (GeneratorConfig, ("cvae",))}
+            "generator": (GeneratorConfig, ("cvae",)),
+            "attic": (AtticConfig, ("attic",))}
 
 
 def register_family(name, section, models):

@@ -3,7 +3,7 @@ import dataclasses
 
 import keras
 
-from relattr_tf.models import cvae  # noqa: F401  registers its layers for safe loading
+from relattr_tf.models import control, cvae  # noqa: F401  register their layers for safe loading
 from relattr_tf.models.dacrl import build_dacrl
 from relattr_tf.models.deepstn import build_deepstn
 from relattr_tf.models.ranknet import build_ranknet

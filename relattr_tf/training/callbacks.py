@@ -82,6 +82,33 @@ class PairImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
+class GeneratedPairImages(keras.callbacks.Callback):
+    """ATTIC each epoch: the first slots' generated pairs with the ranker's p under each (bar:
+    green share = p) and the label their y implies, as images and a text table."""
+
+    def __init__(self, log_dir, attic, count):
+        super().__init__()
+        self.attic, self.count = attic, count
+        self.writer = tf.summary.create_file_writer(f"{log_dir}/generated_pairs")
+
+    def on_epoch_end(self, epoch, logs=None):
+        q = self.attic.slots[:self.count]
+        (image_a, image_b), target, (y_a, y_b) = self.attic.generate(q, training=False)
+        p = np.asarray(self.attic.network((image_a, image_b), training=False)).ravel()
+        image_a, image_b = np.clip(image_a, 0, 1), np.clip(image_b, 0, 1)
+        strips = np.stack([pair_strip(a, b, q) for a, b, q in zip(image_a, image_b, p)])
+        k = self.attic.attribute_index
+        rows = ["| slot | p (a shows more) | y^A | y^B | label from y |", "|---|---|---|---|---|"]
+        rows += [f"| {i} | {q:.3f} | {a:.4g} | {b:.4g} | {t:g} |" for i, (q, a, b, t) in
+                 enumerate(zip(p, np.asarray(y_a)[:, k], np.asarray(y_b)[:, k],
+                               np.asarray(target).ravel()))]
+        with self.writer.as_default(step=epoch + 1), tf.summary.record_if(True):
+            tf.summary.image("generated_pairs", strips, max_outputs=len(strips),
+                             description="generated a | b; bar: green share = the ranker's p")
+            tf.summary.text("generated_pairs_p", "\n".join(rows))
+        self.writer.flush()
+
+
 class GeneratorImages(keras.callbacks.Callback):
     """The CVAE each epoch: reconstructions of validation images (original | reconstruction),
     samples from the prior (the validation images' y, fresh z), and attribute sweeps (one

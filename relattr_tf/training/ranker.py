@@ -170,10 +170,16 @@ class RankerTask(task.Task):
                                   f"{vgg16.channels(64, net.width)} (ImageNet's file needs "
                                   f"--width=1)")
 
-    def build(self):
+    def network_name(self):
+        """The pair network's --model name."""
+        return self.config.model
+
+    def build_parts(self):
+        """The pair network's ModelParts, with any weights the config starts it from."""
         net, size = self.config.family, self.config.data.image_size
+        name = self.network_name()
         self.parts = models.build_model(
-            self.config.model, image_size=size, width=net.width, seed=self.config.train.seed,
+            name, image_size=size, width=net.width, seed=self.config.train.seed,
             reduction=net.reduction, cross_filters=net.cross_filters,
             cross_depth=net.cross_depth, head_units=net.head_units, head_pool=net.head_pool,
             box_scale_init=net.box_scale_init, stn_transform=net.stn_transform,
@@ -181,9 +187,15 @@ class RankerTask(task.Task):
         if net.backbone_weights:
             count = vgg16.load_imagenet_weights(self.parts.trunk, net.backbone_weights)
             logging.info("loaded %d VGG16 conv layers from %s", count, net.backbone_weights)
-        if net.init_from and self.config.model.startswith("deepstn"):
+        if net.init_from and name.startswith("deepstn"):
             load_localizer(self.parts, net.init_from, self.config)
-        ranker = PairwiseRanker(self.parts.network, name=f"{self.config.model}_ranker")
+        if net.warm_start:
+            load_pair_weights(self.parts.network, net.warm_start, name, self.config)
+        return self.parts
+
+    def build(self):
+        size = self.config.data.image_size
+        ranker = PairwiseRanker(self.build_parts().network, name=f"{self.config.model}_ranker")
         blank = tf.zeros((1, size, size, 3))
         ranker((blank, blank))  # built before restoring into it
         return ranker
@@ -230,6 +242,26 @@ class RankerTask(task.Task):
 
     def summary_line(self, name, result):
         return evaluation.summary_line(result)
+
+
+def load_pair_weights(network, model_dir, name, config):
+    """Every weight of `network` from a finished model_dir of the same pair network."""
+    import os
+    from relattr_tf.config import load_run_config
+    path = os.path.join(model_dir, export.KERAS_FILE)
+    if not tf.io.gfile.exists(path):
+        raise ConfigError(f"--warm_start={model_dir}: no finished model here ({path} missing)")
+    before = load_run_config(model_dir)
+    trained = getattr(before.family, "ranker_model", before.model)
+    changed = [k for k in ("image_size", "width", "stn_transform")
+               if before.values().get(k) != config.values().get(k)]
+    if trained != name or changed:
+        what = f"model {trained}" if trained != name else ", ".join(
+            f"--{k}={before.values().get(k)}" for k in changed)
+        raise ConfigError(f"--warm_start={model_dir}: it holds another network ({what}); "
+                          f"this run's is {name}")
+    network.set_weights(keras.saving.load_model(path, safe_mode=True).get_weights())
+    logging.info("all weights from %s", path)
 
 
 def load_localizer(parts, model_dir, config=None):

@@ -18,7 +18,7 @@ from relattr_tf.config import ConfigError
 from relattr_tf.data import pipeline, schema
 from relattr_tf.training import callbacks, distribute, optimizers, task as task_lib
 # Importing a task module registers its family's task.
-from relattr_tf.training import cvae, pretrain, ranker  # noqa: F401
+from relattr_tf.training import attic, cvae, pretrain, ranker  # noqa: F401
 
 CHANGES_FILE = "config_changes.json"
 
@@ -75,15 +75,14 @@ def check_resumable(config, model_dir):
 
 
 def compile_model(model, task, config, steps_per_epoch, **compile_kwargs):
-    """One optimizer per parameter group, each with its learning rate and the step schedule."""
-    train = config.train
-    schedule = lambda lr: optimizers.step_schedule(lr, train.lr_drop_epochs, train.lr_drop_factor,
-                                                   steps_per_epoch)
-    group_optimizers = {group: optimizers.make_optimizer(train, schedule(lr), group)
-                        for group, lr in task.group_learning_rates().items()}
-    model.compile(group_optimizers, task.group_variables(model),
-                  weight_decay=optimizers.coupled_weight_decay(train),
-                  jit_compile=train.jit_compile, **compile_kwargs)
+    """One optimizer per parameter group, each with its learning rate and schedule."""
+    group_optimizers = {
+        group: optimizers.make_optimizer(
+            config.train, task.learning_rate_schedule(group, lr, steps_per_epoch), group)
+        for group, lr in task.group_learning_rates().items()}
+    task.compile_model(model, group_optimizers, task.group_variables(model),
+                       task.weight_decay(), jit_compile=config.train.jit_compile,
+                       **compile_kwargs)
 
 
 def train_and_evaluate(config, model_dir, strategy=None):

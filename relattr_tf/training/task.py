@@ -24,11 +24,15 @@ from relattr_tf.training import loss_scale as loss_scale_lib
 
 
 class _Groups:
-    """{group: variables} kept out of Keras' attribute tracking (they belong to the network)."""
+    """{group: variables} kept out of Keras' attribute tracking (they belong to the network),
+    and the L2 factor of each kernel (biases and other vectors get none)."""
 
-    def __init__(self, variables):
+    def __init__(self, variables, weight_decay):
         self.variables = {g: list(v) for g, v in variables.items()}
-        self.kernels = {id(v) for vs in self.variables.values() for v in vs if len(v.shape) > 1}
+        decay = lambda g: float(weight_decay.get(g, 0.0) if isinstance(weight_decay, dict)
+                                else weight_decay)
+        self.l2 = {id(v): decay(g) for g, vs in self.variables.items() for v in vs
+                   if len(v.shape) > 1 and decay(g)}
 
 
 class TaskModel(keras.Model):
@@ -47,11 +51,11 @@ class TaskModel(keras.Model):
 
     def compile(self, optimizers, group_variables, weight_decay=0.0, **kwargs):
         """optimizers: {group: optimizer}; group_variables: {group: variables}.
-        weight_decay > 0 adds wd * w to the gradient of every kernel (L2, coupled)."""
+        weight_decay > 0 adds wd * w to the gradient of every kernel (L2, coupled); a dict
+        {group: wd} gives each group its own."""
         super().compile(optimizer=None, **kwargs)
         self.group_optimizers = dict(optimizers)
-        self.groups = _Groups(group_variables)
-        self.l2 = float(weight_decay)
+        self.groups = _Groups(group_variables, weight_decay)
         for group, optimizer in self.group_optimizers.items():
             # Built here, not lazily: MirroredStrategy and checkpoint restore both need slots.
             optimizer.build(self.groups.variables[group])
@@ -67,11 +71,12 @@ class TaskModel(keras.Model):
             grads = self.loss_scale.unscale(tape.gradient(scaled, variables))
         else:
             grads = tape.gradient(loss, variables)
-        if self.l2:
+        if self.groups.l2:
             # Each replica adds its share: the optimizer sums replica gradients.
-            l2 = self.l2 / tf.distribute.get_strategy().num_replicas_in_sync
-            grads = [g + l2 * tf.cast(v, g.dtype) if g is not None and id(v) in self.groups.kernels
-                     else g for g, v in zip(grads, variables)]
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            grads = [g + (self.groups.l2[id(v)] / replicas) * tf.cast(v, g.dtype)
+                     if g is not None and id(v) in self.groups.l2 else g
+                     for g, v in zip(grads, variables)]
         updates, start = [], 0
         for group in groups:
             count = len(self.groups.variables[group])
@@ -141,6 +146,21 @@ class Task:
 
     def group_variables(self, model):
         raise NotImplementedError
+
+    def learning_rate_schedule(self, group, learning_rate, steps_per_epoch):
+        """A group's schedule: by default the rate divided at --lr_drop_epochs."""
+        from relattr_tf.training import optimizers
+        train = self.config.train
+        return optimizers.step_schedule(learning_rate, train.lr_drop_epochs,
+                                        train.lr_drop_factor, steps_per_epoch)
+
+    def weight_decay(self):
+        """The L2 factor added to kernel gradients: one number, or {group: factor}."""
+        from relattr_tf.training import optimizers
+        return optimizers.coupled_weight_decay(self.config.train)
+
+    def compile_model(self, model, group_optimizers, group_variables, weight_decay, **kwargs):
+        model.compile(group_optimizers, group_variables, weight_decay=weight_decay, **kwargs)
 
     def describe(self, model):
         """Short description for the start line, e.g. 'dacrl (1,234 parameters)'."""

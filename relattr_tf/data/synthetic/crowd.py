@@ -40,16 +40,24 @@ class Crowd:
 
         Ties between "more" and "less", or with "equal", resolve to equal (t = 0.5).
         """
-        answers, confidences = self.answers(strength_a, strength_b, scale, rng)
-        votes = {k: answers.count(k) for k in (MORE, LESS, EQUAL, ILLEGIBLE)}
-        if votes[ILLEGIBLE] * 2 > self.workers:
-            return None
-        top = max(votes[MORE], votes[LESS], votes[EQUAL])
-        winners = [k for k in (MORE, LESS, EQUAL) if votes[k] == top]
-        choice = winners[0] if len(winners) == 1 else EQUAL
-        legible = [c for a, c in zip(answers, confidences) if a != ILLEGIBLE]
-        return dict(target=TARGET_OF[choice], agreement=votes[choice] / self.workers,
-                    confidence=float(np.mean(legible)))
+        return majority_vote(*self.answers(strength_a, strength_b, scale, rng))
+
+
+def majority_vote(answers, confidences):
+    """Several answers on one pair -> dict(target, agreement, confidence), or None when more
+    than half say illegible. Ties between "more" and "less", or with "equal", resolve to equal
+    (t = 0.5); agreement is the winning answer's share of all answers, confidence the mean
+    over the legible answers (None where none was given). The rule of the benchmark's crowd
+    and of imported human labels alike."""
+    votes = {k: list(answers).count(k) for k in (MORE, LESS, EQUAL, ILLEGIBLE)}
+    if votes[ILLEGIBLE] * 2 > len(answers):
+        return None
+    top = max(votes[MORE], votes[LESS], votes[EQUAL])
+    winners = [k for k in (MORE, LESS, EQUAL) if votes[k] == top]
+    choice = winners[0] if len(winners) == 1 else EQUAL
+    legible = [c for a, c in zip(answers, confidences) if a != ILLEGIBLE and c is not None]
+    return dict(target=TARGET_OF[choice], agreement=votes[choice] / len(answers),
+                confidence=float(np.mean(legible)) if legible else None)
 
 
 def pair_rng(seed, *keys):

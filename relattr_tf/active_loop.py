@@ -1,0 +1,159 @@
+"""ATTIC's rounds: adversarial phase -> labelling package -> labels -> data directory -> the
+ranker retrained from its pretrained state -> evaluation, with the control carried over.
+
+    run_rounds(config, model_dir, options)
+
+Each round lives in <model_dir>/round-NN/:
+    adversarial/   the two-player run (control/, the ranker after the phase, eval_generated.json)
+    labelling/     the package for Label Studio or the CSV sheet (labelling.package)
+    crowd_export.json   the simulated crowd's answers, in Label Studio's export format
+    labels.json    the import's summary (written last: the round's labels are in the data)
+    ranker/        the ranker retrained on real + every labelled synthetic split so far
+Every stage is skipped when its output exists and resumes from its checkpoint otherwise, so a
+run killed at any moment and started again with the same command continues in its round.
+The accepted pairs go into --data_dir as image table and pair split
+<model_dir name>-<attribute>-rNN.
+"""
+import dataclasses
+import json
+import os
+
+from relattr_tf import config as config_lib
+from relattr_tf.config import ConfigError
+
+LABELERS = ("crowd", "auto", "human")
+LABELS_FILE = "labels.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopOptions:
+    rounds: int = 1
+    labeler: str = "crowd"  # crowd (offline), auto (labels from y) or human (Label Studio)
+    stop_after_export: bool = False
+    import_labels: str = ""  # answers for the first round still waiting for them
+    retrain: bool = True
+    crowd_seed: int = 0
+    command: str = ""
+
+
+def round_dir(model_dir, number):
+    return os.path.join(model_dir, f"round-{number:02d}")
+
+
+def synthetic_split(config, model_dir, number):
+    """The image table and pair split a round's accepted pairs go into."""
+    return f"{os.path.basename(os.path.normpath(model_dir))}-{config.family.attribute}-r" \
+           f"{number:02d}"
+
+
+def ranker_config(config, train_split):
+    """The plain ranker run of ATTIC's ranker settings (ranker_model, warm_start and the rest)."""
+    net = config.family
+    fields = {f.name for f in dataclasses.fields(config_lib.RankerConfig)}
+    family = config_lib.RankerConfig(**{k: getattr(net, k) for k in fields})
+    return dataclasses.replace(config, model=net.ranker_model,
+                               family=dataclasses.replace(family, train_split=train_split))
+
+
+def _labels_done(directory):
+    path = os.path.join(directory, LABELS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_package(config, adversarial_dir, package_dir, prefix):
+    """The adversarial run's T slots through its control and the decoder -> the package."""
+    from relattr_tf.labelling import package
+    from relattr_tf.training import attic, cvae
+    net = config.family
+    control, slots = attic.load_control(adversarial_dir)
+    decoder, info = cvae.load_generator(net.generator_dir)
+    images, y = attic.generate_pairs(control, decoder, slots, config.data.image_size)
+    return package.write_package(
+        package_dir, images, y, attribute=net.attribute,
+        generator_attribute=net.generator_attribute or net.attribute,
+        attribute_names=info["attributes"], prefix=prefix, image_urls=net.image_urls,
+        local_files_root=net.local_files_root)
+
+
+def label_round(config, directory, name, options, answers_file):
+    """Labels a round's package with the chosen labeler and imports them; returns the summary,
+    or None when people must label it first."""
+    from relattr_tf.labelling import package, simulated_crowd
+    net, data_dir = config.family, config.data.data_dir
+    package_dir = os.path.join(directory, "labelling")
+    if options.labeler == "auto" and not answers_file:
+        summary = package.auto_labels(package_dir, data_dir, name, command=options.command)
+    else:
+        if not answers_file and options.labeler == "crowd":
+            answers_file = os.path.join(directory, "crowd_export.json")
+            attribute = net.generator_attribute or net.attribute
+            if not simulated_crowd.can_label(attribute):
+                raise ConfigError(f"--labeler=crowd: the simulated crowd measures the embedded "
+                                  f"benchmark's attributes only, not {attribute!r}; use "
+                                  f"--labeler=human or auto")
+            simulated_crowd.write_crowd_export(package.read(package_dir), answers_file,
+                                               seed=options.crowd_seed)
+        if not answers_file:
+            return None
+        summary = package.import_labels(answers_file, package_dir, data_dir, name,
+                                        min_agreement=net.min_agreement,
+                                        min_confidence=net.min_confidence,
+                                        command=options.command)
+    with open(os.path.join(directory, LABELS_FILE), "w") as f:
+        json.dump(summary, f, indent=2)
+    print(package.summary_line(summary), flush=True)
+    return summary
+
+
+def human_instructions(package_dir, command):
+    return (f"labelling package written to {package_dir}: import tasks.json into a Label "
+            f"Studio project whose labelling config is labeling_config.xml (or fill in "
+            f"tasks.csv), export the annotations as JSON, then continue with:\n  {command} "
+            f"--import_labels=EXPORT.json")
+
+
+def run_rounds(config, model_dir, options):
+    """Runs (or continues) the rounds; returns {round: result dict}."""
+    from relattr_tf.training import run
+    if options.labeler not in LABELERS:
+        raise ConfigError(f"--labeler={options.labeler}: one of {', '.join(LABELERS)}")
+    run.ensure_data(config)
+    base_split = tuple(config.family.train_split)
+    labelled, results = [], {}
+    answers_file = options.import_labels
+    previous_adversarial = None
+    for number in range(1, options.rounds + 1):
+        directory = round_dir(model_dir, number)
+        name = synthetic_split(config, model_dir, number)
+        adversarial_dir = os.path.join(directory, "adversarial")
+        round_config = config.with_values(train_split=base_split + tuple(labelled),
+                                          control_from=previous_adversarial or
+                                          config.family.control_from)
+        print(f"round {number} of {options.rounds}: adversarial phase -> {adversarial_dir}",
+              flush=True)
+        generated = run.train_or_reuse(round_config, adversarial_dir)["generated"]
+        package_dir = os.path.join(directory, "labelling")
+        summary = _labels_done(directory)
+        if summary is None:
+            if not os.path.exists(os.path.join(package_dir, "pairs.json")):
+                write_package(round_config, adversarial_dir, package_dir, name)
+            if options.stop_after_export or (options.labeler == "human" and not answers_file):
+                print(human_instructions(package_dir, options.command), flush=True)
+                return results
+            summary = label_round(round_config, directory, name, options, answers_file)
+            answers_file = ""  # used by this round only
+        if summary["accepted"]:
+            labelled.append(name)
+        result = dict(round=number, labels=summary, generated=generated)
+        if options.retrain:
+            ranker_dir = os.path.join(directory, "ranker")
+            print(f"round {number}: retraining {config.family.ranker_model} on "
+                  f"{', '.join(base_split + tuple(labelled))} -> {ranker_dir}", flush=True)
+            result["evaluation"] = run.train_or_reuse(
+                ranker_config(config, base_split + tuple(labelled)), ranker_dir)
+        results[number] = result
+        previous_adversarial = adversarial_dir
+    return results

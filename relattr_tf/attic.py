@@ -1,0 +1,59 @@
+"""ATTIC: rounds of imagining hard pairs, having them labelled and retraining the ranker.
+
+    python -m relattr_tf.attic --flagfile=configs/attic_synth.flags
+    python -m relattr_tf.attic --flagfile=configs/attic_synth.flags --labeler=human
+        ... label <model_dir>/round-01/labelling in Label Studio, export JSON, then:
+    python -m relattr_tf.attic --flagfile=configs/attic_synth.flags --labeler=human \
+        --import_labels=export.json
+
+Each round: the adversarial phase (the ranker against the control net, through the frozen
+generator) -> the labelling package of its T pairs -> labels (the simulated crowd, labels
+from y, or people) -> the accepted pairs appended to --data_dir -> the ranker retrained from
+its pretrained state (--warm_start) on real + labelled pairs and evaluated. Rerunning the same
+command continues where it stopped. Same settings as relattr_tf.train (--model=attic).
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+import shlex
+import sys
+
+from absl import app, flags
+
+from relattr_tf import cli
+from relattr_tf import train  # defines the training flags
+
+flags.FLAGS.set_default("model", "attic")
+flags.DEFINE_integer("rounds", 1, "Rounds of generate -> label -> retrain.", lower_bound=1)
+flags.DEFINE_enum("labeler", "crowd", ["crowd", "auto", "human"],
+                  "Who labels the generated pairs: the simulated crowd (embedded benchmark), "
+                  "labels inferred from y (no labelling), or people (Label Studio / CSV).")
+flags.DEFINE_boolean("stop_after_export", False, "Stop once the round's labelling package is "
+                     "written (continue later with --import_labels).")
+flags.DEFINE_string("import_labels", "", "A Label Studio JSON export or a filled-in tasks.csv "
+                    "with the answers for the round waiting for labels.")
+flags.DEFINE_boolean("retrain", True, "Retrain the ranker from its pretrained state on real + "
+                     "labelled pairs after each round's labels.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from relattr_tf.config import ConfigError, family_of
+    if family_of(FLAGS.model) != "attic":
+        raise ConfigError(f"--model={FLAGS.model}: relattr_tf.attic runs --model=attic")
+    config = train.prepare()
+    from relattr_tf import active_loop
+    command = "python -m relattr_tf.attic " + " ".join(
+        shlex.quote(a) for a in sys.argv[1:] if not a.startswith(("--import_labels",
+                                                                   "--stop_after_export")))
+    options = active_loop.LoopOptions(
+        rounds=FLAGS.rounds, labeler=FLAGS.labeler, stop_after_export=FLAGS.stop_after_export,
+        import_labels=FLAGS.import_labels, retrain=FLAGS.retrain, crowd_seed=config.train.seed,
+        command=command)
+    active_loop.run_rounds(config, FLAGS.model_dir, options)
+
+
+if __name__ == "__main__":
+    cli.run(main, "relattr_tf.attic")
