@@ -55,6 +55,21 @@ def ranker_config(config, train_split):
                                family=dataclasses.replace(family, train_split=train_split))
 
 
+def with_real_budget(config, command=""):
+    """--real_pairs > 0: the first training split replaced by a seeded draw of that many of
+    its pairs (a split of its own in the data directory)."""
+    from relattr_tf.data import writer
+    net = config.family
+    if not net.real_pairs:
+        return config
+    first, *rest = net.train_split
+    split = first.partition(":")[0]
+    subset = f"{split}-n{net.real_pairs}-s{config.train.seed}"
+    writer.add_pair_subset(config.data.data_dir, net.attribute, split, subset, net.real_pairs,
+                           seed=config.train.seed, command=command)
+    return config.with_values(train_split=(subset, *rest), real_pairs=0)
+
+
 def _labels_done(directory):
     path = os.path.join(directory, LABELS_FILE)
     if not os.path.exists(path):
@@ -120,9 +135,17 @@ def run_rounds(config, model_dir, options):
     from relattr_tf.training import run
     if options.labeler not in LABELERS:
         raise ConfigError(f"--labeler={options.labeler}: one of {', '.join(LABELERS)}")
-    run.ensure_data(config)
-    base_split = tuple(config.family.train_split)
     labelled, results = [], {}
+    run.ensure_data(config)
+    config = with_real_budget(config, options.command)
+    base_split = tuple(config.family.train_split)
+    if not config.family.warm_start:
+        pretrained_dir = os.path.join(model_dir, "pretrained_ranker")
+        print(f"pretraining {config.family.ranker_model} on the real pairs "
+              f"({', '.join(base_split)}) -> {pretrained_dir}", flush=True)
+        results["pretrained"] = run.train_or_reuse(ranker_config(config, base_split),
+                                                   pretrained_dir)
+        config = config.with_values(warm_start=pretrained_dir)
     answers_file = options.import_labels
     previous_adversarial = None
     for number in range(1, options.rounds + 1):

@@ -243,6 +243,9 @@ class AtticConfig(RankerConfig):
     generated_weight: float = setting(1.0, "Weight of the ranker's loss on generated pairs "
                                       "beside its loss on the real and labelled pairs.",
                                       lower=0.0)
+    real_pairs: int = setting(0, "Real label budget: the loop draws this many pairs of the "
+                              "first --train_split (seeded) as its real pairs; 0 = all.",
+                              lower=0)
     min_agreement: float = setting(0.6, "Import: reject a pair whose majority answer has a "
                                    "smaller share of the answers.", lower=0.0, upper=1.0)
     min_confidence: float = setting(0.0, "Import: reject a pair whose mean confidence (0-1) is "
@@ -255,7 +258,7 @@ class AtticConfig(RankerConfig):
 
     OWN = ("ranker_model", "generator_dir", "generator_attribute", "slots", "control_units",
            "control_head_units", "control_lr", "control_lr_decay", "control_weight_decay",
-           "control_from", "generated_batch", "generated_weight", "min_agreement",
+           "control_from", "generated_batch", "generated_weight", "real_pairs", "min_agreement",
            "min_confidence", "image_urls", "local_files_root")
 
     def applies(self, model, name):

@@ -3,7 +3,7 @@ batch and initial weights; prints the largest weight difference as JSON. With --
 is a hand-written mean (the Keras 3 pitfall), which must show a difference. With
 --mixed_float16 the step runs under the float16 policy with the shared dynamic loss scale;
 --model=NAME checks another model (DACRL by default): any pair model, vgg16_scenes (the
-pretraining task) or cvae."""
+pretraining task), cvae or attic (both players' steps, an untrained generator)."""
 import json
 import sys
 
@@ -102,15 +102,24 @@ def main():
         if arg.startswith("--model="):
             model_name = arg.split("=", 1)[1]
     family = config_lib.family_of(model_name)
-    config = Config(model=model_name, data=DataConfig(image_size=32), train=TRAIN,
-                    family=FAMILY_SECTIONS[family])
+    if family == "attic":
+        import tempfile
+        from tests import attic_fixtures
+        generator = attic_fixtures.make_generator(tempfile.mkdtemp())
+        config = attic_fixtures.attic_config(generator, trunk_lr=0.5, head_lr=0.5,
+                                             control_lr=0.5)
+        config = config.with_values(optimizer="sgd", momentum=0.0, weight_decay=5e-3)
+    else:
+        config = Config(model=model_name, data=DataConfig(image_size=32), train=TRAIN,
+                        family=FAMILY_SECTIONS[family])
     if "--mixed_float16" in sys.argv:
         config = config.with_values(mixed_precision="mixed_float16")
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(0)
     task = make_task(config)
     model = task.build()
-    if config.model.startswith("deepstn"):
+    if config.model.startswith("deepstn") or getattr(config.family, "ranker_model",
+                                                      "").startswith("deepstn"):
         # Push every box's centre out of the image, so the pull-back penalty is in the step.
         fc = task.parts.groups["localizer"][0].get_layer("loc_fc2")
         kernel, bias = fc.get_weights()

@@ -13,6 +13,7 @@ files are deleted only after metadata.json points at the new ones.
 import hashlib
 import time
 
+import numpy as np
 import tensorflow as tf
 
 from relattr_tf.data import schema
@@ -110,3 +111,30 @@ def add_to_data_dir(data_dir, *, images=(), table=None, pairs=(), image_tables=N
         if tf.io.gfile.exists(path):
             tf.io.gfile.remove(path)
     return meta
+
+
+def add_pair_subset(data_dir, attribute, split, new_split, count, seed=0, command=""):
+    """Adds split `new_split`: `count` pairs of `split` drawn at random (seeded), same images
+    (a smaller real label budget). An existing split of that name with the same count is kept.
+    Returns its pair count."""
+    from relattr_tf.data.images import read_records
+    meta = schema.read_metadata(data_dir)
+    existing = meta.get("splits", {}).get(attribute, {}).get(new_split)
+    if existing and existing["pairs"] == count:
+        return count
+    entry = schema.pair_split(meta, data_dir, attribute, split)
+    if count > entry["pairs"]:
+        raise schema.DataError(f"{schema.metadata_path(data_dir)}: {attribute}/{split} has "
+                               f"{entry['pairs']} pairs, fewer than the {count} asked for")
+    records = [schema.decode_record(r.numpy()) for r in
+               read_records(schema.shard_paths(data_dir, entry, f"{attribute}/{split}"))]
+    records.sort(key=lambda r: (r[schema.ID_A], r[schema.ID_B], r[schema.TARGET]))
+    chosen = np.random.default_rng([seed, count]).permutation(len(records))[:count]
+    known = lambda x: None if x is None or x == schema.UNKNOWN else x
+    pairs = [dict(id_a=r[schema.ID_A], id_b=r[schema.ID_B], attribute=attribute,
+                  target=r[schema.TARGET], source=r["source"], split=new_split,
+                  agreement=known(r[schema.AGREEMENT]), confidence=known(r[schema.CONFIDENCE]),
+                  true_target=known(r[schema.TRUE_TARGET]))
+             for r in (records[i] for i in sorted(chosen))]
+    add_to_data_dir(data_dir, pairs=pairs, image_tables=entry["image_tables"], command=command)
+    return count

@@ -1,0 +1,33 @@
+"""Small stand-ins for ATTIC's tests: a generator artifact with an untrained decoder (its
+shapes, statistics and files as training writes them), and a tiny ATTIC config."""
+import numpy as np
+
+from relattr_tf.config import AtticConfig, Config, DataConfig, TrainConfig
+
+ATTRIBUTES = ("brightness", "tilt")  # conftest's tiny benchmark
+
+
+def make_generator(directory, attributes=ATTRIBUTES, image_size=32, z_size=4, seed=0):
+    """An untrained Attribute2Image decoder saved as the generator artifact; returns it."""
+    from relattr_tf.models import cvae
+    from relattr_tf.training.cvae import save_generator
+    decoder = cvae.build_decoder(image_size, len(attributes), z_size, width=0.0625, seed=seed)
+    count = len(attributes)
+    statistics = dict(names=list(attributes), mean=[0.5] * count, std=[0.2] * count,
+                      min=[0.0] * count, max=[1.0] * count, images=100)
+    cvae.set_strength_statistics(decoder, np.asarray(statistics["mean"], np.float32),
+                                 np.asarray(statistics["std"], np.float32))
+    save_generator(decoder, str(directory), statistics, z_size, image_size)
+    return str(directory)
+
+
+def attic_config(generator_dir, data_dir="unused", **values):
+    """A tiny ATTIC config: a crop-only DeepSTN at 1/16 width against a small control net."""
+    family = AtticConfig(ranker_model="deepstn_crop", generator_dir=generator_dir, width=0.0625,
+                         slots=16, generated_batch=4, control_units=16, control_head_units=8,
+                         trunk_lr=0.05, head_lr=0.05, control_lr=0.05, attribute="brightness")
+    train = TrainConfig(optimizer="sgd", momentum=0.0, weight_decay=5e-3, lr_drop_epochs=(),
+                        seed=0)
+    config = Config(model="attic", data=DataConfig(data_dir=data_dir, image_size=32),
+                    train=train, family=family)
+    return config.with_values(**values) if values else config
