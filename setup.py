@@ -23,6 +23,7 @@ setuptools.setup(
         "scipy>=1.13",
         "h5py>=3.10",
         "pillow>=10",
+        "matplotlib>=3.8",  # the ATTIC learning-curve plot
     ],
     extras_require={
         "test": ["pytest>=8"],

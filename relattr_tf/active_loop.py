@@ -34,16 +34,17 @@ class LoopOptions:
     retrain: bool = True
     crowd_seed: int = 0
     command: str = ""
+    split_prefix: str = ""  # names of the appended splits ('' = the model_dir's name)
 
 
 def round_dir(model_dir, number):
     return os.path.join(model_dir, f"round-{number:02d}")
 
 
-def synthetic_split(config, model_dir, number):
+def synthetic_split(config, model_dir, number, prefix=""):
     """The image table and pair split a round's accepted pairs go into."""
-    return f"{os.path.basename(os.path.normpath(model_dir))}-{config.family.attribute}-r" \
-           f"{number:02d}"
+    prefix = prefix or os.path.basename(os.path.normpath(model_dir))
+    return f"{prefix}-{config.family.attribute}-r{number:02d}"
 
 
 def ranker_config(config, train_split):
@@ -150,7 +151,7 @@ def run_rounds(config, model_dir, options):
     previous_adversarial = None
     for number in range(1, options.rounds + 1):
         directory = round_dir(model_dir, number)
-        name = synthetic_split(config, model_dir, number)
+        name = synthetic_split(config, model_dir, number, options.split_prefix)
         adversarial_dir = os.path.join(directory, "adversarial")
         round_config = config.with_values(train_split=base_split + tuple(labelled),
                                           control_from=previous_adversarial or

@@ -57,9 +57,9 @@ def sweep(decoder, info, attribute, steps, samples, rng, batch_size=256):
     return requested.reshape(samples, steps), images.reshape(samples, steps, size, size, 3)
 
 
-def step_pairs(decoder, info, attribute, count, rng, batch_size=256):
-    """(requested steps (count,), images a, images b) with only `attribute` changed."""
-    from relattr_tf.training.cvae import decode_images
+def step_strengths(info, attribute, count, rng):
+    """(y_a, y_b) (count, len(attributes)): random strengths, then `attribute` alone changed
+    by a fine-grained step (|step| uniform in FINE_DIFFERENCE x its scale, either sign)."""
     k = info["attributes"].index(attribute)
     scale = attributes.BY_NAME[attribute].scale
     low, high = _ranges(info)
@@ -71,6 +71,14 @@ def step_pairs(decoder, info, attribute, count, rng, batch_size=256):
     y_a[:, k] = np.clip(y_a[:, k], low[k] - np.minimum(step, 0), high[k] - np.maximum(step, 0))
     y_b = y_a.copy()
     y_b[:, k] = y_a[:, k] + step
+    return y_a, y_b
+
+
+def step_pairs(decoder, info, attribute, count, rng, batch_size=256):
+    """(requested steps (count,), images a, images b) with only `attribute` changed."""
+    from relattr_tf.training.cvae import decode_images
+    k = info["attributes"].index(attribute)
+    y_a, y_b = step_strengths(info, attribute, count, rng)
     z = rng.normal(size=(count, info["z_size"]))
     return (y_a[:, k] - y_b[:, k], decode_images(decoder, y_a, z, batch_size),
             decode_images(decoder, y_b, z, batch_size))

@@ -1,5 +1,7 @@
 """Small stand-ins for ATTIC's tests: a generator artifact with an untrained decoder (its
 shapes, statistics and files as training writes them), and a tiny ATTIC config."""
+import os
+
 import numpy as np
 
 from relattr_tf.config import AtticConfig, Config, DataConfig, TrainConfig
@@ -7,8 +9,11 @@ from relattr_tf.config import AtticConfig, Config, DataConfig, TrainConfig
 ATTRIBUTES = ("brightness", "tilt")  # conftest's tiny benchmark
 
 
-def make_generator(directory, attributes=ATTRIBUTES, image_size=32, z_size=4, seed=0):
-    """An untrained Attribute2Image decoder saved as the generator artifact; returns it."""
+def make_generator(directory, attributes=ATTRIBUTES, image_size=32, z_size=4, seed=0,
+                   data_dir=None):
+    """An untrained Attribute2Image decoder saved as the generator artifact; returns it. With
+    data_dir, the parent folder gets the config.json of a CVAE run on its generator table (the
+    images Real+ draws pseudo pairs from)."""
     from relattr_tf.models import cvae
     from relattr_tf.training.cvae import save_generator
     decoder = cvae.build_decoder(image_size, len(attributes), z_size, width=0.0625, seed=seed)
@@ -18,6 +23,13 @@ def make_generator(directory, attributes=ATTRIBUTES, image_size=32, z_size=4, se
     cvae.set_strength_statistics(decoder, np.asarray(statistics["mean"], np.float32),
                                  np.asarray(statistics["std"], np.float32))
     save_generator(decoder, str(directory), statistics, z_size, image_size)
+    if data_dir:
+        from relattr_tf.config import CONFIG_FILE, GeneratorConfig
+        config = Config(model="cvae", data=DataConfig(data_dir=str(data_dir)),
+                        family=GeneratorConfig(image_table="generator", z_size=z_size))
+        with open(os.path.join(os.path.dirname(str(directory).rstrip("/")), CONFIG_FILE),
+                  "w") as f:
+            f.write(config.to_json())
     return str(directory)
 
 

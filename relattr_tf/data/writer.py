@@ -114,8 +114,8 @@ def add_to_data_dir(data_dir, *, images=(), table=None, pairs=(), image_tables=N
 
 
 def add_pair_subset(data_dir, attribute, split, new_split, count, seed=0, command=""):
-    """Adds split `new_split`: `count` pairs of `split` drawn at random (seeded), same images
-    (a smaller real label budget). An existing split of that name with the same count is kept.
+    """Adds split `new_split`: `count` pairs of `split` drawn at random (seeded, nested: the
+    first `count` of one permutation), same images (a smaller real label budget). An existing split of that name with the same count is kept.
     Returns its pair count."""
     from relattr_tf.data.images import read_records
     meta = schema.read_metadata(data_dir)
@@ -129,7 +129,8 @@ def add_pair_subset(data_dir, attribute, split, new_split, count, seed=0, comman
     records = [schema.decode_record(r.numpy()) for r in
                read_records(schema.shard_paths(data_dir, entry, f"{attribute}/{split}"))]
     records.sort(key=lambda r: (r[schema.ID_A], r[schema.ID_B], r[schema.TARGET]))
-    chosen = np.random.default_rng([seed, count]).permutation(len(records))[:count]
+    # One permutation per seed: a smaller budget's pairs are part of every larger one's.
+    chosen = np.random.default_rng(seed).permutation(len(records))[:count]
     known = lambda x: None if x is None or x == schema.UNKNOWN else x
     pairs = [dict(id_a=r[schema.ID_A], id_b=r[schema.ID_B], attribute=attribute,
                   target=r[schema.TARGET], source=r["source"], split=new_split,

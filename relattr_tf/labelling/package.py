@@ -22,7 +22,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from relattr_tf.data import schema, writer
+from relattr_tf.data import writer
 from relattr_tf.data.synthetic import crowd as crowd_lib
 from relattr_tf.labelling import label_studio, simulated_crowd
 

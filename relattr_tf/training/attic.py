@@ -34,7 +34,7 @@ from keras import ops
 
 from relattr_tf.config import ConfigError
 from relattr_tf.models import control as control_lib
-from relattr_tf.training import callbacks, cvae as cvae_lib, export, optimizers, ranker, task
+from relattr_tf.training import callbacks, cvae as cvae_lib, export, ranker, task
 
 CONTROL_DIR = "control"
 CONTROL_FILE = "control.keras"
