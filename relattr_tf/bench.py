@@ -32,8 +32,12 @@ from absl import flags  # noqa: E402
 from relattr_tf import cli  # noqa: E402
 
 flags.DEFINE_boolean("quick", False, "Width 0.25 at 64 px only, fewer steps.")
-flags.DEFINE_list("only", ["env", "peak", "models", "replicas", "reader", "beam"],
+flags.DEFINE_list("only", ["env", "peak", "models", "replicas", "attic", "reader", "beam"],
                   "Which measurements.")
+flags.DEFINE_string("generator_dir", "", "ATTIC step: a generator artifact ('' = an untrained "
+                    "decoder of configs/cvae_synth.flags' size).")
+flags.DEFINE_integer("generated_batch", 12, "ATTIC step: generated pairs per step.",
+                     lower_bound=1)
 flags.DEFINE_list("models", ["dacrl", "ranknet", "deepstn"], "Pair models to time.")
 flags.DEFINE_list("sizes", ["64", "112"], "Image sizes.")
 flags.DEFINE_list("widths", ["1", "0.25"], "VGG16 width multipliers.")
@@ -170,6 +174,37 @@ def build_ranker(model, size, width, policy, jit_compile, steps_per_execution=1,
                           steps_per_execution=steps_per_execution)
     keras.mixed_precision.set_global_policy("float32")
     return ranker
+
+
+def time_attic_step(size, width, steps, batch_size, generated_batch, generator_dir=""):
+    """Seconds per ATTIC two-player step (control step + ranker step on batch_size real and
+    generated_batch generated pairs) and per plain DeepSTN step on the same real batch, timed
+    one after the other in this process."""
+    import keras
+    from relattr_tf.config import AtticConfig, Config, DataConfig, TrainConfig
+    from relattr_tf.training import attic, run
+    with tempfile.TemporaryDirectory() as tmp:
+        if not generator_dir:
+            from relattr_tf.models import cvae
+            from relattr_tf.training.cvae import save_generator
+            names = ["brightness", "warmth", "contrast", "size", "elongation", "pointy",
+                     "stripes", "tilt"]
+            decoder = cvae.build_decoder(64, len(names), 64, width=0.25, seed=0)
+            generator_dir = os.path.join(tmp, "generator")
+            save_generator(decoder, generator_dir, dict(
+                names=names, mean=[0.5] * 8, std=[0.2] * 8, min=[0.0] * 8, max=[1.0] * 8),
+                64, 64)
+        config = Config(model="attic", data=DataConfig(image_size=size), train=TrainConfig(),
+                        family=AtticConfig(width=width, generator_dir=generator_dir,
+                                           generated_batch=generated_batch))
+        task = attic.AtticTask(config)
+        model = task.build()
+        run.compile_model(model, task, config, steps_per_epoch=1000)
+        two_player = time_training(model, batch_size, size, steps)[0]
+        keras.backend.clear_session()
+        plain = build_ranker("deepstn", size, width, "float32", False)
+        ranker_only = time_training(plain, batch_size, size, steps)[0]
+    return batch_size / two_player, batch_size / ranker_only
 
 
 def forward_flops_per_pair(network, size):
@@ -349,6 +384,16 @@ def main(argv):
              speedup=round(two / one, 2),
              note=("logical CPU devices share the same cores: exercises the code, says nothing "
                    "about scaling") if "CPU" in devices[0] else "")
+    if "attic" in FLAGS.only:
+        width, size = widths[-1], sizes[0]
+        both, ranker_only = time_attic_step(size, width, steps, FLAGS.batch_size,
+                                            FLAGS.generated_batch, FLAGS.generator_dir)
+        emit(measurement="attic_step", ranker="deepstn", size=size, width=width,
+             real_batch=FLAGS.batch_size, generated_batch=FLAGS.generated_batch,
+             seconds_per_two_player_step=round(both, 3),
+             seconds_per_ranker_step=round(ranker_only, 3),
+             ratio=round(both / ranker_only, 2), steps=steps,
+             generator=FLAGS.generator_dir or "untrained, configs/cvae_synth.flags' size")
     if "reader" in FLAGS.only:
         data_dir = FLAGS.data_dir
         with tempfile.TemporaryDirectory() as tmp:

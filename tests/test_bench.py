@@ -8,7 +8,7 @@ from tests.cli import run_module
 
 
 def test_bench_reports_models_peak_replicas_reader_and_memory(tiny_data_dir):
-    proc = run_module("relattr_tf.bench", "--only=env,peak,models,replicas,reader",
+    proc = run_module("relattr_tf.bench", "--only=env,peak,models,replicas,attic,reader",
                       "--models=ranknet,dacrl", "--sizes=32", "--widths=0.125", "--steps=3",
                       "--cpu_devices=2", f"--data_dir={tiny_data_dir}")
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -19,6 +19,9 @@ def test_bench_reports_models_peak_replicas_reader_and_memory(tiny_data_dir):
     peak = by_kind["peak"][0]
     assert peak["matmul_gflops_per_s"] > 1 and peak["datasheet_gflops_per_s"] is None  # a CPU
     assert [m["model"] for m in by_kind["model"]] == ["ranknet", "dacrl"]
+    attic = by_kind["attic_step"][0]  # ATTIC's two-player step beside DeepSTN's own
+    assert attic["seconds_per_two_player_step"] > 0 and attic["seconds_per_ranker_step"] > 0
+    assert attic["size"] == 32 and attic["generated_batch"] == 12
     ranknet, dacrl = by_kind["model"]
     assert dacrl["forward_gflops_per_pair"] > ranknet["forward_gflops_per_pair"] > 0
     for m in by_kind["model"]:
