@@ -41,10 +41,37 @@ def round_dir(model_dir, number):
     return os.path.join(model_dir, f"round-{number:02d}")
 
 
+def run_prefix(model_dir):
+    """A name for a run's appended splits: its folder's name and a hash of its path, so two
+    runs in folders of the same name never write the same split."""
+    import hashlib
+    path = os.path.abspath(os.path.normpath(model_dir))
+    return f"{os.path.basename(path)}-{hashlib.sha1(path.encode()).hexdigest()[:6]}"
+
+
 def synthetic_split(config, model_dir, number, prefix=""):
     """The image table and pair split a round's accepted pairs go into."""
-    prefix = prefix or os.path.basename(os.path.normpath(model_dir))
+    prefix = prefix or run_prefix(model_dir)
     return f"{prefix}-{config.family.attribute}-r{number:02d}"
+
+
+def mixed_splits(config, real, synthetic):
+    """--train_split entries that draw every pair alike (each split weighted by its pair
+    count), labelled synthetic pairs --synthetic_weight times as likely as real ones."""
+    from relattr_tf.data import pipeline, schema
+    meta = schema.read_metadata(config.data.data_dir)
+    def weight(split, factor):
+        count = pipeline.pair_count(meta, config.data.data_dir, config.family.attribute, [split])
+        return f"{split}:{factor * count:g}"
+    return tuple(weight(s, 1.0) for s in real) + tuple(
+        weight(s, config.family.synthetic_weight) for s in synthetic)
+
+
+def write_json(path, value):
+    """Written beside, then renamed: a kill never leaves half a file."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 def ranker_config(config, train_split):
@@ -64,11 +91,11 @@ def with_real_budget(config, command=""):
     if not net.real_pairs:
         return config
     first, *rest = net.train_split
-    split = first.partition(":")[0]
+    split, colon, weight = first.partition(":")
     subset = f"{split}-n{net.real_pairs}-s{config.train.seed}"
     writer.add_pair_subset(config.data.data_dir, net.attribute, split, subset, net.real_pairs,
                            seed=config.train.seed, command=command)
-    return config.with_values(train_split=(subset, *rest), real_pairs=0)
+    return config.with_values(train_split=(subset + colon + weight, *rest), real_pairs=0)
 
 
 def _labels_done(directory):
@@ -86,7 +113,8 @@ def write_package(config, adversarial_dir, package_dir, prefix):
     net = config.family
     control, slots = attic.load_control(adversarial_dir)
     decoder, info = cvae.load_generator(net.generator_dir)
-    images, y = attic.generate_pairs(control, decoder, slots, config.data.image_size)
+    images, y = attic.generate_pairs(control, decoder, slots, config.data.image_size,
+                                     training=True)
     return package.write_package(
         package_dir, images, y, attribute=net.attribute,
         generator_attribute=net.generator_attribute or net.attribute,
@@ -118,8 +146,7 @@ def label_round(config, directory, name, options, answers_file):
                                         min_agreement=net.min_agreement,
                                         min_confidence=net.min_confidence,
                                         command=options.command)
-    with open(os.path.join(directory, LABELS_FILE), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json(os.path.join(directory, LABELS_FILE), summary)
     print(package.summary_line(summary), flush=True)
     return summary
 
@@ -139,13 +166,13 @@ def run_rounds(config, model_dir, options):
     labelled, results = [], {}
     run.ensure_data(config)
     config = with_real_budget(config, options.command)
-    base_split = tuple(config.family.train_split)
+    base_split = tuple(s.partition(":")[0] for s in config.family.train_split)
     if not config.family.warm_start:
         pretrained_dir = os.path.join(model_dir, "pretrained_ranker")
         print(f"pretraining {config.family.ranker_model} on the real pairs "
               f"({', '.join(base_split)}) -> {pretrained_dir}", flush=True)
-        results["pretrained"] = run.train_or_reuse(ranker_config(config, base_split),
-                                                   pretrained_dir)
+        results["pretrained"] = run.train_or_reuse(
+            ranker_config(config, mixed_splits(config, base_split, [])), pretrained_dir)
         config = config.with_values(warm_start=pretrained_dir)
     answers_file = options.import_labels
     previous_adversarial = None
@@ -153,7 +180,8 @@ def run_rounds(config, model_dir, options):
         directory = round_dir(model_dir, number)
         name = synthetic_split(config, model_dir, number, options.split_prefix)
         adversarial_dir = os.path.join(directory, "adversarial")
-        round_config = config.with_values(train_split=base_split + tuple(labelled),
+        round_config = config.with_values(train_split=mixed_splits(config, base_split,
+                                                                   labelled),
                                           control_from=previous_adversarial or
                                           config.family.control_from)
         print(f"round {number} of {options.rounds}: adversarial phase -> {adversarial_dir}",
@@ -164,7 +192,7 @@ def run_rounds(config, model_dir, options):
         if summary is None:
             if not os.path.exists(os.path.join(package_dir, "pairs.json")):
                 write_package(round_config, adversarial_dir, package_dir, name)
-            if options.stop_after_export or (options.labeler == "human" and not answers_file):
+            if not answers_file and (options.stop_after_export or options.labeler == "human"):
                 print(human_instructions(package_dir, options.command), flush=True)
                 return results
             summary = label_round(round_config, directory, name, options, answers_file)
@@ -174,10 +202,10 @@ def run_rounds(config, model_dir, options):
         result = dict(round=number, labels=summary, generated=generated)
         if options.retrain:
             ranker_dir = os.path.join(directory, "ranker")
+            splits = mixed_splits(config, base_split, labelled)
             print(f"round {number}: retraining {config.family.ranker_model} on "
-                  f"{', '.join(base_split + tuple(labelled))} -> {ranker_dir}", flush=True)
-            result["evaluation"] = run.train_or_reuse(
-                ranker_config(config, base_split + tuple(labelled)), ranker_dir)
+                  f"{', '.join(splits)} -> {ranker_dir}", flush=True)
+            result["evaluation"] = run.train_or_reuse(ranker_config(config, splits), ranker_dir)
         results[number] = result
         previous_adversarial = adversarial_dir
     return results

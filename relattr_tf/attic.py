@@ -28,8 +28,9 @@ flags.DEFINE_integer("rounds", 1, "Rounds of generate -> label -> retrain.", low
 flags.DEFINE_enum("labeler", "crowd", ["crowd", "auto", "human"],
                   "Who labels the generated pairs: the simulated crowd (embedded benchmark), "
                   "labels inferred from y (no labelling), or people (Label Studio / CSV).")
-flags.DEFINE_boolean("stop_after_export", False, "Stop once the round's labelling package is "
-                     "written (continue later with --import_labels).")
+flags.DEFINE_boolean("stop_after_export", False, "Stop once a round's labelling package is "
+                     "written; the same command with --import_labels imports its answers and "
+                     "goes on to the next round's package.")
 flags.DEFINE_string("import_labels", "", "A Label Studio JSON export or a filled-in tasks.csv "
                     "with the answers for the round waiting for labels.")
 flags.DEFINE_boolean("retrain", True, "Retrain the ranker from its pretrained state on real + "
@@ -46,8 +47,7 @@ def main(argv):
     config = train.prepare()
     from relattr_tf import active_loop
     command = "python -m relattr_tf.attic " + " ".join(
-        shlex.quote(a) for a in sys.argv[1:] if not a.startswith(("--import_labels",
-                                                                   "--stop_after_export")))
+        shlex.quote(a) for a in sys.argv[1:] if not a.startswith("--import_labels"))
     options = active_loop.LoopOptions(
         rounds=FLAGS.rounds, labeler=FLAGS.labeler, stop_after_export=FLAGS.stop_after_export,
         import_labels=FLAGS.import_labels, retrain=FLAGS.retrain, crowd_seed=config.train.seed,

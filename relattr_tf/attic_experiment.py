@@ -15,7 +15,11 @@ the same epochs on its own training set (--real_pairs is n; R = --rounds, T = n 
                       policy (a fine-grained step, the rest fixed), labelled like ATTIC's
     attic             n/2 real + n/2 pairs from ATTIC's rounds (the active loop)
   Auto block (2n pairs, n labels): the n real pairs + n generated pairs labelled by their y
-    (semantic_jitter: the policy's step; attic: y^A vs y^B of the last round's control)
+    (semantic_jitter: the policy's step; attic: y^A vs y^B of round 1's control, the one
+    trained before any label was spent, on fresh q's)
+
+Mini-batches draw every pair alike (each split weighted by its pair count), so a method's
+training set is what the table says whatever the sizes of its parts.
 
 The curve: after each round r (labels spent n/2 + r T), the accuracy of real (that many real
 pairs), semantic_jitter and attic, and each one's gain over real at the same labels.
@@ -51,9 +55,8 @@ class Cell:
 
     @property
     def prefix(self):  # the data directory's appended splits of this experiment and cell
-        experiment = os.path.basename(os.path.dirname(os.path.dirname(
-            os.path.normpath(self.directory))))
-        return f"{experiment}-s{self.config.train.seed}"
+        experiment = os.path.dirname(os.path.dirname(os.path.normpath(self.directory)))
+        return f"{active_loop.run_prefix(experiment)}-s{self.config.train.seed}"
 
     @property
     def n(self):
@@ -77,9 +80,12 @@ def _real_split(cell, count):
     return name
 
 
-def _train_ranker(cell, name, splits):
+def _train_ranker(cell, name, real, extra=()):
+    """A ranker from the pretrained state on the real splits and the extra (synthetic,
+    pseudo, jittered) ones, every pair alike (--synthetic_weight scales the extra ones)."""
     from relattr_tf.training import run
-    config = active_loop.ranker_config(cell.config, tuple(splits)).with_values(
+    splits = active_loop.mixed_splits(cell.config, real, [s for s in extra if s])
+    config = active_loop.ranker_config(cell.config, splits).with_values(
         warm_start=os.path.join(cell.directory, "attic", "pretrained_ranker"))
     results = run.train_or_reuse(config, os.path.join(cell.directory, name))
     return _accuracy(results, config.family.eval_split[0])
@@ -146,8 +152,7 @@ def _labelled(cell, directory, name, auto=False):
                                             name, min_agreement=net.min_agreement,
                                             min_confidence=net.min_confidence,
                                             command=cell.command)
-        with open(done, "w") as f:
-            json.dump(summary, f, indent=2)
+        active_loop.write_json(done, summary)
     with open(done) as f:
         return name if json.load(f)["accepted"] else None
 
@@ -280,35 +285,36 @@ def run_cell(cell):
                                                 f"round-{r:02d}"), images, y, info, name)
         sj_splits += [s for s in [_labelled(cell, directory, name)] if s]
         curve.append(("semantic_jitter", r, labels, _train_ranker(
-            cell, f"semantic_jitter-r{r:02d}", [_real_split(cell, half)] + sj_splits)))
+            cell, f"semantic_jitter-r{r:02d}", [_real_split(cell, half)], sj_splits)))
         attic_splits.append(loop[r]["labels"]["name"])
     real_n = _real_split(cell, cell.n)
     last = lambda method: [c for c in curve if c[0] == method][-1]
     normal = {"real": last("real")[3] if last("real")[2] == cell.n else
               _train_ranker(cell, "real", [real_n]),
               "attic": last("attic")[3], "semantic_jitter": last("semantic_jitter")[3],
-              "real_plus": _train_ranker(cell, "real_plus",
-                                         [real_n, real_plus_split(cell, cell.n)]),
-              "jitter": _train_ranker(cell, "jitter", [real_n, jitter_split(cell, real_n)])}
+              "real_plus": _train_ranker(cell, "real_plus", [real_n],
+                                         [real_plus_split(cell, cell.n)]),
+              "jitter": _train_ranker(cell, "jitter", [real_n], [jitter_split(cell, real_n)])}
     # Auto: n generated pairs each, labelled by their y.
     images, y, info = semantic_jitter_pairs(cell, cell.n, "auto")
     name = f"{cell.prefix}-sj-{net.attribute}-auto"
     directory = _package(cell, os.path.join(cell.directory, "semantic_jitter", "auto"), images,
                          y, info, name)
     auto = {"real": normal["real"],
-            "semantic_jitter": _train_ranker(cell, "semantic_jitter-auto",
-                                             [real_n, _labelled(cell, directory, name, True)])}
-    last = os.path.join(cell.directory, "attic", f"round-{cell.rounds:02d}", "adversarial")
-    control, _ = attic_lib.load_control(last)
+            "semantic_jitter": _train_ranker(cell, "semantic_jitter-auto", [real_n],
+                                             [_labelled(cell, directory, name, True)])}
+    # Round 1's control: trained against the pretrained ranker, before any label was spent.
+    control, _ = attic_lib.load_control(os.path.join(cell.directory, "attic", "round-01",
+                                                     "adversarial"))
     decoder, info = _generator(cell)
     fresh = np.random.default_rng([seed, 17]).normal(size=(cell.n, 2 * info["z_size"]))
     images, y = attic_lib.generate_pairs(control, decoder, fresh.astype(np.float32),
-                                         cell.config.data.image_size)
+                                         cell.config.data.image_size, training=True)
     name = f"{cell.prefix}-attic-{net.attribute}-auto"
     directory = _package(cell, os.path.join(cell.directory, "attic", "auto"), images, y, info,
                          name)
-    auto["attic"] = _train_ranker(cell, "attic-auto",
-                                  [real_n, _labelled(cell, directory, name, True)])
+    auto["attic"] = _train_ranker(cell, "attic-auto", [real_n],
+                                  [_labelled(cell, directory, name, True)])
     return dict(normal=normal, auto=auto, curve=curve)
 
 
@@ -392,6 +398,7 @@ def run_experiment(config, model_dir, attributes, seeds, rounds, command=""):
     from relattr_tf.training import run
     started = time.time()
     run.ensure_data(config)
+    data_hash = pipeline.data_hash(config.data.data_dir)  # before the experiment adds splits
     cells = {}
     for attribute in attributes:
         for seed in seeds:
@@ -401,7 +408,7 @@ def run_experiment(config, model_dir, attributes, seeds, rounds, command=""):
             cells[(attribute, seed)] = run_cell(cell)
     n, net = config.family.real_pairs, config.family
     header = (f"Command: `{command}`  \nData: {config.data.data_dir} (sha256 "
-              f"{pipeline.data_hash(config.data.data_dir)[:16]}), evaluated on "
+              f"{data_hash[:16]} before the experiment added its splits), evaluated on "
               f"{net.eval_split[0]}; label budget n = {n}, {rounds} round(s) of {n // (2 * rounds)}"
               f" pairs; seeds {', '.join(map(str, seeds))}; accuracy in % (mean ± std over "
               f"seeds)  \nRuns: {(time.time() - started) / 60:.1f} min on "

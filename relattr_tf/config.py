@@ -239,9 +239,13 @@ class AtticConfig(RankerConfig):
     control_from: str = setting("", "A finished ATTIC model_dir whose control net and slots "
                                 "start this one (the loop carries them over between rounds).")
     generated_batch: int = setting(8, "Freshly generated pairs per step (global batch), "
-                                   "labelled from y^A vs y^B for the ranker.", lower=0)
+                                   "labelled from y^A vs y^B for the ranker.", lower=1)
     generated_weight: float = setting(1.0, "Weight of the ranker's loss on generated pairs "
                                       "beside its loss on the real and labelled pairs.",
+                                      lower=0.0)
+    synthetic_weight: float = setting(1.0, "The loop's mini-batches: how likely a labelled "
+                                      "synthetic pair is drawn beside a real one (1 = every "
+                                      "pair alike, so splits mix in proportion to their size).",
                                       lower=0.0)
     real_pairs: int = setting(0, "Real label budget: the loop draws this many pairs of the "
                               "first --train_split (seeded) as its real pairs; 0 = all.",
@@ -258,7 +262,8 @@ class AtticConfig(RankerConfig):
 
     OWN = ("ranker_model", "generator_dir", "generator_attribute", "slots", "control_units",
            "control_head_units", "control_lr", "control_lr_decay", "control_weight_decay",
-           "control_from", "generated_batch", "generated_weight", "real_pairs", "min_agreement",
+           "control_from", "generated_batch", "generated_weight", "synthetic_weight",
+           "real_pairs", "min_agreement",
            "min_confidence", "image_urls", "local_files_root")
 
     def applies(self, model, name):

@@ -175,6 +175,12 @@ RATING = lambda r: {"from_name": "confidence", "type": "rating", "to_name": "ima
     ([_task("p1", [PAIRWISE("left"), CHOICE("equal")])], "two answers (more, equal)"),
     ([_task("p1", [RATING(2)])], "an annotation without an answer"),
     ({"not": "a list"}, "not a Label Studio JSON export"),
+    ([{"id": 7, "data": {"pair_id": ["p1"]}}], "task 7: unknown pair_id ['p1']"),
+    ([{"id": 7, "data": {"pair_id": "p1"}, "annotations": [1]}],
+     "'annotations' is not a list of annotation objects"),
+    ([_task("p1", ["left"])], "'result' is not a list of result objects"),
+    ([_task("p1", [{"from_name": "comparison", "type": "pairwise", "value": {
+        "selected": ["left"]}}])], "pairwise answer ['left'] is not left or right"),
 ])
 def test_a_bad_export_is_one_line_naming_the_file_and_task(tmp_path, tasks, message):
     path = _export(tmp_path, tasks)

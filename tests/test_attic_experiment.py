@@ -83,10 +83,13 @@ def test_each_method_trained_on_its_own_label_budget(experiment):
     assert set(half[schema.ID_A]) <= set(real[schema.ID_A])  # nested draws
     cell = os.path.join(experiment["model_dir"], "brightness", "seed-0")
     config = lambda run: json.load(open(os.path.join(cell, run, "config.json")))["ranker"]
-    assert config("real-r01")["train_split"] == ["train-n16-s0"]
-    assert config("semantic_jitter-r01")["train_split"][0] == "train-n8-s0"
+    assert config("real-r01")["train_split"] == ["train-n16-s0:16"]
+    real, synthetic = config("semantic_jitter-r01")["train_split"]
+    assert real == "train-n8-s0:8"  # every pair alike: each split weighted by its size
+    name, weight = synthetic.split(":")
+    assert float(weight) == splits[name]["pairs"] and "-sj-brightness-r01" in name
     assert len(config("real_plus")["train_split"]) == 2
-    jitter = config("jitter")["train_split"][1]
+    jitter = config("jitter")["train_split"][1].split(":")[0]
     assert splits[jitter]["pairs"] == 16  # a jittered copy of each real pair
     attic_split = [s for s in splits if s.endswith("attic-brightness-r01")][0]
     assert splits[attic_split]["pairs"] <= 8
@@ -120,7 +123,7 @@ def test_jitter_moves_pixels_but_keeps_the_picture():
 
 def test_people_label_between_two_runs_of_the_command(experiment, tmp_path):
     """The human round trip: the command stops at the package, a Label Studio export of it
-    comes back through --import_labels, and the run continues."""
+    comes back through --import_labels, and the run goes on to the next round's package."""
     from relattr_tf.labelling import label_studio
     pretrained = os.path.join(experiment["model_dir"], "brightness", "seed-0", "attic",
                               "pretrained_ranker")
@@ -128,9 +131,9 @@ def test_people_label_between_two_runs_of_the_command(experiment, tmp_path):
     args = ["--flagfile=configs/attic_smoke.flags", f"--data_dir={experiment['data_dir']}",
             f"--generator_dir={experiment['generator']}", f"--model_dir={model_dir}",
             f"--warm_start={pretrained}", "--attribute=brightness", "--val_steps=1",
-            "--eval_split=test", "--labeler=human", "--retrain=false"]
+            "--eval_split=test", "--stop_after_export", "--retrain=false", "--rounds=2"]
     first = run_module("relattr_tf.attic", *args)
-    assert "--import_labels=EXPORT.json" in first.stdout
+    assert "--import_labels=EXPORT.json" in first.stdout and "--stop_after_export" in first.stdout
     package_dir = os.path.join(model_dir, "round-01", "labelling")
     assert not os.path.exists(os.path.join(model_dir, "round-01", "labels.json"))
     tasks = json.load(open(os.path.join(package_dir, "tasks.json")))
@@ -139,7 +142,11 @@ def test_people_label_between_two_runs_of_the_command(experiment, tmp_path):
     export_path = str(tmp_path / "export.json")
     json.dump(export, open(export_path, "w"))
     second = run_module("relattr_tf.attic", *args, f"--import_labels={export_path}")
-    assert "16 of 16 pairs accepted" in second.stdout and "epoch 1/" not in second.stdout
+    # Round 1's answers imported, round 2's package written, and a stop before its labels.
+    assert "16 of 16 pairs accepted" in second.stdout
+    assert "round 2 of 2" in second.stdout and second.stdout.count("epoch 1/") == 1
+    assert os.path.exists(os.path.join(model_dir, "round-02", "labelling", "tasks.json"))
+    assert not os.path.exists(os.path.join(model_dir, "round-02", "labels.json"))
     bad = run_module("relattr_tf.attic", *args[:2], "--attribute=brightness",
                      f"--generator_dir={tmp_path / 'none'}",
                      f"--model_dir={tmp_path / 'other'}", check=False)

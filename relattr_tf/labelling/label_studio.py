@@ -76,15 +76,25 @@ def _read_export(path, text, known):
         if not isinstance(entry, dict) or not isinstance(entry.get("data"), dict):
             raise LabelError(f"{where}: no 'data' object (not a Label Studio export task)")
         pair_id = entry["data"].get("pair_id")
-        if pair_id not in known:
+        if not isinstance(pair_id, str) or pair_id not in known:
             raise LabelError(f"{where}: unknown pair_id {pair_id!r} (not in this labelling "
                              f"package)")
-        for annotation in entry.get("annotations") or []:
+        annotations = entry.get("annotations") or []
+        if not isinstance(annotations, list) or not all(isinstance(a, dict)
+                                                        for a in annotations):
+            raise LabelError(f"{where} (pair {pair_id}): 'annotations' is not a list of "
+                             f"annotation objects")
+        for annotation in annotations:
             if annotation.get("was_cancelled"):
                 counts["cancelled"] += 1
                 continue
-            answer, confidence = _annotation_answer(annotation.get("result") or [],
-                                                    f"{where} (pair {pair_id})")
+            results = annotation.get("result") or []
+            if not isinstance(results, list) or not all(
+                    isinstance(r, dict) and isinstance(r.get("value", {}), dict)
+                    for r in results):
+                raise LabelError(f"{where} (pair {pair_id}): an annotation's 'result' is not a "
+                                 f"list of result objects with a 'value' object")
+            answer, confidence = _annotation_answer(results, f"{where} (pair {pair_id})")
             answers.setdefault(pair_id, []).append(
                 (str(annotation.get("completed_by", "")), answer, confidence))
     return answers, counts
@@ -96,13 +106,14 @@ def _annotation_answer(results, where):
         kind, value = result.get("type"), result.get("value") or {}
         name = result.get("from_name")
         if kind == "pairwise" and name == "comparison":
-            found = _SELECTED.get(value.get("selected"))
+            selected = value.get("selected")
+            found = _SELECTED.get(selected) if isinstance(selected, str) else None
             if found is None:
                 raise LabelError(f"{where}: pairwise answer {value.get('selected')!r} is not "
                                  f"left or right")
         elif kind == "choices" and name == "other":
             choices = value.get("choices") or []
-            if len(choices) != 1 or choices[0] not in _CHOICES:
+            if not isinstance(choices, list) or len(choices) != 1 or choices[0] not in _CHOICES:
                 raise LabelError(f"{where}: choice {choices} is not one of "
                                  f"{', '.join(_CHOICES)}")
             found = choices[0]

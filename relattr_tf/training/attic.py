@@ -212,10 +212,11 @@ class AtticTask(ranker.RankerTask):
         out = super().input_fingerprint()
         out["generator_sha256"] = _sha256(os.path.join(net.generator_dir,
                                                        cvae_lib.DECODER_FILE))
-        for name, model_dir in (("warm_start", net.warm_start), ("control_from",
-                                                                 net.control_from)):
-            if model_dir:
-                out[f"{name}_sha256"] = _sha256(os.path.join(model_dir, export.KERAS_FILE))
+        if net.warm_start:
+            out["warm_start_sha256"] = _sha256(os.path.join(net.warm_start, export.KERAS_FILE))
+        if net.control_from:
+            out["control_from_sha256"] = _sha256(os.path.join(net.control_from, CONTROL_DIR,
+                                                              CONTROL_FILE))
         return out
 
     def generator_attribute(self):
@@ -355,7 +356,9 @@ def load_control(model_dir):
 
 def generate_pairs(control, decoder, slots, image_size, training=False, batch_size=128):
     """Every slot's pair: (images_a, images_b) float [0, 1] (T, S, S, 3) and (y_a, y_b) raw.
-    training=True normalises with the slots' own statistics (a control that never trained)."""
+    training=True normalises with the statistics of all the slots at once, as the control's
+    BatchNorm did while it trained (its moving averages lag far behind a short phase); it
+    updates those averages, so pass a loaded copy."""
     if training:  # one batch: the BatchNorm statistics of all the slots
         batch_size = len(slots)
     outs = {k: [] for k in ("a", "b", "y_a", "y_b")}
@@ -384,8 +387,9 @@ def pair_probabilities(exported, images_a, images_b, batch_size=128):
 def evaluate_generated(attic_task, model_dir, seed=0):
     """How hard the slots' pairs are, before and after the adversarial phase.
 
-    For the control at the start of the phase (fresh, or carried over) and at its end, the T
-    pairs are labelled by their y (inferred) and, on the embedded benchmark, by the simulated
+    For the control at the start of the phase (fresh, or carried over) and at its end (its
+    BatchNorm on the statistics of all the slots, as the labelling package), the T pairs are
+    labelled by their y (inferred) and, on the embedded benchmark, by the simulated
     crowd measuring their pixels; reported: the illegible and equal rates, how often the crowd
     agrees with the y ordering, and the accuracy of the ranker at the start (--warm_start) and
     at the end on them (against the crowd, and against the inferred labels).
@@ -401,10 +405,9 @@ def evaluate_generated(attic_task, model_dir, seed=0):
         rankers["ranker_start"] = export.load_exported(net.warm_start)
     result = dict(attribute=net.attribute, generator_attribute=attic_task.generator_attribute(),
                   slots=int(len(slots)))
-    for phase, control, fresh in (("control_start", start_control, not net.control_from),
-                                  ("control_end", end_control, False)):
+    for phase, control in (("control_start", start_control), ("control_end", end_control)):
         (images_a, images_b), (y_a, y_b) = generate_pairs(control, decoder, slots, size,
-                                                          training=fresh)
+                                                          training=True)
         inferred = np.asarray(inferred_target(y_a[:, k], y_b[:, k]))
         entry = dict(y_step_mean=float(np.mean(np.abs(y_a[:, k] - y_b[:, k]))))
         labels = None
