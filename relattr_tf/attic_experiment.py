@@ -407,12 +407,13 @@ def run_experiment(config, model_dir, attributes, seeds, rounds, command=""):
                         os.path.join(model_dir, attribute, f"seed-{seed}"), rounds, command)
             cells[(attribute, seed)] = run_cell(cell)
     n, net = config.family.real_pairs, config.family
+    cpu = machine.cpu_description()
     header = (f"Command: `{command}`  \nData: {config.data.data_dir} (sha256 "
               f"{data_hash[:16]} before the experiment added its splits), evaluated on "
               f"{net.eval_split[0]}; label budget n = {n}, {rounds} round(s) of {n // (2 * rounds)}"
               f" pairs; seeds {', '.join(map(str, seeds))}; accuracy in % (mean ± std over "
-              f"seeds)  \nRuns: {(time.time() - started) / 60:.1f} min on "
-              f"{machine.cpu_description()}")
+              f"seeds)  \nRuns: {(time.time() - started) / 60:.1f} min on {cpu['cpu']} "
+              f"({cpu['cpu_count']} cores; flags {cpu['cpu_flags']})")
     table = write_table(cells, model_dir, attributes, seeds, header)
     write_curve(cells, model_dir, attributes, seeds)
     print(table, flush=True)

@@ -64,7 +64,7 @@ def test_a_run_killed_inside_a_round_resumes_in_that_round(experiment):
 def test_the_table_has_both_blocks_every_method_and_its_provenance(experiment):
     md = open(os.path.join(experiment["model_dir"], "results_attic.md")).read()
     assert "Command: `python -m relattr_tf.attic_table" in md and "sha256" in md
-    assert "label budget n = 16, 1 round(s) of 8 pairs" in md and "cpu_flags" in md
+    assert "label budget n = 16, 1 round(s) of 8 pairs" in md and "cores; flags" in md
     for row in ("Normal: Real |", "Normal: Real+ |", "Normal: Jitter |",
                 "Normal: Semantic Jitter |", "Normal: ATTIC |", "Auto: Real |",
                 "Auto: Semantic Jitter |", "Auto: ATTIC |"):
