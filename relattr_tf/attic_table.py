@@ -19,10 +19,15 @@ from relattr_tf import cli
 from relattr_tf import train  # defines the training flags
 
 flags.FLAGS.set_default("model", "attic")
-flags.DEFINE_list("attributes", ["brightness"], "Attributes, one column each.")
-flags.DEFINE_list("seeds", ["0"], "Seeds: every method runs once per seed.")
-flags.DEFINE_integer("rounds", 2, "Active-learning rounds; each labels n / (2 rounds) pairs.",
-                     lower_bound=1)
+# The same names as relattr_tf.ablation's and relattr_tf.attic's, with the same meaning: defined
+# once when both are imported (the config-file test parses every flagfile in one process).
+if "attributes" not in flags.FLAGS:
+    flags.DEFINE_list("attributes", ["brightness"], "Attributes, one column each.")
+if "seeds" not in flags.FLAGS:
+    flags.DEFINE_list("seeds", ["0"], "Seeds: every method runs once per seed.")
+if "rounds" not in flags.FLAGS:
+    flags.DEFINE_integer("rounds", 2, "Active-learning rounds; each labels n / (2 rounds) "
+                         "pairs.", lower_bound=1)
 FLAGS = flags.FLAGS
 
 

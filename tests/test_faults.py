@@ -108,7 +108,7 @@ def test_safe_loading_refuses_code_in_a_tampered_model_file(tmp_path):
 def test_every_config_file_parses_into_a_config():
     code = ("import glob, sys\n"
             "from absl import flags\n"
-            "import relattr_tf.ablation, relattr_tf.train_splits\n"
+            "import relattr_tf.ablation, relattr_tf.train_splits, relattr_tf.attic_table\n"
             "from relattr_tf import config_flags\n"
             "for path in sorted(glob.glob('configs/*.flags')):\n"
             "    flags.FLAGS.unparse_flags()\n"
