@@ -151,18 +151,15 @@ def _append(package, data_dir, name, labels, command):
     return len(pairs)
 
 
-def import_labels(answers_file, package_dir, data_dir, name, *, min_agreement=0.0,
-                  min_confidence=0.0, command=""):
-    """Votes the answers of `answers_file` for the package's pairs and appends the accepted
-    pairs to data_dir (table and split `name`). Returns the summary (counts, and how often the
-    accepted labels agree with the y ordering)."""
-    package = read(package_dir)
+def vote(package, answers_file, *, min_agreement=0.0, min_confidence=0.0):
+    """(each pair's label, dict(target, agreement, confidence) or None when rejected or
+    unanswered; the counts) from the answers of `answers_file` for the package's pairs."""
     answers, counts = label_studio.read_answers(answers_file,
                                                 [p["pair_id"] for p in package["pairs"]])
     labels, summary = [], dict(pairs=len(package["pairs"]), answers=sum(map(len,
                                                                            answers.values())),
                                cancelled=counts["cancelled"], unanswered=0, illegible=0,
-                               low_agreement=0, low_confidence=0, accepted=0, equal=0)
+                               low_agreement=0, low_confidence=0)
     for pair in package["pairs"]:
         given = answers.get(pair["pair_id"])
         if not given:
@@ -179,6 +176,17 @@ def import_labels(answers_file, package_dir, data_dir, name, *, min_agreement=0.
             summary["low_confidence"] += 1
             label = None
         labels.append(label)
+    return labels, summary
+
+
+def import_labels(answers_file, package_dir, data_dir, name, *, min_agreement=0.0,
+                  min_confidence=0.0, command=""):
+    """Votes the answers of `answers_file` for the package's pairs and appends the accepted
+    pairs to data_dir (table and split `name`). Returns the summary (counts, and how often the
+    accepted labels agree with the y ordering)."""
+    package = read(package_dir)
+    labels, summary = vote(package, answers_file, min_agreement=min_agreement,
+                           min_confidence=min_confidence)
     summary.update(_agreement_with_y(package, labels))
     summary["accepted"] = _append(package, data_dir, name, labels, command)
     summary["equal"] = sum(1 for label in labels if label and label["target"] == 0.5)

@@ -264,6 +264,24 @@ def load_pair_weights(network, model_dir, name, config):
     logging.info("all weights from %s", path)
 
 
+def load_trained_parts(model_dir):
+    """(config, ModelParts) of a finished pair-model directory (a pair ranker, or an ATTIC run's
+    ranker) with its trained weights: scorer, encoder, comparator and localizer included."""
+    import os
+    from relattr_tf.config import RankerConfig, load_run_config
+    config = load_run_config(model_dir)
+    if not isinstance(config.family, RankerConfig):
+        raise ConfigError(f"{model_dir}: holds a {config.model} model, not a pair model")
+    path = os.path.join(model_dir, export.KERAS_FILE)
+    if not tf.io.gfile.exists(path):
+        raise ConfigError(f"{model_dir}: training has not finished ({path} missing)")
+    # The trained weights replace whatever the run started from.
+    config = config.with_values(backbone_weights="", init_from="", warm_start="")
+    parts = task.make_task(config).build_parts()
+    parts.network.set_weights(keras.saving.load_model(path, safe_mode=True).get_weights())
+    return config, parts
+
+
 def load_localizer(parts, model_dir, config=None):
     """Starts a DeepSTN from another (stage-1) model_dir: its localisation layers and the trunk
     whose features they read (shared with the ranker here), so the boxes carry over; the score

@@ -1,0 +1,349 @@
+"""The pictures of `python -m relattr_tf.visualize`, one function per --kind.
+
+Each returns (sheets, figures): {name: (uint8 contact sheet, description)} and a dict of what
+was measured, for the command to save as PNG, to TensorBoard and as <kind>.json.
+"""
+import dataclasses
+import glob
+import json
+import os
+
+import numpy as np
+
+from relattr_tf.data import pipeline, schema
+from relattr_tf.visualization import maps, sheets
+
+KINDS = ("saliency", "attention", "boxes", "sweep", "pairs")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    model_dir: str
+    data_dir: str = ""         # default: the one the model trained on
+    attribute: str = ""        # default: the model's
+    split: str = "test"
+    count: int = 8             # pairs / images / sweeps shown
+    measure_pairs: int = 200   # pairs the saliency and attention shares are measured over
+    smoothgrad_samples: int = 0
+    top_channels: int = 4
+    steps: int = 7
+    seed: int = 0
+
+
+def _relation(target):
+    return {1.0: "a>b", 0.0: "a<b", 0.5: "a=b"}.get(float(target), "?")
+
+
+# --------------------------------------------------------------------------- test pairs
+@dataclasses.dataclass
+class Pairs:
+    images_a: np.ndarray
+    images_b: np.ndarray
+    targets: np.ndarray
+    boxes_a: np.ndarray
+    boxes_b: np.ndarray
+
+    def take(self, count):
+        return Pairs(*(v[:count] for v in dataclasses.astuple(self)))
+
+
+def split_pairs(config, options):
+    """The split's non-equal pairs in a seeded random order (at most measure_pairs), as float
+    images at the model's size with the subject boxes (-1 when unknown)."""
+    data_dir = options.data_dir or config.data.data_dir
+    attribute = options.attribute or config.family.attribute
+    meta = schema.read_metadata(data_dir)
+    store = pipeline.image_store(meta, data_dir, attribute, options.split, pipeline.InputConfig(
+        image_size=config.data.image_size, image_memory_mb=config.data.image_memory_mb))
+    pairs = pipeline.pair_rows(pipeline.read_pairs(meta, data_dir, attribute, options.split),
+                               store, f"{attribute}/{options.split}")
+    unequal = np.flatnonzero(pairs[schema.TARGET] != 0.5)
+    if not len(unequal):
+        raise ValueError(f"{data_dir}: {attribute}/{options.split} has no pair that is not "
+                         f"equal")
+    chosen = np.random.default_rng(options.seed).permutation(unequal)[
+        :max(options.measure_pairs, options.count)]
+    rows_a, rows_b = pairs["row_a"][chosen], pairs["row_b"][chosen]
+    image = lambda rows: store.images(rows).numpy().astype(np.float32) / 255.0
+    return Pairs(image(rows_a), image(rows_b), pairs[schema.TARGET][chosen],
+                 store.boxes[rows_a], store.boxes[rows_b])
+
+
+def _batches(pairs, size=32):
+    for start in range(0, len(pairs.targets), size):
+        yield Pairs(*(v[start:start + size] for v in dataclasses.astuple(pairs)))
+
+
+def _known_box(box):
+    return [(box, sheets.GREEN)] if box[0] >= 0 else []
+
+
+def _share_figures(shares, areas, what):
+    if not len(shares):
+        return {"images_with_box": 0, "note": f"the data has no subject boxes to measure "
+                                              f"{what} against"}
+    return dict(images_with_box=int(len(shares)), mass_in_box=float(shares.mean()),
+                box_area=float(areas.mean()),
+                mass_over_area=float(shares.mean() / max(areas.mean(), 1e-9)))
+
+
+def _p_of(parts, pairs):
+    return np.asarray(parts.network((pairs.images_a, pairs.images_b), training=False)).ravel()
+
+
+# --------------------------------------------------------------------------- kinds
+def saliency(config, parts, options):
+    pairs = split_pairs(config, options)
+    shares, areas, shown = [], [], None
+    for batch in _batches(pairs):
+        saliency_a, saliency_b = maps.pair_saliency(parts, batch.images_a, batch.images_b,
+                                                    options.smoothgrad_samples,
+                                                    seed=options.seed)
+        share, area = maps.mass_inside(np.concatenate([saliency_a, saliency_b]),
+                                       np.concatenate([batch.boxes_a, batch.boxes_b]))
+        shares.append(share)
+        areas.append(area)
+        if shown is None:
+            shown = (batch.take(options.count), saliency_a, saliency_b)
+    batch, saliency_a, saliency_b = shown
+    p = _p_of(parts, batch)
+    rows = []
+    for i in range(len(batch.targets)):
+        row = [sheets.tile(batch.images_a[i], f"a  t {_relation(batch.targets[i])}"), None,
+               sheets.tile(batch.images_b[i], f"b  p(a>b) {p[i]:.2f}"), None]
+        for column, image, heat, box in ((1, batch.images_a[i], saliency_a[i], batch.boxes_a[i]),
+                                         (3, batch.images_b[i], saliency_b[i], batch.boxes_b[i])):
+            share = maps.mass_inside([heat], [box])[0]
+            caption = f"{100 * share[0]:.0f}% in box" if len(share) else "saliency"
+            row[column] = sheets.tile(sheets.heat_overlay(image, heat), caption, _known_box(box))
+        rows.append(row)
+    figures = _share_figures(np.concatenate(shares), np.concatenate(areas), "saliency")
+    figures.update(pairs=int(len(pairs.targets)), smoothgrad_samples=options.smoothgrad_samples)
+    title = (f"saliency |d logit / d pixel| of {config.model} on {pairs_what(config, options)}; "
+             f"green: the subject's box")
+    return {"saliency": (sheets.sheet(rows, title), title)}, figures
+
+
+def attention(config, parts, options):
+    if parts.comparator is None:
+        raise ValueError(f"{options.model_dir}: --kind=attention needs a DACRL model, this is "
+                         f"{config.model}")
+    pairs = split_pairs(config, options)
+    size = config.data.image_size
+    shares, areas, all_weights = [], [], []
+    for batch in _batches(pairs):
+        weights, features = maps.attention(parts, batch.images_a, batch.images_b)
+        map_a, map_b = (maps.upsample(m, size) for m in maps.attended_maps(weights, features))
+        share, area = maps.mass_inside(np.concatenate([map_a, map_b]),
+                                       np.concatenate([batch.boxes_a, batch.boxes_b]))
+        shares.append(share)
+        areas.append(area)
+        all_weights.append(weights)
+    shown = pairs.take(options.count)
+    weights, features = maps.attention(parts, shown.images_a, shown.images_b)
+    map_a, map_b = maps.attended_maps(weights, features)
+    channels = features.shape[-1] // 2
+    p = _p_of(parts, shown)
+    rows = []
+    for i in range(len(shown.targets)):
+        row = [sheets.tile(shown.images_a[i], f"a  t {_relation(shown.targets[i])}"),
+               sheets.tile(shown.images_b[i], f"b  p(a>b) {p[i]:.2f}"),
+               sheets.tile(sheets.heat_overlay(shown.images_a[i], map_a[i]), "a: sum w*R",
+                           _known_box(shown.boxes_a[i])),
+               sheets.tile(sheets.heat_overlay(shown.images_b[i], map_b[i]), "b: sum w*R",
+                           _known_box(shown.boxes_b[i]))]
+        for c in np.argsort(-weights[i])[:options.top_channels]:
+            side = "a" if c < channels else "b"
+            image = shown.images_a[i] if side == "a" else shown.images_b[i]
+            silent = " (all 0)" if features[i, ..., c].max() <= 0 else ""
+            row.append(sheets.tile(sheets.heat_overlay(image, features[i, ..., c]),
+                                   f"{side} ch {c % channels} w {weights[i, c]:.2f}{silent}"))
+        rows.append(row)
+    every = np.concatenate(all_weights)
+    figures = _share_figures(np.concatenate(shares), np.concatenate(areas), "attention")
+    figures.update(pairs=int(len(pairs.targets)), feature_map_size=int(features.shape[1]),
+                   channels_per_image=int(channels), weight_mean=float(every.mean()),
+                   weight_min=float(every.min()), weight_max=float(every.max()),
+                   weight_std_within_pair=float(every.std(axis=1).mean()),
+                   weight_share_on_a=float((every[:, :channels].sum(1) / every.sum(1)).mean()))
+    title = (f"DACRL channel attention on {pairs_what(config, options)}: the attention-weighted "
+             f"feature maps of each image, then the {options.top_channels} channels weighted "
+             f"most ({features.shape[1]}x{features.shape[2]} maps)")
+    return {"attention": (sheets.sheet(rows, title), title)}, figures
+
+
+def boxes(config, parts, options):
+    from relattr_tf import evaluation
+    from relattr_tf.training import callbacks, export
+    if parts.localizer is None:
+        raise ValueError(f"{options.model_dir}: --kind=boxes needs a DeepSTN model (or an "
+                         f"ATTIC run's DeepSTN ranker), this is {config.model}")
+    data_dir = options.data_dir or config.data.data_dir
+    attribute = options.attribute or config.family.attribute
+    meta = schema.read_metadata(data_dir)
+    input_config = pipeline.InputConfig(image_size=config.data.image_size,
+                                        image_memory_mb=config.data.image_memory_mb)
+    store = pipeline.image_store(meta, data_dir, attribute, options.split, input_config)
+    rows = np.random.default_rng(options.seed).permutation(store.count)[:4 * options.count]
+    images = store.images(rows).numpy().astype(np.float32) / 255.0
+    predicted = callbacks.box_corners(parts.localizer(images, training=False))
+    scores = np.asarray(parts.scorer(images, training=False)).ravel()
+    tiles = []
+    for image, box, truth, score in zip(images, predicted, store.boxes[rows], scores):
+        tiles.append(sheets.tile(image, f"score {score:.2f}",
+                                 [(np.clip(box, 0, 1), sheets.RED)] + _known_box(truth)))
+    per_row = 8
+    grid = [tiles[i:i + per_row] for i in range(0, len(tiles), per_row)]
+    figures = evaluation.box_coverage(export.load_exported(options.model_dir), meta, data_dir,
+                                      attribute, options.split, config.data.image_size,
+                                      image_memory_mb=config.data.image_memory_mb) or {
+        "note": "the data has no subject boxes to measure the predicted ones against"}
+    title = (f"DeepSTN's boxes ({config.model}, {attribute}) on {options.split} images of "
+             f"{data_dir}: red predicted, green the subject")
+    return {"boxes": (sheets.sheet(grid, title), title)}, figures
+
+
+def sweep(config, options):
+    from scipy import stats
+
+    from relattr_tf import generator_evaluation as generator_eval
+    from relattr_tf.data.synthetic import attributes as synthetic_attributes
+    from relattr_tf.training import cvae
+    decoder, info = cvae.load_generator(os.path.join(options.model_dir, cvae.GENERATOR_DIR))
+    names = [options.attribute] if options.attribute else list(info["attributes"])
+    unknown = [n for n in names if n not in info["attributes"]]
+    if unknown:
+        raise ValueError(f"--attribute={unknown[0]}: the generator in {options.model_dir} knows "
+                         f"{', '.join(info['attributes'])}")
+    meta = schema.read_metadata(options.data_dir or config.data.data_dir)
+    out, figures = {}, {}
+    for name in names:
+        rng = np.random.default_rng([options.seed, info["attributes"].index(name)])
+        requested, images = generator_eval.sweep(decoder, info, name, options.steps,
+                                                 options.count, rng)
+        measured = None
+        if meta.get("dataset") == "synthetic" and name in synthetic_attributes.BY_NAME:
+            k = list(meta["strength_names"]).index(name)
+            measured = generator_eval.measure_all(
+                images.reshape((-1,) + images.shape[2:]))[:, k].reshape(requested.shape)
+            within = [stats.spearmanr(r[np.isfinite(m)], m[np.isfinite(m)]).statistic
+                      for r, m in zip(requested, measured) if np.isfinite(m).sum() > 2]
+            figures[name] = dict(spearman_within_sweep=float(np.nanmean(within))
+                                 if within else float("nan"),
+                                 unreadable=float(np.mean(~np.isfinite(measured))))
+        rows = []
+        for s in range(len(images)):
+            rows.append([sheets.tile(images[s, j], f"{requested[s, j]:.3g}" + (
+                f" -> {measured[s, j]:.3g}" if measured is not None else ""))
+                for j in range(options.steps)])
+        title = (f"CVAE sweep of {name}: asked-for strength left to right" +
+                 (" -> measured on the pixels" if measured is not None else "") +
+                 "; each row one z and other strengths")
+        out[f"sweep_{name}"] = (sheets.sheet(rows, title), title)
+    return out, figures
+
+
+# --------------------------------------------------------------------------- ATTIC pairs
+def _generated(control, slots, decoder, exported, image_size, count):
+    from relattr_tf.training import attic
+    (images_a, images_b), (y_a, y_b) = attic.generate_pairs(control, decoder, slots, image_size,
+                                                            training=True)
+    p = attic.pair_probabilities(exported, images_a[:count], images_b[:count])
+    return images_a[:count], images_b[:count], y_a[:count], y_b[:count], p
+
+
+def _crowd_labels(images_a, images_b, attribute, seed):
+    from relattr_tf.labelling import simulated_crowd
+    if not simulated_crowd.can_label(attribute):
+        return [None] * len(images_a)
+    return simulated_crowd.majority_labels(images_a, images_b, attribute, seed)
+
+
+def _label_text(label, labelled=True):
+    if not labelled:
+        return "unlabelled"
+    return "illegible" if label is None else f"crowd {_relation(label['target'])}"
+
+
+def _pair_row(images_a, images_b, y_a, y_b, p, labels, k, labelled=True):
+    from relattr_tf.data.synthetic import crowd
+    row = []
+    for i in range(len(images_a)):
+        pair = np.concatenate([images_a[i], images_b[i]], axis=1)
+        implied = _relation(crowd.true_target(y_a[i][k], y_b[i][k]))
+        row.append(sheets.tile(pair, f"{_label_text(labels[i], labelled)} y {implied} "
+                                     f"p {p[i]:.2f}", size=sheets.TILE // 2))
+    return row
+
+
+def _round_labels(round_dir, package):
+    """The labels a round's package received: the voted answers of its export, the y ordering
+    for auto labels, or None while it waits for people."""
+    from relattr_tf.active_loop import LABELS_FILE
+    from relattr_tf.labelling import package as package_lib
+    path = os.path.join(round_dir, LABELS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        summary = json.load(f)
+    if summary.get("source") == "y":
+        return [None if t is None else dict(target=t) for t in package_lib.y_targets(package)]
+    return package_lib.vote(package, summary["source"])[0]
+
+
+def attic_pairs(options):
+    """ATTIC's generated pairs: per phase, the slots' pairs at its start and at its end (an
+    ATTIC model_dir), or per round of an active loop its phase's start and the pairs the round
+    labelled, with their labels."""
+    from relattr_tf.config import load_run_config
+    from relattr_tf.labelling import package as package_lib
+    from relattr_tf.training import attic, cvae, export
+    rounds = sorted(glob.glob(os.path.join(options.model_dir, "round-[0-9]*")))
+    phases = [os.path.join(r, "adversarial") for r in rounds] or [options.model_dir]
+    rows, labels_shown, figures = [], [], {}
+    for phase_dir in phases:
+        config = load_run_config(phase_dir)
+        if config.family_name != "attic":
+            raise ValueError(f"{phase_dir}: --kind=pairs needs an ATTIC run or an active loop's "
+                             f"folder; this holds a {config.model} model")
+        task = attic.AtticTask(config)
+        attribute = task.generator_attribute()
+        start_control, slots, decoder, info = task.build_control()
+        k = info["attributes"].index(attribute)
+        exported = export.load_exported(phase_dir)
+        size = config.data.image_size
+        name = os.path.relpath(phase_dir, options.model_dir).split(os.sep)[0]
+        name = "phase" if name == "." else name
+        start = _generated(start_control, slots, decoder, exported, size, options.count)
+        rows.append(_pair_row(*start, _crowd_labels(*start[:2], attribute, options.seed), k))
+        labels_shown.append(f"{name} start")
+        package_dir = os.path.join(os.path.dirname(phase_dir), "labelling")
+        if rounds and os.path.exists(os.path.join(package_dir, package_lib.PAIRS_FILE)):
+            package = package_lib.read(package_dir)
+            images_a, images_b = (np.asarray(x, np.float32) / 255.0 for x in package["images"]())
+            pairs = package["pairs"][:options.count]
+            labels = _round_labels(os.path.dirname(phase_dir), package)
+            p = attic.pair_probabilities(exported, images_a[:options.count],
+                                         images_b[:options.count])
+            rows.append(_pair_row(images_a[:options.count], images_b[:options.count],
+                                  [q["y_a"] for q in pairs], [q["y_b"] for q in pairs], p,
+                                  (labels or [None] * len(pairs))[:options.count], k,
+                                  labelled=labels is not None))
+            labels_shown.append(f"{name} labelled")
+        else:
+            control, _ = attic.load_control(phase_dir)
+            end = _generated(control, slots, decoder, exported, size, options.count)
+            rows.append(_pair_row(*end, _crowd_labels(*end[:2], attribute, options.seed), k))
+            labels_shown.append(f"{name} end")
+        result_path = os.path.join(phase_dir, attic.RESULT_FILE)
+        if os.path.exists(result_path):
+            with open(result_path) as f:
+                figures[name] = json.load(f)
+    title = (f"ATTIC's generated pairs ({attribute}): crowd label, the label y implies, the "
+             f"phase's final ranker's p(a>b)")
+    return {"pairs": (sheets.sheet(rows, title, labels_shown), title)}, figures
+
+
+def pairs_what(config, options):
+    return (f"{options.attribute or config.family.attribute}/{options.split} of "
+            f"{options.data_dir or config.data.data_dir}")
