@@ -47,61 +47,17 @@ flags.mark_flags_as_required(["model_dir", "kind"])
 FLAGS = flags.FLAGS
 
 
-def visualize(kind, options, out_dir):
-    """Draws `kind` for options.model_dir; writes the PNGs, <kind>.json and the TensorBoard
-    images; returns (png paths, figures)."""
-    import json
-
-    from relattr_tf.config import load_run_config
-    from relattr_tf.training import callbacks, ranker, run  # noqa: F401  run: every task
-    from relattr_tf.visualization import kinds, sheets
-    if kind == "pairs":
-        drawn, figures = kinds.attic_pairs(options)
-    elif kind == "sweep":
-        config = load_run_config(options.model_dir)
-        if config.family_name != "generator":
-            raise ValueError(f"{options.model_dir}: --kind=sweep needs a CVAE model_dir, this "
-                             f"holds a {config.model} model")
-        drawn, figures = kinds.sweep(config, options)
-    else:
-        config, parts = ranker.load_trained_parts(options.model_dir)
-        drawn, figures = getattr(kinds, kind)(config, parts, options)
-    paths = [sheets.save(pixels, out_dir, name) for name, (pixels, _) in drawn.items()]
-    with open(os.path.join(out_dir, f"{kind}.json"), "w") as f:
-        f.write(json.dumps(figures, indent=2, sort_keys=True))
-    epoch = callbacks.checkpoint_epoch(os.path.join(options.model_dir, "checkpoints"))
-    sheets.to_tensorboard(os.path.join(options.model_dir, "tensorboard", "visualize"),
-                          {f"{kind}/{name}": image for name, image in drawn.items()}, epoch)
-    return paths, figures
-
-
-def summary_line(kind, figures):
-    if "mass_in_box" in figures:
-        return (f"{kind}: {100 * figures['mass_in_box']:.1f}% of the mass inside the subject's "
-                f"box, which covers {100 * figures['box_area']:.1f}% of the image "
-                f"({figures['mass_over_area']:.2f}x uniform), over {figures['images_with_box']} "
-                f"images")
-    if "mean_iou" in figures:
-        return (f"boxes: mean IoU {figures['mean_iou']:.2f}, IoU >= 0.5 on "
-                f"{100 * figures['iou_at_least_half']:.1f}%, subject centre inside on "
-                f"{100 * figures['contains_centre']:.1f}% of {figures['images']} images")
-    if kind == "sweep":
-        return "sweep: " + "; ".join(
-            f"{name} Spearman {v['spearman_within_sweep']:.2f} (requested vs measured)"
-            for name, v in figures.items()) if figures else "sweep: written"
-    return f"{kind}: {figures.get('note', 'written')}" if kind != "pairs" else "pairs: written"
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from relattr_tf.visualization import drawing
     from relattr_tf.visualization.kinds import Options
     options = Options(FLAGS.model_dir, FLAGS.data_dir, FLAGS.attribute, FLAGS.split,
                       FLAGS.count, FLAGS.measure_pairs, FLAGS.smoothgrad_samples,
                       FLAGS.top_channels, FLAGS.steps, FLAGS.seed)
     out_dir = FLAGS.out or os.path.join(FLAGS.model_dir, "visualize")
-    paths, figures = visualize(FLAGS.kind, options, out_dir)
-    print(summary_line(FLAGS.kind, figures))
+    paths, figures = drawing.draw(FLAGS.kind, options, out_dir)
+    print(drawing.summary_line(FLAGS.kind, figures))
     for path in paths:
         print(f"wrote {path}")
 

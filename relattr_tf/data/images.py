@@ -35,15 +35,22 @@ def corrupt_shard_message(path, error):
             f"pass --skip_corrupt to count and skip bad records")
 
 
-def decode_to_uint8(encoded, image_size):
-    """Encoded PNG/JPEG -> uint8 (size, size, 3), resized (antialiased) only when needed."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+def resize_to_uint8(image, image_size):
+    """uint8 (H, W, 3) -> uint8 (size, size, 3), resized (antialiased bilinear, the aspect
+    ratio not kept) only when needed: how every image reaches a model."""
+    image = tf.convert_to_tensor(image, tf.uint8)
     return tf.cond(
         tf.reduce_all(tf.shape(image)[:2] == image_size),
         lambda: tf.ensure_shape(image, (image_size, image_size, 3)),
         lambda: tf.cast(tf.round(tf.clip_by_value(tf.image.resize(
             tf.cast(image, tf.float32), (image_size, image_size), antialias=True), 0, 255)),
             tf.uint8))
+
+
+def decode_to_uint8(encoded, image_size):
+    """Encoded PNG/JPEG -> uint8 (size, size, 3), resized as `resize_to_uint8`."""
+    return resize_to_uint8(tf.io.decode_image(encoded, channels=3, expand_animations=False),
+                           image_size)
 
 
 class ImageStore:

@@ -259,26 +259,24 @@ def _crowd_labels(images_a, images_b, attribute, seed):
     return simulated_crowd.majority_labels(images_a, images_b, attribute, seed)
 
 
-def _label_text(label, labelled=True):
-    if not labelled:
-        return "unlabelled"
-    return "illegible" if label is None else f"crowd {_relation(label['target'])}"
+def _label_text(label, no_label):
+    return no_label if label is None else f"crowd {_relation(label['target'])}"
 
 
-def _pair_row(images_a, images_b, y_a, y_b, p, labels, k, labelled=True):
+def _pair_row(images_a, images_b, y_a, y_b, p, labels, k, no_label="illegible"):
     from relattr_tf.data.synthetic import crowd
     row = []
     for i in range(len(images_a)):
         pair = np.concatenate([images_a[i], images_b[i]], axis=1)
         implied = _relation(crowd.true_target(y_a[i][k], y_b[i][k]))
-        row.append(sheets.tile(pair, f"{_label_text(labels[i], labelled)} y {implied} "
+        row.append(sheets.tile(pair, f"{_label_text(labels[i], no_label)} y {implied} "
                                      f"p {p[i]:.2f}", size=sheets.TILE // 2))
     return row
 
 
-def _round_labels(round_dir, package):
-    """The labels a round's package received: the voted answers of its export, the y ordering
-    for auto labels, or None while it waits for people."""
+def _round_labels(round_dir, package, net):
+    """The labels a round's package received (None: rejected): its export's answers voted with
+    the run's thresholds, the y ordering for auto labels; None while it waits for people."""
     from relattr_tf.active_loop import LABELS_FILE
     from relattr_tf.labelling import package as package_lib
     path = os.path.join(round_dir, LABELS_FILE)
@@ -288,7 +286,8 @@ def _round_labels(round_dir, package):
         summary = json.load(f)
     if summary.get("source") == "y":
         return [None if t is None else dict(target=t) for t in package_lib.y_targets(package)]
-    return package_lib.vote(package, summary["source"])[0]
+    return package_lib.vote(package, summary["source"], min_agreement=net.min_agreement,
+                            min_confidence=net.min_confidence)[0]
 
 
 def attic_pairs(options):
@@ -322,13 +321,13 @@ def attic_pairs(options):
             package = package_lib.read(package_dir)
             images_a, images_b = (np.asarray(x, np.float32) / 255.0 for x in package["images"]())
             pairs = package["pairs"][:options.count]
-            labels = _round_labels(os.path.dirname(phase_dir), package)
+            labels = _round_labels(os.path.dirname(phase_dir), package, config.family)
             p = attic.pair_probabilities(exported, images_a[:options.count],
                                          images_b[:options.count])
             rows.append(_pair_row(images_a[:options.count], images_b[:options.count],
                                   [q["y_a"] for q in pairs], [q["y_b"] for q in pairs], p,
                                   (labels or [None] * len(pairs))[:options.count], k,
-                                  labelled=labels is not None))
+                                  no_label="rejected" if labels else "unlabelled"))
             labels_shown.append(f"{name} labelled")
         else:
             control, _ = attic.load_control(phase_dir)
