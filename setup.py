@@ -23,10 +23,11 @@ setuptools.setup(
         "scipy>=1.13",
         "h5py>=3.10",
         "pillow>=10",
-        "matplotlib>=3.8",  # the ATTIC learning-curve plot
+        "matplotlib>=3.8",  # the ATTIC learning-curve plot, the heat maps' colours, notebooks
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # papermill and ipykernel execute the notebooks in the tests
+        "test": ["pytest>=8", "papermill>=2.6", "ipykernel>=6"],
         "gcp": ["apache-beam[gcp]>=2.77,<2.78"],
     },
 )

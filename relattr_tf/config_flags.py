@@ -95,3 +95,17 @@ def from_flags(flag_values=None):
     if hasattr(config.family, "check"):
         config.family.check()
     return config
+
+
+def from_args(args):
+    """(Config, model_dir) of command-line flags, as relattr_tf.train reads them, for
+    notebooks and scripts: from_args(["--flagfile=configs/smoke.flags", "--attribute=size"])."""
+    from absl import flags
+    fv = flags.FlagValues()
+    define_flags(fv)
+    flags.DEFINE_string("model_dir", "runs/default", "", flag_values=fv)
+    try:
+        fv(["relattr_tf", *args])
+    except flags.Error as error:
+        raise ConfigError(str(error)) from None
+    return from_flags(fv), fv.model_dir
