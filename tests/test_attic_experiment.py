@@ -50,6 +50,8 @@ def experiment(tiny_data_dir, tmp_path_factory):
                 resumed=resumed.stdout, history_at_kill=history)
 
 
+@pytest.mark.slow  # the experiment takes 3-4 minutes; the ATTIC loop itself runs in
+# test_people_label_between_two_runs_of_the_command and tests/test_notebooks.py
 def test_a_run_killed_inside_a_round_resumes_in_that_round(experiment):
     assert "round 1 of 1: adversarial phase" in experiment["first"]
     assert "results_attic" not in experiment["first"]
@@ -61,6 +63,8 @@ def test_a_run_killed_inside_a_round_resumes_in_that_round(experiment):
     assert experiment["resumed"].count("training deepstn_crop") >= 5  # the baselines ran
 
 
+@pytest.mark.slow  # the experiment takes 3-4 minutes; the ATTIC loop itself runs in
+# test_people_label_between_two_runs_of_the_command and tests/test_notebooks.py
 def test_the_table_has_both_blocks_every_method_and_its_provenance(experiment):
     md = open(os.path.join(experiment["model_dir"], "results_attic.md")).read()
     assert "Command: `python -m relattr_tf.attic_table" in md and "sha256" in md
@@ -74,6 +78,8 @@ def test_the_table_has_both_blocks_every_method_and_its_provenance(experiment):
     assert len(rows) == 8 and all(0 <= float(r["accuracy"]) <= 1 for r in rows)
 
 
+@pytest.mark.slow  # the experiment takes 3-4 minutes; the ATTIC loop itself runs in
+# test_people_label_between_two_runs_of_the_command and tests/test_notebooks.py
 def test_each_method_trained_on_its_own_label_budget(experiment):
     meta = schema.read_metadata(experiment["data_dir"])
     splits = meta["splits"]["brightness"]
@@ -100,6 +106,8 @@ def test_each_method_trained_on_its_own_label_budget(experiment):
     assert len(sources) == 1
 
 
+@pytest.mark.slow  # the experiment takes 3-4 minutes; the ATTIC loop itself runs in
+# test_people_label_between_two_runs_of_the_command and tests/test_notebooks.py
 def test_the_learning_curve_is_a_csv_a_plot_and_tensorboard_scalars(experiment):
     model_dir = experiment["model_dir"]
     rows = list(csv.DictReader(open(os.path.join(model_dir, "learning_curve.csv"))))
@@ -121,18 +129,20 @@ def test_jitter_moves_pixels_but_keeps_the_picture():
     assert 0.01 < np.abs(out - image / 255.0).mean() < 0.4
 
 
-def test_people_label_between_two_runs_of_the_command(experiment, tmp_path):
-    """The human round trip: the command stops at the package, a Label Studio export of it
-    comes back through --import_labels, and the run goes on to the next round's package."""
+def test_people_label_between_two_runs_of_the_command(tiny_data_dir, tmp_path):
+    """The human round trip: the command pretrains the ranker and stops at the package, a
+    Label Studio export of it comes back through --import_labels, and the run goes on to the
+    next round's package."""
     from relattr_tf.labelling import label_studio
-    pretrained = os.path.join(experiment["model_dir"], "brightness", "seed-0", "attic",
-                              "pretrained_ranker")
+    data_dir = str(shutil.copytree(tiny_data_dir, tmp_path / "data"))
+    generator = attic_fixtures.make_generator(tmp_path / "generator")
     model_dir = str(tmp_path / "human")
-    args = ["--flagfile=configs/attic_smoke.flags", f"--data_dir={experiment['data_dir']}",
-            f"--generator_dir={experiment['generator']}", f"--model_dir={model_dir}",
-            f"--warm_start={pretrained}", "--attribute=brightness", "--val_steps=1",
-            "--eval_split=test", "--stop_after_export", "--retrain=false"]
+    args = ["--flagfile=configs/attic_smoke.flags", f"--data_dir={data_dir}",
+            f"--generator_dir={generator}", f"--model_dir={model_dir}", "--warm_start=",
+            "--attribute=brightness", "--val_steps=1", "--eval_split=test",
+            "--stop_after_export", "--retrain=false"]
     first = run_module("relattr_tf.attic", *args)
+    assert "pretraining deepstn_crop" in first.stdout
     assert "--import_labels=EXPORT.json" in first.stdout and "--stop_after_export" in first.stdout
     package_dir = os.path.join(model_dir, "round-01", "labelling")
     assert not os.path.exists(os.path.join(model_dir, "round-01", "labels.json"))

@@ -109,9 +109,9 @@ def test_saliency_attention_and_boxes_write_sheets_figures_and_tensorboard(pair_
         assert ("visualize", f"{kind}/{kind}") in tags
         if kind == "boxes":
             assert figures["images"] > 0 and 0 <= figures["mean_iou"] <= 1
-        else:  # every test pair drawn has images with the subject's box: all measured
-            assert figures["pairs"] == 10 and figures["images_with_box"] == 20
-            assert 0 < figures["mass_in_box"] < 1 and 0 < figures["box_area"] < 1
+        else:  # images whose map is all zero (dead untrained units) are left out
+            assert figures["pairs"] == 10 and 0 < figures["images_with_box"] <= 20
+            assert 0 <= figures["mass_in_box"] <= 1 and 0 < figures["box_area"] < 1
     store = pipeline.image_store(schema.read_metadata(tiny_data_dir), tiny_data_dir, "tilt",
                                  "test", pipeline.InputConfig(image_size=SIZE))
     assert figures["images"] == int((store.boxes[:, 0] >= 0).sum())  # every one with a box
