@@ -165,7 +165,7 @@ def write_outputs(out_dir, paths, scores, skipped, images, sheet_limit=100):
     if len(order):
         shown = np.unique(np.linspace(0, len(order) - 1, min(len(order), sheet_limit))
                           .round().astype(int))
-        tiles = [sheets.tile(images[order[r]], f"#{r + 1} {scores[order[r]]:.3g}",
+        tiles = [sheets.tile(images[order[r]], f"#{r + 1}: {scores[order[r]]:.3g}",
                              size=sheets.TILE // 2 * 3 // 2) for r in shown]
         per_row = 10
         rows = [tiles[k:k + per_row] for k in range(0, len(tiles), per_row)]
@@ -210,7 +210,7 @@ def summary_line(summary):
         triads = summary["cyclic_triads"]
         line += (f": {summary['compared_pairs']} pairs compared both ways; the fitted order "
                  f"agrees with {100 * summary['order_agreement']:.1f}% of the comparisons; "
-                 f"swapping a and b flips the decision on "
+                 f"(a, b) and (b, a) agree on "
                  f"{100 * (1 - summary['swap_disagreement']):.1f}% of pairs "
                  f"(mean |p(a,b) - (1 - p(b,a))| {summary['swap_inconsistency']:.3f})"
                  + (f"; cyclic triads {100 * triads:.1f}%" if triads is not None else ""))

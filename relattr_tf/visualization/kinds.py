@@ -269,7 +269,7 @@ def _pair_row(images_a, images_b, y_a, y_b, p, labels, k, no_label="illegible"):
     for i in range(len(images_a)):
         pair = np.concatenate([images_a[i], images_b[i]], axis=1)
         implied = _relation(crowd.true_target(y_a[i][k], y_b[i][k]))
-        row.append(sheets.tile(pair, f"{_label_text(labels[i], no_label)} y {implied} "
+        row.append(sheets.tile(pair, f"{_label_text(labels[i], no_label)} · y {implied} · "
                                      f"p {p[i]:.2f}", size=sheets.TILE // 2))
     return row
 

@@ -54,7 +54,8 @@ def tile(image, caption="", boxes=(), size=TILE):
         ymin, xmin, ymax, xmax = (float(v) for v in box)
         draw.rectangle([xmin * width, ymin * size, xmax * width - 1, ymax * size - 1],
                        outline=colour, width=2)
-    out = Image.new("RGB", (max(width, 7 * len(caption)), size + CAPTION), BACKGROUND)
+    text_width = int(_font().getlength(caption)) + 2 if caption else 0
+    out = Image.new("RGB", (max(width, text_width), size + CAPTION), BACKGROUND)
     out.paste(picture, (0, 0))
     if caption:
         ImageDraw.Draw(out).text((1, size), caption, fill=(0, 0, 0), font=_font())
@@ -65,7 +66,7 @@ def sheet(rows, title="", row_labels=None):
     """Rows of tiles (a list of lists of PIL images) on one white sheet, with a title line and
     a label before each row; uint8 (H, W, 3)."""
     labels = list(row_labels or [""] * len(rows))
-    label_width = 8 + 7 * max((len(s) for s in labels), default=0) if any(labels) else 0
+    label_width = 8 + max(int(_font().getlength(s)) for s in labels) if any(labels) else 0
     width = label_width + max(sum(t.width + PAD for t in row) for row in rows) + PAD
     height_of = [max(t.height for t in row) for row in rows]
     top = CAPTION + 2 * PAD if title else PAD
