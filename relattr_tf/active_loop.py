@@ -207,5 +207,19 @@ def run_rounds(config, model_dir, options):
                   f"{', '.join(splits)} -> {ranker_dir}", flush=True)
             result["evaluation"] = run.train_or_reuse(ranker_config(config, splits), ranker_dir)
         results[number] = result
+        print(round_summary_line(result), flush=True)
         previous_adversarial = adversarial_dir
     return results
+
+
+def round_summary_line(result):
+    """One line of a round's result: the labels accepted, how often the crowd agreed with the
+    y ordering of its generated pairs, the retrained ranker's accuracies."""
+    labels, end = result["labels"], result["generated"]["control_end"]
+    parts = [f"round {result['round']}: {labels['accepted']} of {labels['pairs']} generated "
+             f"pairs accepted"]
+    if "crowd_agrees_with_y" in end:
+        parts.append(f"the crowd agrees with their y on {100 * end['crowd_agrees_with_y']:.0f}%")
+    for split, evaluation in result.get("evaluation", {}).items():
+        parts.append(f"retrained ranker on {split}: {100 * evaluation['accuracy']:.1f}%")
+    return "; ".join(parts)

@@ -12,7 +12,9 @@ Bradley-Terry model, P(i over j) = sigmoid(s_i - s_j), by maximum likelihood wit
 targets q (and a weak Gaussian prior on s that fixes the scale's offset). Reported with it:
 how consistent the comparisons are (swap consistency |p(a, b) - (1 - p(b, a))|, how often the
 fitted order agrees with each pair's preference, and the share of cyclic triads a > b > c > a
-among sampled triples of compared images).
+among sampled triads of compared images).
+Pillow applies a file's EXIF orientation (training's decoder does not: converted data sets
+store upright pixels).
 """
 import csv
 import glob
@@ -27,16 +29,26 @@ PATTERN_CHARACTERS = "*?["
 
 def find_images(spec):
     """The files of a folder (recursively) or of a glob pattern, sorted."""
-    if any(c in spec for c in PATTERN_CHARACTERS):
-        paths = glob.glob(spec, recursive=True)
-    elif os.path.isdir(spec):
+    if os.path.isdir(spec):  # first: a folder's name may hold [ or *
         paths = [os.path.join(root, name) for root, _, names in os.walk(spec) for name in names]
+    elif any(c in spec for c in PATTERN_CHARACTERS):
+        paths = glob.glob(spec, recursive=True)
     else:
         raise FileNotFoundError(f"--images={spec}: neither a folder nor a glob pattern")
     paths = sorted(p for p in paths if os.path.isfile(p))
     if not paths:
         raise FileNotFoundError(f"--images={spec}: no files there")
     return paths
+
+
+def to_rgb(image):
+    """A Pillow image as 8-bit RGB. 16-bit greyscale (modes I;16*, I) is scaled to 8 bits as
+    TensorFlow's decoder does (/ 257), not clipped as Pillow's convert would."""
+    from PIL import Image
+    if image.mode.startswith("I"):
+        pixels = np.asarray(image, np.float64) / 257.0
+        image = Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
+    return image.convert("RGB")
 
 
 def read_images(paths, image_size, progress_every=500):
@@ -49,7 +61,7 @@ def read_images(paths, image_size, progress_every=500):
         try:
             with Image.open(path) as image:
                 image.load()  # forces the full decode: a truncated file fails here
-                pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+                pixels = np.asarray(to_rgb(ImageOps.exif_transpose(image)))
         except Exception as error:  # noqa: BLE001  every unreadable file is listed with why
             skipped.append((path, f"{type(error).__name__}: "
                                   f"{' '.join(str(error).split()) or 'unreadable'}"))
@@ -96,21 +108,31 @@ def bradley_terry(count, pairs, preference, prior=1e-3):
     return fit.x
 
 
-def cyclic_triad_share(count, pairs, preference, samples=5000, seed=0):
-    """Among sampled triples whose three pairs were all compared, the share that are cyclic
-    (a over b over c over a); None when no such triple is found."""
-    decided = {}
+def cyclic_triads(pairs, preference, samples=5000, seed=0):
+    """(share of cyclic triads a over b over c over a, how many triads were looked at) among
+    triads whose three pairs were compared and decided (q != 0.5): a sampled decided pair and
+    a random image compared with both. (None, 0) when there is no such triad."""
+    beats = {}
     for (a, b), q in zip(pairs, preference):
         if q != 0.5:
-            decided[(a, b)], decided[(b, a)] = q > 0.5, q < 0.5
+            beats[(a, b)], beats[(b, a)] = q > 0.5, q < 0.5
+    neighbours = {}
+    for a, b in beats:
+        neighbours.setdefault(a, set()).add(b)
+    decided = [pair for pair in beats if pair[0] < pair[1]]
+    if not decided:
+        return None, 0
     rng = np.random.default_rng(seed)
     cyclic = total = 0
-    for _ in range(samples):
-        a, b, c = rng.choice(count, 3, replace=False)
-        if (a, b) in decided and (b, c) in decided and (c, a) in decided:
-            total += 1
-            cyclic += decided[(a, b)] == decided[(b, c)] == decided[(c, a)]
-    return cyclic / total if total else None
+    for k in rng.integers(0, len(decided), size=samples):
+        a, b = decided[k]
+        common = sorted(neighbours[a] & neighbours[b])
+        if not common:
+            continue
+        c = common[rng.integers(len(common))]
+        total += 1
+        cyclic += beats[(a, b)] == beats[(b, c)] == beats[(c, a)]
+    return (cyclic / total if total else None), total
 
 
 def score_images(model, images, comparisons=20, all_pairs_limit=200, seed=0):
@@ -138,8 +160,9 @@ def score_images(model, images, comparisons=20, all_pairs_limit=200, seed=0):
         swap_inconsistency=float(np.mean(np.abs(forward - (1.0 - backward)))),
         swap_disagreement=float(np.mean((forward > 0.5) != (backward < 0.5))),
         order_agreement=float(np.mean((d[decided] > 0) == (preference[decided] > 0.5)))
-        if decided.any() else float("nan"),
-        cyclic_triads=cyclic_triad_share(len(images), pairs, preference, seed=seed))
+        if decided.any() else float("nan"))
+    details["cyclic_triads"], details["triads_sampled"] = cyclic_triads(pairs, preference,
+                                                                         seed=seed)
     return scores, details
 
 
@@ -179,17 +202,19 @@ def write_outputs(out_dir, paths, scores, skipped, images, sheet_limit=100):
 def rank(model_dir, images_spec, out_dir, comparisons=20, all_pairs_limit=200, sheet_limit=100,
          seed=0):
     """Ranks the images; writes the outputs; returns ranking.json's content."""
-    from relattr_tf.config import RankerConfig, load_run_config
     from relattr_tf.training.export import load_exported
-    config = load_run_config(model_dir)
-    if not isinstance(config.family, RankerConfig):
-        raise ValueError(f"{model_dir}: holds a {config.model} model; rank needs a pair model")
+    from relattr_tf.training.ranker import pair_model_config
+    config = pair_model_config(model_dir)
     paths = find_images(images_spec)
     images, kept, skipped = read_images(paths, config.data.image_size)
     print(f"read {len(kept)} of {len(paths)} files ({len(skipped)} skipped, listed in "
           f"{os.path.join(out_dir, 'skipped.csv')})", flush=True)
     for path, reason in skipped[:5]:
         print(f"  skipped {path}: {reason}")
+    if not kept:
+        write_outputs(out_dir, kept, np.zeros(0), skipped, images, sheet_limit)
+        raise ValueError(f"--images={images_spec}: none of its {len(paths)} files is an image "
+                         f"Pillow reads (reasons in {os.path.join(out_dir, 'skipped.csv')})")
     scores, details = score_images(load_exported(model_dir), images, comparisons,
                                    all_pairs_limit, seed)
     written = write_outputs(out_dir, kept, scores, skipped, images, sheet_limit)
@@ -213,5 +238,6 @@ def summary_line(summary):
                  f"(a, b) and (b, a) agree on "
                  f"{100 * (1 - summary['swap_disagreement']):.1f}% of pairs "
                  f"(mean |p(a,b) - (1 - p(b,a))| {summary['swap_inconsistency']:.3f})"
-                 + (f"; cyclic triads {100 * triads:.1f}%" if triads is not None else ""))
+                 + (f"; cyclic triads {100 * triads:.1f}% of {summary['triads_sampled']} "
+                    f"sampled" if triads is not None else ""))
     return line

@@ -29,11 +29,12 @@ flags.DEFINE_string("model_dir", None, "Trained model directory (or an ATTIC loo
 flags.DEFINE_enum("kind", None, list(KINDS), "What to draw.")
 flags.DEFINE_string("data_dir", "", "Data directory; default: the one the model trained on.")
 flags.DEFINE_string("attribute", "", "Attribute; default: the model's (sweep: every one).")
-flags.DEFINE_string("split", "test", "Pair split (saliency, attention) or its image table "
-                    "(boxes) to draw from.")
+flags.DEFINE_string("split", "", "Pair split whose pairs (saliency, attention) or images "
+                    "(boxes) are drawn; default: the model's first evaluation split.")
 flags.DEFINE_string("out", "", "Output folder for the PNGs and <kind>.json; default "
                     "<model_dir>/visualize.")
-flags.DEFINE_integer("count", 8, "Pairs, images, sweeps or generated pairs per sheet.",
+flags.DEFINE_integer("count", 8, "Pairs (saliency, attention), images (boxes), rows (sweep) "
+                     "or generated pairs per row (pairs) shown.",
                      lower_bound=1)
 flags.DEFINE_integer("measure_pairs", 200, "Pairs the saliency / attention box shares are "
                      "measured over.", lower_bound=1)

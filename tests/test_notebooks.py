@@ -31,24 +31,29 @@ def outputs(notebook):
     return "".join(text), images
 
 
-def test_quickstart_notebook(tiny_data_dir, tmp_path):
-    notebook = execute("quickstart", tmp_path, train_args=[
-        "--flagfile=configs/smoke.flags", f"--data_dir={tiny_data_dir}",
-        f"--model_dir={tmp_path / 'quickstart'}"])
-    text, images = outputs(notebook)
-    assert "brightness / test: accuracy" in text and "saliency: " in text
-    assert "p(a shows more):" in text
-    assert images == 2  # the test pairs (matplotlib) and the saliency sheet
-    assert os.path.exists(tmp_path / "quickstart" / "visualize" / "saliency.png")
+@pytest.fixture(scope="module")
+def attention_run(tiny_data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("attention_notebook")
+    args = ["--flagfile=configs/smoke.flags", f"--data_dir={tiny_data_dir}", "--attribute=tilt"]
+    notebook = execute("dacrl_attention", root, workdir=str(root / "attention"),
+                       train_args=args)
+    return notebook, args, root / "attention" / "dacrl"
 
 
-def test_dacrl_attention_notebook(tiny_data_dir, tmp_path):
-    notebook = execute("dacrl_attention", tmp_path, workdir=str(tmp_path / "attention"),
-                       train_args=["--flagfile=configs/smoke.flags",
-                                   f"--data_dir={tiny_data_dir}", "--attribute=tilt"])
-    text, images = outputs(notebook)
+def test_dacrl_attention_notebook(attention_run):
+    text, images = outputs(attention_run[0])
     assert "dacrl_noatt  tilt / test: accuracy" in text and "attention: " in text
     assert text.count("saliency: ") == 2 and images == 2
+
+
+def test_quickstart_notebook(attention_run, tmp_path):
+    _, args, dacrl_dir = attention_run  # the same run: reused, not trained again
+    notebook = execute("quickstart", tmp_path, train_args=args + [f"--model_dir={dacrl_dir}"])
+    text, images = outputs(notebook)
+    assert "tilt / test: accuracy" in text and "saliency: " in text
+    assert "p(a shows more):" in text and "epoch 1/" not in text
+    assert images == 2  # the test pairs (matplotlib) and the saliency sheet
+    assert os.path.exists(dacrl_dir / "visualize" / "saliency.png")
 
 
 def test_attic_notebook(tiny_data_dir, tmp_path):

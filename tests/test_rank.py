@@ -34,9 +34,14 @@ def test_bradley_terry_recovers_the_strengths_that_made_the_preferences():
 
 def test_cyclic_triads_are_counted():
     pairs = np.array([[0, 1], [1, 2], [0, 2]])
-    assert ranking.cyclic_triad_share(3, pairs, np.array([0.9, 0.9, 0.1]), samples=50) == 1.0
-    assert ranking.cyclic_triad_share(3, pairs, np.array([0.9, 0.9, 0.9]), samples=50) == 0.0
-    assert ranking.cyclic_triad_share(3, pairs[:2], np.array([0.9, 0.9]), samples=50) is None
+    assert ranking.cyclic_triads(pairs, np.array([0.9, 0.9, 0.1]), samples=50) == (1.0, 50)
+    assert ranking.cyclic_triads(pairs, np.array([0.9, 0.9, 0.9]), samples=50) == (0.0, 50)
+    assert ranking.cyclic_triads(pairs[:2], np.array([0.9, 0.9]), samples=50) == (None, 0)
+    assert ranking.cyclic_triads(pairs, np.array([0.9, 0.5, 0.1]), samples=50) == (None, 0)
+    # Two triads, one cyclic (0 > 1 > 2 > 0), one not (0 > 1, 1 > 3, 0 > 3): about half.
+    pairs = np.array([[0, 1], [1, 2], [0, 2], [1, 3], [0, 3]])
+    share, sampled = ranking.cyclic_triads(pairs, np.array([0.9, 0.9, 0.1, 0.9, 0.9]))
+    assert sampled == 5000 and 0.3 < share < 0.7
 
 
 class BrightnessComparator:
@@ -61,7 +66,11 @@ def test_pairwise_comparisons_aggregate_into_the_true_order():
         assert details["method"] == "bradley_terry" and details["all_pairs"] == (limit == 200)
         assert details["order_agreement"] == 1.0 and details["swap_disagreement"] == 0.0
         assert details["swap_inconsistency"] < 1e-6
-    assert details["cyclic_triads"] in (0.0, None)
+        assert details["cyclic_triads"] == 0.0 and details["triads_sampled"] > 0
+    for count in (1, 2, 3):  # the fewest images a folder may hold
+        scores, details = ranking.score_images(BrightnessComparator(), images[:count])
+        assert list(np.argsort(-scores)) == list(np.argsort(-levels[:count].astype(int)))
+    assert details["cyclic_triads"] == 0.0
 
 
 def _write_user_images(folder):
@@ -76,9 +85,11 @@ def _write_user_images(folder):
     Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(folder / "grey.png")
     Image.fromarray(rng.integers(0, 256, (64, 64, 4), dtype=np.uint8)).save(
         folder / "nested" / "alpha.webp")
+    Image.fromarray(np.full((SIZE, SIZE), 32896, np.uint16)).save(folder / "deep.png")  # 16 bit
     (folder / "broken.png").write_bytes((folder / "exact.png").read_bytes()[:100])
     (folder / "notes.txt").write_text("not an image")
-    readable = [folder / n for n in ("exact.png", "wide.jpg", "grey.png", "nested/alpha.webp")]
+    readable = [folder / n for n in ("exact.png", "wide.jpg", "grey.png", "nested/alpha.webp",
+                                     "deep.png")]
     return sorted(str(p) for p in readable), exact
 
 
@@ -86,13 +97,18 @@ def test_images_are_read_as_training_reads_them_and_bad_files_listed(tmp_path):
     readable, exact = _write_user_images(tmp_path / "photos")
     paths = ranking.find_images(str(tmp_path / "photos"))
     images, kept, skipped = ranking.read_images(paths, SIZE)
-    assert kept == readable and images.shape == (4, SIZE, SIZE, 3)
+    assert kept == readable and images.shape == (5, SIZE, SIZE, 3)
     np.testing.assert_array_equal(images[kept.index(str(tmp_path / "photos" / "exact.png"))],
                                   exact)  # the training size: untouched
+    # 16 bits scaled to 8 as TensorFlow's decoder does: 32896 / 257 = 128, not clipped to 255
+    assert np.all(images[kept.index(str(tmp_path / "photos" / "deep.png"))] == 128)
     assert {os.path.basename(p): r.split(":")[0] for p, r in skipped} == {
         "broken.png": "OSError", "notes.txt": "UnidentifiedImageError"}
     assert ranking.find_images(str(tmp_path / "photos" / "*.png")) == sorted(
-        str(tmp_path / "photos" / n) for n in ("broken.png", "exact.png", "grey.png"))
+        str(tmp_path / "photos" / n) for n in ("broken.png", "deep.png", "exact.png",
+                                               "grey.png"))
+    os.rename(tmp_path / "photos", tmp_path / "photos [2023]")  # a folder, not a pattern
+    assert len(ranking.find_images(str(tmp_path / "photos [2023]"))) == 7
     with pytest.raises(FileNotFoundError, match="--images=.*nowhere: neither a folder"):
         ranking.find_images(str(tmp_path / "nowhere"))
 
@@ -116,17 +132,17 @@ def test_rank_command_ranks_a_folder_with_dacrl(pair_model_dirs, tmp_path):
                       f"--images={tmp_path / 'photos'}", f"--out={out}")
     rows = _ranking_rows(out)
     assert sorted(r["file"] for r in rows) == readable
-    assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4]
+    assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4, 5]
     scores = [float(r["score"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
     with open(out / "skipped.csv") as f:
         assert sorted(os.path.basename(r["file"]) for r in csv.DictReader(f)) == [
             "broken.png", "notes.txt"]
     summary = json.load(open(out / "ranking.json"))
-    assert summary["method"] == "bradley_terry" and summary["compared_pairs"] == 6
-    assert summary["images"] == 4 and summary["skipped"] == 2 and summary["files"] == 6
+    assert summary["method"] == "bradley_terry" and summary["compared_pairs"] == 10
+    assert summary["images"] == 5 and summary["skipped"] == 2 and summary["files"] == 7
     assert os.path.exists(out / "ranking.png")
-    assert "skipped" in proc.stdout and "ranked 4 images by tilt with dacrl" in proc.stdout
+    assert "skipped" in proc.stdout and "ranked 5 images by tilt with dacrl" in proc.stdout
 
 
 def test_score_models_rank_by_their_score(pair_model_dirs, tmp_path):
@@ -138,4 +154,13 @@ def test_score_models_rank_by_their_score(pair_model_dirs, tmp_path):
     images, kept, _ = ranking.read_images([r["file"] for r in rows], SIZE)
     exported = export.load_exported(pair_model_dirs["ranknet"])
     scores = exported.score(image=tf.constant(images, tf.float32) / 255.0)["score"].numpy()
-    assert list(np.argsort(-scores.ravel(), kind="stable")) == [0, 1, 2, 3]  # rank 1 first
+    assert list(np.argsort(-scores.ravel(), kind="stable")) == [0, 1, 2, 3, 4]  # rank 1 first
+
+
+def test_a_folder_without_any_readable_image_is_a_one_line_error(pair_model_dirs, tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match=r"none of its 1 files is an image Pillow reads"):
+        ranking.rank(pair_model_dirs["ranknet"], str(tmp_path / "photos"), str(tmp_path / "out"))
+    with open(tmp_path / "out" / "skipped.csv") as f:
+        assert [r["file"] for r in csv.DictReader(f)] == [str(tmp_path / "photos" / "notes.txt")]

@@ -103,7 +103,9 @@ def test_saliency_attention_and_boxes_write_sheets_figures_and_tensorboard(pair_
         paths, figures = drawing.draw(kind, options, str(tmp_path / kind))
         assert paths == [str(tmp_path / kind / f"{kind}.png")]
         height, width = _png_shape(paths[0])
-        assert height > (3 if kind != "boxes" else 1) * 128 and width > 4 * 128
+        # three pairs of four or more tiles; boxes: three images in a row
+        assert height > (3 if kind != "boxes" else 1) * 128 and width > (
+            4 if kind != "boxes" else 3) * 128
         assert json.load(open(tmp_path / kind / f"{kind}.json")) == figures
         tags = event_values(os.path.join(pair_models[model], "tensorboard"))
         assert ("visualize", f"{kind}/{kind}") in tags
@@ -164,11 +166,23 @@ def test_pairs_show_each_round_and_the_labels_it_imported(tiny_data_dir, tmp_pat
     options = active_loop.LoopOptions(labeler="crowd")
     summary = active_loop.label_round(config, round_dir, "test-r01", options, "")
     package = package_lib.read(os.path.join(round_dir, "labelling"))
-    labels = kinds._round_labels(round_dir, package, config.family)
-    assert sum(label is not None for label in labels) == summary["accepted"] > 0
+    # The sheet's labels are those the data directory received: the crowd's answers voted
+    # with the run's thresholds, rejected pairs absent.
+    targets, who = kinds._imported_targets(round_dir, package, config)
+    voted, _ = package_lib.vote(package, os.path.join(round_dir, "crowd_export.json"),
+                                min_agreement=config.family.min_agreement,
+                                min_confidence=config.family.min_confidence)
+    assert who == "crowd" and targets == [label and label["target"] for label in voted]
+    assert sum(t is not None for t in targets) == summary["accepted"] > 0
+    assert kinds._crowd_targets(package["images"]()[0][:2], package["images"]()[1][:2],
+                                "smile", 0) == ([None, None], "no crowd")
 
-    drawn, _ = kinds.attic_pairs(kinds.Options(str(loop), count=4))
+    os.makedirs(loop / "round-02" / "adversarial")  # a round still running: skipped
+    drawn, figures = kinds.attic_pairs(kinds.Options(str(loop), count=4))
     sheet = drawn["pairs"][0]
     assert sheet.shape[0] > 2 * 64  # two rows: the phase's start, the labelled pairs
+    assert figures["unfinished_rounds"] == ["round-02"]
+    with pytest.raises(ValueError, match="an ATTIC loop's folder holds one ranker per round"):
+        drawing.draw("saliency", kinds.Options(str(loop)), "unused")
     drawn, _ = kinds.attic_pairs(kinds.Options(phase, count=4))  # one phase: start and end
     assert drawn["pairs"][0].shape[0] > 2 * 64

@@ -264,14 +264,27 @@ def load_pair_weights(network, model_dir, name, config):
     logging.info("all weights from %s", path)
 
 
+def pair_model_config(model_dir):
+    """The config of a pair-model directory (a pair ranker, or an ATTIC run's ranker); a
+    one-line error for another model or for an ATTIC loop's folder, which holds several."""
+    import glob
+    import os
+    from relattr_tf.config import CONFIG_FILE, RankerConfig, load_run_config
+    rounds = sorted(glob.glob(os.path.join(model_dir, "round-[0-9]*")))
+    if rounds and not tf.io.gfile.exists(os.path.join(model_dir, CONFIG_FILE)):
+        raise ConfigError(f"{model_dir}: an ATTIC loop's folder holds one ranker per round; "
+                          f"pass one, e.g. --model_dir={os.path.join(rounds[-1], 'ranker')}")
+    config = load_run_config(model_dir)
+    if not isinstance(config.family, RankerConfig):
+        raise ConfigError(f"{model_dir}: holds a {config.model} model, not a pair model")
+    return config
+
+
 def load_trained_parts(model_dir):
     """(config, ModelParts) of a finished pair-model directory (a pair ranker, or an ATTIC run's
     ranker) with its trained weights: scorer, encoder, comparator and localizer included."""
     import os
-    from relattr_tf.config import RankerConfig, load_run_config
-    config = load_run_config(model_dir)
-    if not isinstance(config.family, RankerConfig):
-        raise ConfigError(f"{model_dir}: holds a {config.model} model, not a pair model")
+    config = pair_model_config(model_dir)
     path = os.path.join(model_dir, export.KERAS_FILE)
     if not tf.io.gfile.exists(path):
         raise ConfigError(f"{model_dir}: training has not finished ({path} missing)")

@@ -21,7 +21,7 @@ class Options:
     model_dir: str
     data_dir: str = ""         # default: the one the model trained on
     attribute: str = ""        # default: the model's
-    split: str = "test"
+    split: str = ""            # default: the model's first evaluation split
     count: int = 8             # pairs / images / sweeps shown
     measure_pairs: int = 200   # pairs the saliency and attention shares are measured over
     smoothgrad_samples: int = 0
@@ -47,20 +47,26 @@ class Pairs:
         return Pairs(*(v[:count] for v in dataclasses.astuple(self)))
 
 
+def data_of(config, options):
+    """(data_dir, attribute, split): the options', else the model's own (its first evaluation
+    split)."""
+    return (options.data_dir or config.data.data_dir,
+            options.attribute or config.family.attribute,
+            options.split or config.family.eval_split[0])
+
+
 def split_pairs(config, options):
     """The split's non-equal pairs in a seeded random order (at most measure_pairs), as float
     images at the model's size with the subject boxes (-1 when unknown)."""
-    data_dir = options.data_dir or config.data.data_dir
-    attribute = options.attribute or config.family.attribute
+    data_dir, attribute, split = data_of(config, options)
     meta = schema.read_metadata(data_dir)
-    store = pipeline.image_store(meta, data_dir, attribute, options.split, pipeline.InputConfig(
+    store = pipeline.image_store(meta, data_dir, attribute, split, pipeline.InputConfig(
         image_size=config.data.image_size, image_memory_mb=config.data.image_memory_mb))
-    pairs = pipeline.pair_rows(pipeline.read_pairs(meta, data_dir, attribute, options.split),
-                               store, f"{attribute}/{options.split}")
+    pairs = pipeline.pair_rows(pipeline.read_pairs(meta, data_dir, attribute, split),
+                               store, f"{attribute}/{split}")
     unequal = np.flatnonzero(pairs[schema.TARGET] != 0.5)
     if not len(unequal):
-        raise ValueError(f"{data_dir}: {attribute}/{options.split} has no pair that is not "
-                         f"equal")
+        raise ValueError(f"{data_dir}: {attribute}/{split} has no pair that is not equal")
     chosen = np.random.default_rng(options.seed).permutation(unequal)[
         :max(options.measure_pairs, options.count)]
     rows_a, rows_b = pairs["row_a"][chosen], pairs["row_b"][chosen]
@@ -94,8 +100,8 @@ def _p_of(parts, pairs):
 # --------------------------------------------------------------------------- kinds
 def saliency(config, parts, options):
     pairs = split_pairs(config, options)
-    shares, areas, shown = [], [], None
-    for batch in _batches(pairs):
+    shares, areas = [], []
+    for batch in _batches(pairs.take(options.measure_pairs)):
         saliency_a, saliency_b = maps.pair_saliency(parts, batch.images_a, batch.images_b,
                                                     options.smoothgrad_samples,
                                                     seed=options.seed)
@@ -103,9 +109,9 @@ def saliency(config, parts, options):
                                        np.concatenate([batch.boxes_a, batch.boxes_b]))
         shares.append(share)
         areas.append(area)
-        if shown is None:
-            shown = (batch.take(options.count), saliency_a, saliency_b)
-    batch, saliency_a, saliency_b = shown
+    batch = pairs.take(options.count)
+    saliency_a, saliency_b = maps.pair_saliency(parts, batch.images_a, batch.images_b,
+                                                options.smoothgrad_samples, seed=options.seed)
     p = _p_of(parts, batch)
     rows = []
     for i in range(len(batch.targets)):
@@ -118,7 +124,8 @@ def saliency(config, parts, options):
             row[column] = sheets.tile(sheets.heat_overlay(image, heat), caption, _known_box(box))
         rows.append(row)
     figures = _share_figures(np.concatenate(shares), np.concatenate(areas), "saliency")
-    figures.update(pairs=int(len(pairs.targets)), smoothgrad_samples=options.smoothgrad_samples)
+    figures.update(pairs=int(min(len(pairs.targets), options.measure_pairs)),
+                   smoothgrad_samples=options.smoothgrad_samples)
     title = (f"saliency |d logit / d pixel| of {config.model} on {pairs_what(config, options)}; "
              f"green: the subject's box")
     return {"saliency": (sheets.sheet(rows, title), title)}, figures
@@ -131,7 +138,7 @@ def attention(config, parts, options):
     pairs = split_pairs(config, options)
     size = config.data.image_size
     shares, areas, all_weights = [], [], []
-    for batch in _batches(pairs):
+    for batch in _batches(pairs.take(options.measure_pairs)):
         weights, features = maps.attention(parts, batch.images_a, batch.images_b)
         map_a, map_b = (maps.upsample(m, size) for m in maps.attended_maps(weights, features))
         share, area = maps.mass_inside(np.concatenate([map_a, map_b]),
@@ -161,7 +168,8 @@ def attention(config, parts, options):
         rows.append(row)
     every = np.concatenate(all_weights)
     figures = _share_figures(np.concatenate(shares), np.concatenate(areas), "attention")
-    figures.update(pairs=int(len(pairs.targets)), feature_map_size=int(features.shape[1]),
+    figures.update(pairs=int(min(len(pairs.targets), options.measure_pairs)),
+                   feature_map_size=int(features.shape[1]),
                    channels_per_image=int(channels), weight_mean=float(every.mean()),
                    weight_min=float(every.min()), weight_max=float(every.max()),
                    weight_std_within_pair=float(every.std(axis=1).mean()),
@@ -178,13 +186,12 @@ def boxes(config, parts, options):
     if parts.localizer is None:
         raise ValueError(f"{options.model_dir}: --kind=boxes needs a DeepSTN model (or an "
                          f"ATTIC run's DeepSTN ranker), this is {config.model}")
-    data_dir = options.data_dir or config.data.data_dir
-    attribute = options.attribute or config.family.attribute
+    data_dir, attribute, split = data_of(config, options)
     meta = schema.read_metadata(data_dir)
     input_config = pipeline.InputConfig(image_size=config.data.image_size,
                                         image_memory_mb=config.data.image_memory_mb)
-    store = pipeline.image_store(meta, data_dir, attribute, options.split, input_config)
-    rows = np.random.default_rng(options.seed).permutation(store.count)[:4 * options.count]
+    store = pipeline.image_store(meta, data_dir, attribute, split, input_config)
+    rows = np.random.default_rng(options.seed).permutation(store.count)[:options.count]
     images = store.images(rows).numpy().astype(np.float32) / 255.0
     predicted = callbacks.box_corners(parts.localizer(images, training=False))
     scores = np.asarray(parts.scorer(images, training=False)).ravel()
@@ -195,10 +202,10 @@ def boxes(config, parts, options):
     per_row = 8
     grid = [tiles[i:i + per_row] for i in range(0, len(tiles), per_row)]
     figures = evaluation.box_coverage(export.load_exported(options.model_dir), meta, data_dir,
-                                      attribute, options.split, config.data.image_size,
+                                      attribute, split, config.data.image_size,
                                       image_memory_mb=config.data.image_memory_mb) or {
         "note": "the data has no subject boxes to measure the predicted ones against"}
-    title = (f"DeepSTN's boxes ({config.model}, {attribute}) on {options.split} images of "
+    title = (f"DeepSTN's boxes ({config.model}, {attribute}) on {split} images of "
              f"{data_dir}: red predicted, green the subject")
     return {"boxes": (sheets.sheet(grid, title), title)}, figures
 
@@ -215,7 +222,12 @@ def sweep(config, options):
     if unknown:
         raise ValueError(f"--attribute={unknown[0]}: the generator in {options.model_dir} knows "
                          f"{', '.join(info['attributes'])}")
-    meta = schema.read_metadata(options.data_dir or config.data.data_dir)
+    try:  # measured on the pixels where the generator learned the benchmark's attributes
+        meta = schema.read_metadata(options.data_dir or config.data.data_dir)
+    except (FileNotFoundError, ValueError):
+        if options.data_dir:
+            raise
+        meta = {}  # its training data is not here: the sweep is drawn, not measured
     out, figures = {}, {}
     for name in names:
         rng = np.random.default_rng([options.seed, info["attributes"].index(name)])
@@ -252,97 +264,122 @@ def _generated(control, slots, decoder, exported, image_size, count):
     return images_a[:count], images_b[:count], y_a[:count], y_b[:count], p
 
 
-def _crowd_labels(images_a, images_b, attribute, seed):
+def _crowd_targets(images_a, images_b, attribute, seed):
+    """(the simulated crowd's target per pair, None when illegible; what None means)."""
     from relattr_tf.labelling import simulated_crowd
     if not simulated_crowd.can_label(attribute):
-        return [None] * len(images_a)
-    return simulated_crowd.majority_labels(images_a, images_b, attribute, seed)
+        return [None] * len(images_a), "no crowd"  # it measures the benchmark's attributes
+    labels = simulated_crowd.majority_labels(images_a, images_b, attribute, seed)
+    return [label and label["target"] for label in labels], "illegible"
 
 
-def _label_text(label, no_label):
-    return no_label if label is None else f"crowd {_relation(label['target'])}"
+def _imported_targets(round_dir, package, config):
+    """(each pair's target as the round imported it into the data directory, None when it was
+    not accepted; who labelled: crowd, auto or people), or (None, why) when unknown."""
+    from relattr_tf.active_loop import LABELS_FILE
+    path = os.path.join(round_dir, LABELS_FILE)
+    if not os.path.exists(path):
+        return None, "unlabelled"
+    with open(path) as f:
+        summary = json.load(f)
+    source = summary.get("source", "")
+    who = ("auto" if source == "y" else
+           "crowd" if os.path.basename(source) == "crowd_export.json" else "people")
+    if not summary.get("accepted"):
+        return [None] * len(package["pairs"]), who
+    data_dir = config.data.data_dir
+    try:
+        meta = schema.read_metadata(data_dir)
+        pairs = pipeline.read_pairs(meta, data_dir, config.family.attribute, summary["name"])
+    except (FileNotFoundError, ValueError):
+        return None, "labels not in the data"
+    targets = {a.decode(): float(t) for a, t in zip(pairs[schema.ID_A], pairs[schema.TARGET])}
+    return [targets.get(f"{p['pair_id']}-a") for p in package["pairs"]], who
 
 
-def _pair_row(images_a, images_b, y_a, y_b, p, labels, k, no_label="illegible"):
+def _pair_row(images_a, images_b, y_a, y_b, p, targets, k, who, no_label):
     from relattr_tf.data.synthetic import crowd
     row = []
     for i in range(len(images_a)):
         pair = np.concatenate([images_a[i], images_b[i]], axis=1)
+        label = no_label if targets[i] is None else f"{who} {_relation(targets[i])}"
         implied = _relation(crowd.true_target(y_a[i][k], y_b[i][k]))
-        row.append(sheets.tile(pair, f"{_label_text(labels[i], no_label)} · y {implied} · "
-                                     f"p {p[i]:.2f}", size=sheets.TILE // 2))
+        row.append(sheets.tile(pair, f"{label} · y {implied} · p {p[i]:.2f}",
+                               size=sheets.TILE // 2))
     return row
 
 
-def _round_labels(round_dir, package, net):
-    """The labels a round's package received (None: rejected): its export's answers voted with
-    the run's thresholds, the y ordering for auto labels; None while it waits for people."""
-    from relattr_tf.active_loop import LABELS_FILE
+def _phase_rows(phase_dir, round_dir, options):
+    """(rows, row labels, attribute) of one adversarial phase: the slots' pairs at its start,
+    then those its round labelled (a loop) or at its end (a single run)."""
+    from relattr_tf.config import load_run_config
     from relattr_tf.labelling import package as package_lib
-    path = os.path.join(round_dir, LABELS_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        summary = json.load(f)
-    if summary.get("source") == "y":
-        return [None if t is None else dict(target=t) for t in package_lib.y_targets(package)]
-    return package_lib.vote(package, summary["source"], min_agreement=net.min_agreement,
-                            min_confidence=net.min_confidence)[0]
+    from relattr_tf.training import attic, export
+    config = load_run_config(phase_dir)
+    if config.family_name != "attic":
+        raise ValueError(f"{phase_dir}: --kind=pairs needs an ATTIC run or an active loop's "
+                         f"folder; this holds a {config.model} model")
+    task = attic.AtticTask(config)
+    attribute = task.generator_attribute()
+    start_control, slots, decoder, info = task.build_control()
+    k = info["attributes"].index(attribute)
+    exported = export.load_exported(phase_dir)
+    size, count = config.data.image_size, options.count
+    name = os.path.basename(round_dir) if round_dir else "phase"
+    start = _generated(start_control, slots, decoder, exported, size, count)
+    targets, no_label = _crowd_targets(*start[:2], attribute, options.seed)
+    rows = [_pair_row(*start, targets, k, "crowd", no_label)]
+    labels = [f"{name} start"]
+    package_dir = os.path.join(round_dir or "", "labelling")
+    if round_dir and os.path.exists(os.path.join(package_dir, package_lib.PAIRS_FILE)):
+        package = package_lib.read(package_dir)
+        images_a, images_b = (np.asarray(x[:count], np.float32) / 255.0
+                              for x in package["images"]())
+        pairs = package["pairs"][:count]
+        targets, who = _imported_targets(round_dir, package, config)
+        no_label = "rejected" if targets is not None else who
+        p = attic.pair_probabilities(exported, images_a, images_b)
+        rows.append(_pair_row(images_a, images_b, [q["y_a"] for q in pairs],
+                              [q["y_b"] for q in pairs], p,
+                              (targets or [None] * len(pairs))[:count], k, who, no_label))
+        labels.append(f"{name} labelled")
+    else:
+        control, _ = attic.load_control(phase_dir)
+        end = _generated(control, slots, decoder, exported, size, count)
+        targets, no_label = _crowd_targets(*end[:2], attribute, options.seed)
+        rows.append(_pair_row(*end, targets, k, "crowd", no_label))
+        labels.append(f"{name} end")
+    return rows, labels, attribute
 
 
 def attic_pairs(options):
     """ATTIC's generated pairs: per phase, the slots' pairs at its start and at its end (an
     ATTIC model_dir), or per round of an active loop its phase's start and the pairs the round
-    labelled, with their labels."""
-    from relattr_tf.config import load_run_config
-    from relattr_tf.labelling import package as package_lib
-    from relattr_tf.training import attic, cvae, export
+    labelled, with the labels it imported. Rounds whose phase has not finished are skipped."""
+    from relattr_tf.training import attic, export
     rounds = sorted(glob.glob(os.path.join(options.model_dir, "round-[0-9]*")))
-    phases = [os.path.join(r, "adversarial") for r in rounds] or [options.model_dir]
-    rows, labels_shown, figures = [], [], {}
-    for phase_dir in phases:
-        config = load_run_config(phase_dir)
-        if config.family_name != "attic":
-            raise ValueError(f"{phase_dir}: --kind=pairs needs an ATTIC run or an active loop's "
-                             f"folder; this holds a {config.model} model")
-        task = attic.AtticTask(config)
-        attribute = task.generator_attribute()
-        start_control, slots, decoder, info = task.build_control()
-        k = info["attributes"].index(attribute)
-        exported = export.load_exported(phase_dir)
-        size = config.data.image_size
-        name = os.path.relpath(phase_dir, options.model_dir).split(os.sep)[0]
-        name = "phase" if name == "." else name
-        start = _generated(start_control, slots, decoder, exported, size, options.count)
-        rows.append(_pair_row(*start, _crowd_labels(*start[:2], attribute, options.seed), k))
-        labels_shown.append(f"{name} start")
-        package_dir = os.path.join(os.path.dirname(phase_dir), "labelling")
-        if rounds and os.path.exists(os.path.join(package_dir, package_lib.PAIRS_FILE)):
-            package = package_lib.read(package_dir)
-            images_a, images_b = (np.asarray(x, np.float32) / 255.0 for x in package["images"]())
-            pairs = package["pairs"][:options.count]
-            labels = _round_labels(os.path.dirname(phase_dir), package, config.family)
-            p = attic.pair_probabilities(exported, images_a[:options.count],
-                                         images_b[:options.count])
-            rows.append(_pair_row(images_a[:options.count], images_b[:options.count],
-                                  [q["y_a"] for q in pairs], [q["y_b"] for q in pairs], p,
-                                  (labels or [None] * len(pairs))[:options.count], k,
-                                  no_label="rejected" if labels else "unlabelled"))
-            labels_shown.append(f"{name} labelled")
-        else:
-            control, _ = attic.load_control(phase_dir)
-            end = _generated(control, slots, decoder, exported, size, options.count)
-            rows.append(_pair_row(*end, _crowd_labels(*end[:2], attribute, options.seed), k))
-            labels_shown.append(f"{name} end")
+    phases = [(os.path.join(r, "adversarial"), r) for r in rounds] or [(options.model_dir, "")]
+    rows, labels, figures, skipped = [], [], {}, []
+    for phase_dir, round_dir in phases:
+        if rounds and not os.path.exists(os.path.join(phase_dir, export.EXPORT_DIR)):
+            skipped.append(os.path.basename(round_dir))
+            continue
+        phase_rows, phase_labels, attribute = _phase_rows(phase_dir, round_dir, options)
+        rows += phase_rows
+        labels += phase_labels
         result_path = os.path.join(phase_dir, attic.RESULT_FILE)
         if os.path.exists(result_path):
             with open(result_path) as f:
-                figures[name] = json.load(f)
-    title = (f"ATTIC's generated pairs ({attribute}): crowd label, the label y implies, the "
-             f"phase's final ranker's p(a>b)")
-    return {"pairs": (sheets.sheet(rows, title, labels_shown), title)}, figures
+                figures[os.path.basename(round_dir) or "phase"] = json.load(f)
+    if not rows:
+        raise ValueError(f"{options.model_dir}: no round's adversarial phase has finished yet")
+    if skipped:
+        figures["unfinished_rounds"] = skipped
+    title = (f"ATTIC's generated pairs ({attribute}): the label (crowd, auto from y, or "
+             f"people), the label y implies, the phase's final ranker's p(a>b)")
+    return {"pairs": (sheets.sheet(rows, title, labels), title)}, figures
 
 
 def pairs_what(config, options):
-    return (f"{options.attribute or config.family.attribute}/{options.split} of "
-            f"{options.data_dir or config.data.data_dir}")
+    data_dir, attribute, split = data_of(config, options)
+    return f"{attribute}/{split} of {data_dir}"

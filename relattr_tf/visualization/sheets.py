@@ -51,9 +51,11 @@ def tile(image, caption="", boxes=(), size=TILE):
     picture = Image.fromarray(pixels).resize((width, size), Image.NEAREST)
     draw = ImageDraw.Draw(picture)
     for box, colour in boxes:
-        ymin, xmin, ymax, xmax = (float(v) for v in box)
-        draw.rectangle([xmin * width, ymin * size, xmax * width - 1, ymax * size - 1],
-                       outline=colour, width=2)
+        ymin, ymax = sorted(float(v) * size for v in box[0::2])
+        xmin, xmax = sorted(float(v) * width for v in box[1::2])
+        # At least a pixel: a box clipped to an image edge may have no area left.
+        draw.rectangle([xmin, ymin, max(xmin, xmax - 1), max(ymin, ymax - 1)], outline=colour,
+                       width=2)
     text_width = int(_font().getlength(caption)) + 2 if caption else 0
     out = Image.new("RGB", (max(width, text_width), size + CAPTION), BACKGROUND)
     out.paste(picture, (0, 0))
@@ -67,7 +69,8 @@ def sheet(rows, title="", row_labels=None):
     a label before each row; uint8 (H, W, 3)."""
     labels = list(row_labels or [""] * len(rows))
     label_width = 8 + max(int(_font().getlength(s)) for s in labels) if any(labels) else 0
-    width = label_width + max(sum(t.width + PAD for t in row) for row in rows) + PAD
+    width = max(label_width + max(sum(t.width + PAD for t in row) for row in rows) + PAD,
+                int(_font().getlength(title)) + 2 * PAD)
     height_of = [max(t.height for t in row) for row in rows]
     top = CAPTION + 2 * PAD if title else PAD
     out = Image.new("RGB", (width, top + sum(h + PAD for h in height_of)), BACKGROUND)
