@@ -68,7 +68,7 @@ def test_attic_notebook(tiny_data_dir, tmp_path):
                     "--attribute=brightness", "--real_pairs=16", "--val_steps=1",
                     "--eval_split=test"])
     text, images = outputs(notebook)
-    assert "sweep: brightness Spearman" in text and "round 1: " in text
+    assert "sweep: brightness Spearman" in text and "generated pairs accepted" in text
     assert "labelling package of round 1: 16 pairs" in text and images == 2
     assert os.path.exists(tmp_path / "attic" / "visualize" / "pairs.png")
 
