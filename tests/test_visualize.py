@@ -14,7 +14,7 @@ from relattr_tf import models
 from relattr_tf.config import (CONFIG_FILE, Config, DataConfig, RankerConfig, TrainConfig)
 from relattr_tf.data import pipeline, schema
 from relattr_tf.training import export
-from relattr_tf.visualization import drawing, kinds, maps
+from relattr_tf.visualization import drawing, generated_pairs, kinds, maps
 from tests import attic_fixtures
 from tests.cli import run_module
 from tests.test_core import event_values
@@ -168,21 +168,21 @@ def test_pairs_show_each_round_and_the_labels_it_imported(tiny_data_dir, tmp_pat
     package = package_lib.read(os.path.join(round_dir, "labelling"))
     # The sheet's labels are those the data directory received: the crowd's answers voted
     # with the run's thresholds, rejected pairs absent.
-    targets, who = kinds._imported_targets(round_dir, package, config)
+    targets, who = generated_pairs._imported_targets(round_dir, package, config)
     voted, _ = package_lib.vote(package, os.path.join(round_dir, "crowd_export.json"),
                                 min_agreement=config.family.min_agreement,
                                 min_confidence=config.family.min_confidence)
     assert who == "crowd" and targets == [label and label["target"] for label in voted]
     assert sum(t is not None for t in targets) == summary["accepted"] > 0
-    assert kinds._crowd_targets(package["images"]()[0][:2], package["images"]()[1][:2],
+    assert generated_pairs._crowd_targets(package["images"]()[0][:2], package["images"]()[1][:2],
                                 "smile", 0) == ([None, None], "no crowd")
 
     os.makedirs(loop / "round-02" / "adversarial")  # a round still running: skipped
-    drawn, figures = kinds.attic_pairs(kinds.Options(str(loop), count=4))
+    drawn, figures = generated_pairs.attic_pairs(kinds.Options(str(loop), count=4))
     sheet = drawn["pairs"][0]
     assert sheet.shape[0] > 2 * 64  # two rows: the phase's start, the labelled pairs
     assert figures["unfinished_rounds"] == ["round-02"]
     with pytest.raises(ValueError, match="an ATTIC loop's folder holds one ranker per round"):
         drawing.draw("saliency", kinds.Options(str(loop)), "unused")
-    drawn, _ = kinds.attic_pairs(kinds.Options(phase, count=4))  # one phase: start and end
+    drawn, _ = generated_pairs.attic_pairs(kinds.Options(phase, count=4))  # one phase: start and end
     assert drawn["pairs"][0].shape[0] > 2 * 64

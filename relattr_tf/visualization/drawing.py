@@ -3,7 +3,7 @@ import json
 import os
 
 from relattr_tf.config import load_run_config
-from relattr_tf.visualization import kinds, sheets
+from relattr_tf.visualization import generated_pairs, kinds, sheets
 
 
 def draw(kind, options, out_dir):
@@ -11,7 +11,7 @@ def draw(kind, options, out_dir):
     images; returns (png paths, figures)."""
     from relattr_tf.training import callbacks, ranker, run  # noqa: F401  run: every task
     if kind == "pairs":
-        drawn, figures = kinds.attic_pairs(options)
+        drawn, figures = generated_pairs.attic_pairs(options)
     elif kind == "sweep":
         config = load_run_config(options.model_dir)
         if config.family_name != "generator":

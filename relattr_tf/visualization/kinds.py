@@ -1,11 +1,10 @@
-"""The pictures of `python -m relattr_tf.visualize`, one function per --kind.
+"""The pictures of `python -m relattr_tf.visualize`, one function per --kind (ATTIC's `pairs`
+in generated_pairs.py).
 
 Each returns (sheets, figures): {name: (uint8 contact sheet, description)} and a dict of what
 was measured, for the command to save as PNG, to TensorBoard and as <kind>.json.
 """
 import dataclasses
-import glob
-import json
 import os
 
 import numpy as np
@@ -30,7 +29,7 @@ class Options:
     seed: int = 0
 
 
-def _relation(target):
+def relation(target):
     return {1.0: "a>b", 0.0: "a<b", 0.5: "a=b"}.get(float(target), "?")
 
 
@@ -115,7 +114,7 @@ def saliency(config, parts, options):
     p = _p_of(parts, batch)
     rows = []
     for i in range(len(batch.targets)):
-        row = [sheets.tile(batch.images_a[i], f"a  t {_relation(batch.targets[i])}"), None,
+        row = [sheets.tile(batch.images_a[i], f"a  t {relation(batch.targets[i])}"), None,
                sheets.tile(batch.images_b[i], f"b  p(a>b) {p[i]:.2f}"), None]
         for column, image, heat, box in ((1, batch.images_a[i], saliency_a[i], batch.boxes_a[i]),
                                          (3, batch.images_b[i], saliency_b[i], batch.boxes_b[i])):
@@ -153,7 +152,7 @@ def attention(config, parts, options):
     p = _p_of(parts, shown)
     rows = []
     for i in range(len(shown.targets)):
-        row = [sheets.tile(shown.images_a[i], f"a  t {_relation(shown.targets[i])}"),
+        row = [sheets.tile(shown.images_a[i], f"a  t {relation(shown.targets[i])}"),
                sheets.tile(shown.images_b[i], f"b  p(a>b) {p[i]:.2f}"),
                sheets.tile(sheets.heat_overlay(shown.images_a[i], map_a[i]), "a: sum w*R",
                            _known_box(shown.boxes_a[i])),
@@ -253,131 +252,6 @@ def sweep(config, options):
                  "; each row one z and other strengths")
         out[f"sweep_{name}"] = (sheets.sheet(rows, title), title)
     return out, figures
-
-
-# --------------------------------------------------------------------------- ATTIC pairs
-def _generated(control, slots, decoder, exported, image_size, count):
-    from relattr_tf.training import attic
-    (images_a, images_b), (y_a, y_b) = attic.generate_pairs(control, decoder, slots, image_size,
-                                                            training=True)
-    p = attic.pair_probabilities(exported, images_a[:count], images_b[:count])
-    return images_a[:count], images_b[:count], y_a[:count], y_b[:count], p
-
-
-def _crowd_targets(images_a, images_b, attribute, seed):
-    """(the simulated crowd's target per pair, None when illegible; what None means)."""
-    from relattr_tf.labelling import simulated_crowd
-    if not simulated_crowd.can_label(attribute):
-        return [None] * len(images_a), "no crowd"  # it measures the benchmark's attributes
-    labels = simulated_crowd.majority_labels(images_a, images_b, attribute, seed)
-    return [label and label["target"] for label in labels], "illegible"
-
-
-def _imported_targets(round_dir, package, config):
-    """(each pair's target as the round imported it into the data directory, None when it was
-    not accepted; who labelled: crowd, auto or people), or (None, why) when unknown."""
-    from relattr_tf.active_loop import LABELS_FILE
-    path = os.path.join(round_dir, LABELS_FILE)
-    if not os.path.exists(path):
-        return None, "unlabelled"
-    with open(path) as f:
-        summary = json.load(f)
-    source = summary.get("source", "")
-    who = ("auto" if source == "y" else
-           "crowd" if os.path.basename(source) == "crowd_export.json" else "people")
-    if not summary.get("accepted"):
-        return [None] * len(package["pairs"]), who
-    data_dir = config.data.data_dir
-    try:
-        meta = schema.read_metadata(data_dir)
-        pairs = pipeline.read_pairs(meta, data_dir, config.family.attribute, summary["name"])
-    except (FileNotFoundError, ValueError):
-        return None, "labels not in the data"
-    targets = {a.decode(): float(t) for a, t in zip(pairs[schema.ID_A], pairs[schema.TARGET])}
-    return [targets.get(f"{p['pair_id']}-a") for p in package["pairs"]], who
-
-
-def _pair_row(images_a, images_b, y_a, y_b, p, targets, k, who, no_label):
-    from relattr_tf.data.synthetic import crowd
-    row = []
-    for i in range(len(images_a)):
-        pair = np.concatenate([images_a[i], images_b[i]], axis=1)
-        label = no_label if targets[i] is None else f"{who} {_relation(targets[i])}"
-        implied = _relation(crowd.true_target(y_a[i][k], y_b[i][k]))
-        row.append(sheets.tile(pair, f"{label} · y {implied} · p {p[i]:.2f}",
-                               size=sheets.TILE // 2))
-    return row
-
-
-def _phase_rows(phase_dir, round_dir, options):
-    """(rows, row labels, attribute) of one adversarial phase: the slots' pairs at its start,
-    then those its round labelled (a loop) or at its end (a single run)."""
-    from relattr_tf.config import load_run_config
-    from relattr_tf.labelling import package as package_lib
-    from relattr_tf.training import attic, export
-    config = load_run_config(phase_dir)
-    if config.family_name != "attic":
-        raise ValueError(f"{phase_dir}: --kind=pairs needs an ATTIC run or an active loop's "
-                         f"folder; this holds a {config.model} model")
-    task = attic.AtticTask(config)
-    attribute = task.generator_attribute()
-    start_control, slots, decoder, info = task.build_control()
-    k = info["attributes"].index(attribute)
-    exported = export.load_exported(phase_dir)
-    size, count = config.data.image_size, options.count
-    name = os.path.basename(round_dir) if round_dir else "phase"
-    start = _generated(start_control, slots, decoder, exported, size, count)
-    targets, no_label = _crowd_targets(*start[:2], attribute, options.seed)
-    rows = [_pair_row(*start, targets, k, "crowd", no_label)]
-    labels = [f"{name} start"]
-    package_dir = os.path.join(round_dir or "", "labelling")
-    if round_dir and os.path.exists(os.path.join(package_dir, package_lib.PAIRS_FILE)):
-        package = package_lib.read(package_dir)
-        images_a, images_b = (np.asarray(x[:count], np.float32) / 255.0
-                              for x in package["images"]())
-        pairs = package["pairs"][:count]
-        targets, who = _imported_targets(round_dir, package, config)
-        no_label = "rejected" if targets is not None else who
-        p = attic.pair_probabilities(exported, images_a, images_b)
-        rows.append(_pair_row(images_a, images_b, [q["y_a"] for q in pairs],
-                              [q["y_b"] for q in pairs], p,
-                              (targets or [None] * len(pairs))[:count], k, who, no_label))
-        labels.append(f"{name} labelled")
-    else:
-        control, _ = attic.load_control(phase_dir)
-        end = _generated(control, slots, decoder, exported, size, count)
-        targets, no_label = _crowd_targets(*end[:2], attribute, options.seed)
-        rows.append(_pair_row(*end, targets, k, "crowd", no_label))
-        labels.append(f"{name} end")
-    return rows, labels, attribute
-
-
-def attic_pairs(options):
-    """ATTIC's generated pairs: per phase, the slots' pairs at its start and at its end (an
-    ATTIC model_dir), or per round of an active loop its phase's start and the pairs the round
-    labelled, with the labels it imported. Rounds whose phase has not finished are skipped."""
-    from relattr_tf.training import attic, export
-    rounds = sorted(glob.glob(os.path.join(options.model_dir, "round-[0-9]*")))
-    phases = [(os.path.join(r, "adversarial"), r) for r in rounds] or [(options.model_dir, "")]
-    rows, labels, figures, skipped = [], [], {}, []
-    for phase_dir, round_dir in phases:
-        if rounds and not os.path.exists(os.path.join(phase_dir, export.EXPORT_DIR)):
-            skipped.append(os.path.basename(round_dir))
-            continue
-        phase_rows, phase_labels, attribute = _phase_rows(phase_dir, round_dir, options)
-        rows += phase_rows
-        labels += phase_labels
-        result_path = os.path.join(phase_dir, attic.RESULT_FILE)
-        if os.path.exists(result_path):
-            with open(result_path) as f:
-                figures[os.path.basename(round_dir) or "phase"] = json.load(f)
-    if not rows:
-        raise ValueError(f"{options.model_dir}: no round's adversarial phase has finished yet")
-    if skipped:
-        figures["unfinished_rounds"] = skipped
-    title = (f"ATTIC's generated pairs ({attribute}): the label (crowd, auto from y, or "
-             f"people), the label y implies, the phase's final ranker's p(a>b)")
-    return {"pairs": (sheets.sheet(rows, title, labels), title)}, figures
 
 
 def pairs_what(config, options):
