@@ -213,13 +213,15 @@ def run_rounds(config, model_dir, options):
 
 
 def round_summary_line(result):
-    """One line of a round's result: the labels accepted, how often the crowd agreed with the
-    y ordering of its generated pairs, the retrained ranker's accuracies."""
-    labels, end = result["labels"], result["generated"]["control_end"]
+    """One line of a round's result: the labels accepted, how often they agree with the y
+    ordering of the generated pairs, the retrained ranker's accuracies."""
+    import math
+    labels = result["labels"]
     parts = [f"round {result['round']}: {labels['accepted']} of {labels['pairs']} generated "
              f"pairs accepted"]
-    if "crowd_agrees_with_y" in end:
-        parts.append(f"the crowd agrees with their y on {100 * end['crowd_agrees_with_y']:.0f}%")
+    agree = labels.get("agree_with_y", float("nan"))
+    if not math.isnan(agree):
+        parts.append(f"their labels agree with y on {100 * agree:.0f}%")
     for split, evaluation in result.get("evaluation", {}).items():
         parts.append(f"retrained ranker on {split}: {100 * evaluation['accuracy']:.1f}%")
     return "; ".join(parts)

@@ -42,12 +42,15 @@ def find_images(spec):
 
 
 def to_rgb(image):
-    """A Pillow image as 8-bit RGB. 16-bit greyscale (modes I;16*, I) is scaled to 8 bits as
-    TensorFlow's decoder does (/ 257), not clipped as Pillow's convert would."""
+    """A Pillow image as 8-bit RGB. 16-bit greyscale (modes I;16*, and I holding values up to
+    65535) keeps its high byte, as TensorFlow's PNG decoder and Pillow's 16-bit RGB do, rather
+    than being clipped by Pillow's convert; wider integers are scaled by their maximum."""
     from PIL import Image
     if image.mode.startswith("I"):
-        pixels = np.asarray(image, np.float64) / 257.0
-        image = Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
+        pixels = np.asarray(image).astype(np.int64)
+        top = int(pixels.max(initial=0))
+        pixels = pixels >> 8 if top <= 65535 else pixels * 255 // top
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     return image.convert("RGB")
 
 
@@ -109,9 +112,9 @@ def bradley_terry(count, pairs, preference, prior=1e-3):
 
 
 def cyclic_triads(pairs, preference, samples=5000, seed=0):
-    """(share of cyclic triads a over b over c over a, how many triads were looked at) among
-    triads whose three pairs were compared and decided (q != 0.5): a sampled decided pair and
-    a random image compared with both. (None, 0) when there is no such triad."""
+    """(share of cyclic triads a over b over c over a, how many distinct triads were drawn)
+    among triads whose three pairs were compared and decided (q != 0.5), drawn `samples` times
+    as a decided pair and a random image compared with both. (None, 0) when there is none."""
     beats = {}
     for (a, b), q in zip(pairs, preference):
         if q != 0.5:
@@ -124,15 +127,17 @@ def cyclic_triads(pairs, preference, samples=5000, seed=0):
         return None, 0
     rng = np.random.default_rng(seed)
     cyclic = total = 0
+    seen = set()
     for k in rng.integers(0, len(decided), size=samples):
         a, b = decided[k]
         common = sorted(neighbours[a] & neighbours[b])
         if not common:
             continue
         c = common[rng.integers(len(common))]
+        seen.add(frozenset((a, b, c)))
         total += 1
         cyclic += beats[(a, b)] == beats[(b, c)] == beats[(c, a)]
-    return (cyclic / total if total else None), total
+    return (cyclic / total if total else None), len(seen)
 
 
 def score_images(model, images, comparisons=20, all_pairs_limit=200, seed=0):
@@ -238,6 +243,6 @@ def summary_line(summary):
                  f"(a, b) and (b, a) agree on "
                  f"{100 * (1 - summary['swap_disagreement']):.1f}% of pairs "
                  f"(mean |p(a,b) - (1 - p(b,a))| {summary['swap_inconsistency']:.3f})"
-                 + (f"; cyclic triads {100 * triads:.1f}% of {summary['triads_sampled']} "
-                    f"sampled" if triads is not None else ""))
+                 + (f"; cyclic triads {100 * triads:.1f}% (draws over "
+                    f"{summary['triads_sampled']} triads)" if triads is not None else ""))
     return line

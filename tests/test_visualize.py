@@ -103,9 +103,10 @@ def test_saliency_attention_and_boxes_write_sheets_figures_and_tensorboard(pair_
         paths, figures = drawing.draw(kind, options, str(tmp_path / kind))
         assert paths == [str(tmp_path / kind / f"{kind}.png")]
         height, width = _png_shape(paths[0])
-        # three pairs of four or more tiles; boxes: three images in a row
-        assert height > (3 if kind != "boxes" else 1) * 128 and width > (
-            4 if kind != "boxes" else 3) * 128
+        # --count=3: three rows of pairs; boxes: three images, one row (title 21 px, rows
+        # of 128 px tiles with a 13 px caption and 4 px apart)
+        assert height == 21 + (3 if kind != "boxes" else 1) * (128 + 13 + 4)
+        assert width >= (4 * 128 if kind != "boxes" else 3 * 128)
         assert json.load(open(tmp_path / kind / f"{kind}.json")) == figures
         tags = event_values(os.path.join(pair_models[model], "tensorboard"))
         assert ("visualize", f"{kind}/{kind}") in tags
@@ -182,7 +183,13 @@ def test_pairs_show_each_round_and_the_labels_it_imported(tiny_data_dir, tmp_pat
     sheet = drawn["pairs"][0]
     assert sheet.shape[0] > 2 * 64  # two rows: the phase's start, the labelled pairs
     assert figures["unfinished_rounds"] == ["round-02"]
-    with pytest.raises(ValueError, match="an ATTIC loop's folder holds one ranker per round"):
+    with pytest.raises(ValueError, match="an ATTIC loop's folder holds one ranker per round; "
+                                         "pass one, e.g. --model_dir=.*round-01/adversarial"):
         drawing.draw("saliency", kinds.Options(str(loop)), "unused")
+    # A folder name a glob pattern would misread is still known for a loop's.
+    from relattr_tf.training import ranker
+    os.makedirs(tmp_path / "runs [1]" / "round-01")
+    with pytest.raises(ValueError, match=r"holds one ranker per round; pass one \(none has"):
+        ranker.pair_model_config(str(tmp_path / "runs [1]"))
     drawn, _ = generated_pairs.attic_pairs(kinds.Options(phase, count=4))  # one phase: start and end
     assert drawn["pairs"][0].shape[0] > 2 * 64

@@ -270,10 +270,13 @@ def pair_model_config(model_dir):
     import glob
     import os
     from relattr_tf.config import CONFIG_FILE, RankerConfig, load_run_config
-    rounds = sorted(glob.glob(os.path.join(model_dir, "round-[0-9]*")))
+    rounds = sorted(glob.glob(os.path.join(glob.escape(model_dir), "round-[0-9]*")))
     if rounds and not tf.io.gfile.exists(os.path.join(model_dir, CONFIG_FILE)):
+        rankers = [os.path.join(r, d) for r in rounds for d in ("ranker", "adversarial")
+                   if tf.io.gfile.exists(os.path.join(r, d, export.KERAS_FILE))]
+        example = f", e.g. --model_dir={rankers[-1]}" if rankers else " (none has finished)"
         raise ConfigError(f"{model_dir}: an ATTIC loop's folder holds one ranker per round; "
-                          f"pass one, e.g. --model_dir={os.path.join(rounds[-1], 'ranker')}")
+                          f"pass one{example}")
     config = load_run_config(model_dir)
     if not isinstance(config.family, RankerConfig):
         raise ConfigError(f"{model_dir}: holds a {config.model} model, not a pair model")

@@ -28,7 +28,7 @@ def _crowd_targets(images_a, images_b, attribute, seed):
     return [label and label["target"] for label in labels], "illegible"
 
 
-def _imported_targets(round_dir, package, config):
+def _imported_targets(round_dir, package, config, data_dir=""):
     """(each pair's target as the round imported it into the data directory, None when it was
     not accepted; who labelled: crowd, auto or people), or (None, why) when unknown."""
     from relattr_tf.active_loop import LABELS_FILE
@@ -42,11 +42,12 @@ def _imported_targets(round_dir, package, config):
            "crowd" if os.path.basename(source) == "crowd_export.json" else "people")
     if not summary.get("accepted"):
         return [None] * len(package["pairs"]), who
-    data_dir = config.data.data_dir
+    import tensorflow as tf
+    data_dir = data_dir or config.data.data_dir
     try:
         meta = schema.read_metadata(data_dir)
         pairs = pipeline.read_pairs(meta, data_dir, config.family.attribute, summary["name"])
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, ValueError, tf.errors.NotFoundError):
         return None, "labels not in the data"
     targets = {a.decode(): float(t) for a, t in zip(pairs[schema.ID_A], pairs[schema.TARGET])}
     return [targets.get(f"{p['pair_id']}-a") for p in package["pairs"]], who
@@ -91,7 +92,7 @@ def _phase_rows(phase_dir, round_dir, options):
         images_a, images_b = (np.asarray(x[:count], np.float32) / 255.0
                               for x in package["images"]())
         pairs = package["pairs"][:count]
-        targets, who = _imported_targets(round_dir, package, config)
+        targets, who = _imported_targets(round_dir, package, config, options.data_dir)
         no_label = "rejected" if targets is not None else who
         p = attic.pair_probabilities(exported, images_a, images_b)
         rows.append(_pair_row(images_a, images_b, [q["y_a"] for q in pairs],
@@ -112,7 +113,7 @@ def attic_pairs(options):
     ATTIC model_dir), or per round of an active loop its phase's start and the pairs the round
     labelled, with the labels it imported. Rounds whose phase has not finished are skipped."""
     from relattr_tf.training import attic, export
-    rounds = sorted(glob.glob(os.path.join(options.model_dir, "round-[0-9]*")))
+    rounds = sorted(glob.glob(os.path.join(glob.escape(options.model_dir), "round-[0-9]*")))
     phases = [(os.path.join(r, "adversarial"), r) for r in rounds] or [(options.model_dir, "")]
     rows, labels, figures, skipped = [], [], {}, []
     for phase_dir, round_dir in phases:
