@@ -92,6 +92,22 @@ def _share_figures(shares, areas, what):
                 mass_over_area=float(shares.mean() / max(areas.mean(), 1e-9)))
 
 
+def _box_share_figures(pairs, options, maps_of, what):
+    """(figures, extras): the share inside the subject's box of the maps maps_of(batch) ->
+    (maps_a, maps_b, extra) over the first measure_pairs pairs, and each batch's extra."""
+    shares, areas, extras = [], [], []
+    for batch in _batches(pairs.take(options.measure_pairs)):
+        map_a, map_b, extra = maps_of(batch)
+        share, area = maps.mass_inside(np.concatenate([map_a, map_b]),
+                                       np.concatenate([batch.boxes_a, batch.boxes_b]))
+        shares.append(share)
+        areas.append(area)
+        extras.append(extra)
+    figures = _share_figures(np.concatenate(shares), np.concatenate(areas), what)
+    figures["pairs"] = int(min(len(pairs.targets), options.measure_pairs))
+    return figures, extras
+
+
 def _p_of(parts, pairs):
     return np.asarray(parts.network((pairs.images_a, pairs.images_b), training=False)).ravel()
 
@@ -99,18 +115,12 @@ def _p_of(parts, pairs):
 # --------------------------------------------------------------------------- kinds
 def saliency(config, parts, options):
     pairs = split_pairs(config, options)
-    shares, areas = [], []
-    for batch in _batches(pairs.take(options.measure_pairs)):
-        saliency_a, saliency_b = maps.pair_saliency(parts, batch.images_a, batch.images_b,
-                                                    options.smoothgrad_samples,
-                                                    seed=options.seed)
-        share, area = maps.mass_inside(np.concatenate([saliency_a, saliency_b]),
-                                       np.concatenate([batch.boxes_a, batch.boxes_b]))
-        shares.append(share)
-        areas.append(area)
+    saliency_of = lambda batch: maps.pair_saliency(parts, batch.images_a, batch.images_b,
+                                                   options.smoothgrad_samples, seed=options.seed)
+    figures, _ = _box_share_figures(pairs, options, lambda b: (*saliency_of(b), None),
+                                    "saliency")
     batch = pairs.take(options.count)
-    saliency_a, saliency_b = maps.pair_saliency(parts, batch.images_a, batch.images_b,
-                                                options.smoothgrad_samples, seed=options.seed)
+    saliency_a, saliency_b = saliency_of(batch)
     p = _p_of(parts, batch)
     rows = []
     for i in range(len(batch.targets)):
@@ -122,9 +132,7 @@ def saliency(config, parts, options):
             caption = f"{100 * share[0]:.0f}% in box" if len(share) else "saliency"
             row[column] = sheets.tile(sheets.heat_overlay(image, heat), caption, _known_box(box))
         rows.append(row)
-    figures = _share_figures(np.concatenate(shares), np.concatenate(areas), "saliency")
-    figures.update(pairs=int(min(len(pairs.targets), options.measure_pairs)),
-                   smoothgrad_samples=options.smoothgrad_samples)
+    figures["smoothgrad_samples"] = options.smoothgrad_samples
     title = (f"saliency |d logit / d pixel| of {config.model} on {pairs_what(config, options)}; "
              f"green: the subject's box")
     return {"saliency": (sheets.sheet(rows, title), title)}, figures
@@ -136,15 +144,12 @@ def attention(config, parts, options):
                          f"{config.model}")
     pairs = split_pairs(config, options)
     size = config.data.image_size
-    shares, areas, all_weights = [], [], []
-    for batch in _batches(pairs.take(options.measure_pairs)):
+
+    def attended(batch):  # the maps at the image's size, and the weights
         weights, features = maps.attention(parts, batch.images_a, batch.images_b)
         map_a, map_b = (maps.upsample(m, size) for m in maps.attended_maps(weights, features))
-        share, area = maps.mass_inside(np.concatenate([map_a, map_b]),
-                                       np.concatenate([batch.boxes_a, batch.boxes_b]))
-        shares.append(share)
-        areas.append(area)
-        all_weights.append(weights)
+        return map_a, map_b, weights
+    figures, all_weights = _box_share_figures(pairs, options, attended, "attention")
     shown = pairs.take(options.count)
     weights, features = maps.attention(parts, shown.images_a, shown.images_b)
     map_a, map_b = maps.attended_maps(weights, features)
@@ -166,9 +171,7 @@ def attention(config, parts, options):
                                    f"{side} ch {c % channels} w {weights[i, c]:.2f}{silent}"))
         rows.append(row)
     every = np.concatenate(all_weights)
-    figures = _share_figures(np.concatenate(shares), np.concatenate(areas), "attention")
-    figures.update(pairs=int(min(len(pairs.targets), options.measure_pairs)),
-                   feature_map_size=int(features.shape[1]),
+    figures.update(feature_map_size=int(features.shape[1]),
                    channels_per_image=int(channels), weight_mean=float(every.mean()),
                    weight_min=float(every.min()), weight_max=float(every.max()),
                    weight_std_within_pair=float(every.std(axis=1).mean()),
