@@ -3,6 +3,7 @@
 Images are float RGB in [0, 1] or uint8; tiles are enlarged with nearest-neighbour sampling so
 the pixels a model saw stay visible. Boxes are [ymin, xmin, ymax, xmax] in [0, 1].
 """
+import functools
 import os
 
 import matplotlib
@@ -36,6 +37,7 @@ def heat_overlay(image, heat, alpha=0.6, colormap="inferno"):
     return (1 - alpha) * image + alpha * coloured
 
 
+@functools.lru_cache(maxsize=1)  # read once, not for every tile
 def _font():
     try:
         return ImageFont.load_default(size=CAPTION - 2)
