@@ -11,29 +11,11 @@ the standard deviation of its training strengths and shifted by their mean, stor
 import keras
 from keras import layers, ops
 
-from relattr_tf.models.blocks import PACKAGE, layer_seed
+from relattr_tf.models import strength_scale
+from relattr_tf.models.blocks import layer_seed
+from relattr_tf.models.strength_scale import StrengthScale
 
 IMAGES = ("a", "b")
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class Destandardize(layers.Layer):
-    """x * std + mean with stored statistics (the generator's training strengths), float32."""
-
-    def __init__(self, size, **kwargs):
-        super().__init__(**kwargs)
-        self.size = size
-        self.mean = self.add_weight(shape=(size,), initializer="zeros", trainable=False,
-                                    name="mean")
-        self.std = self.add_weight(shape=(size,), initializer="ones", trainable=False,
-                                   name="std")
-
-    def call(self, x):
-        x = ops.cast(x, "float32")
-        return x * self.std + self.mean
-
-    def get_config(self):
-        return dict(super().get_config(), size=self.size)
 
 
 def _dense(units, name, seed, activation=None):
@@ -50,7 +32,7 @@ def build_control(q_size, y_size, units=512, head_units=256, seed=None, mean=Non
         x = _dense(head_units, f"control_{image}_fc1", seed, "relu")(shared)
         x = _dense(y_size, f"control_{image}_fc2", seed)(x)
         x = layers.BatchNormalization(synchronized=True, name=f"control_{image}_bn")(x)
-        outputs.append(Destandardize(y_size, name=f"y_{image}", dtype="float32")(x))
+        outputs.append(StrengthScale(y_size, "destandardize", name=f"y_{image}", dtype="float32")(x))
     control = keras.Model(q, outputs, name="control")
     if mean is not None:
         set_strength_scale(control, mean, std)
@@ -58,17 +40,17 @@ def build_control(q_size, y_size, units=512, head_units=256, seed=None, mean=Non
 
 
 def set_strength_scale(control, mean, std):
-    """Stores the generator's strength mean and std in both Destandardize layers; an unknown
+    """Stores the generator's strength mean and std in both destandardising layers; an unknown
     statistic (NaN) becomes 0 mean, unit std."""
-    import numpy as np
-    mean = np.nan_to_num(np.asarray(mean, np.float32), nan=0.0)
-    std = np.asarray(std, np.float32)
-    std = np.where(np.isfinite(std) & (std > 0), std, 1.0).astype(np.float32)
-    for image in IMAGES:
-        control.get_layer(f"y_{image}").set_weights([mean, std])
+    strength_scale.set_statistics(control, mean, std, "destandardize")
 
 
 def split_latents(q):
     """(z^A, z^B): the two halves of the slots' q."""
     half = ops.shape(q)[-1] // 2
     return q[:, :half], q[:, half:]
+
+
+def inferred_target(y_a, y_b):
+    """1 where y^A > y^B, 0 where less, 0.5 on a tie: the label the control's y implies."""
+    return ops.cast(y_a > y_b, "float32") + 0.5 * ops.cast(ops.equal(y_a, y_b), "float32")

@@ -13,40 +13,20 @@ times `width` (1 = the reference):
            + BN -> three times (nearest upsample x2 -> conv5 256 / 128 / 64 + BN + ReLU)
            -> conv5 heads: mean (tanh, images in [-1, 1]) and per-pixel log-variance
 
-Raw strengths go in: a `Standardize` layer inside each model turns y into (y - mean) / std with
+Raw strengths go in: a standardising `StrengthScale` layer inside each model turns y into (y - mean) / std with
 the training set's statistics, which are weights of the model, so they travel with it (unknown
 strengths, NaN, become the mean); it computes in float32 under mixed precision, where float16
 would round a strength near 1 to steps of 0.001-0.004. The decoder's log-variance has a soft floor (LOGVAR_FLOOR),
 so the likelihood cannot run off to infinity on flat pixels.
 """
 import keras
-import numpy as np
 from keras import layers, ops
 
+from relattr_tf.models import strength_scale
 from relattr_tf.models.blocks import PACKAGE, layer_seed
+from relattr_tf.models.strength_scale import StrengthScale
 
 LOGVAR_FLOOR = -9.0  # std e^-4.5 = 0.011 in [-1, 1] units: about one grey level
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class Standardize(layers.Layer):
-    """(y - mean) / std with stored statistics; NaN (an unknown strength) becomes 0 (the mean)."""
-
-    def __init__(self, size, **kwargs):
-        super().__init__(**kwargs)
-        self.size = size
-        self.mean = self.add_weight(shape=(size,), initializer="zeros", trainable=False,
-                                    name="mean")
-        self.std = self.add_weight(shape=(size,), initializer="ones", trainable=False,
-                                   name="std")
-
-    def call(self, y):
-        y = ops.cast(y, self.compute_dtype)
-        standard = (y - ops.cast(self.mean, y.dtype)) / ops.cast(self.std, y.dtype)
-        return ops.where(ops.isnan(standard), ops.zeros_like(standard), standard)
-
-    def get_config(self):
-        return dict(super().get_config(), size=self.size)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -102,7 +82,7 @@ def build_encoder(image_size, y_size, z_size, width=1.0, seed=None):
     x = _dense(_channels(1024, width), "enc_fc", seed, activation="relu")(x)
     x = layers.Dropout(0.5, seed=layer_seed(seed, "enc_dropout"), name="enc_dropout")(x)
     y_embedding = _dense(z_size, "enc_y_fc", seed, activation="relu")(
-        Standardize(y_size, name="enc_standardize", dtype="float32")(y))
+        StrengthScale(y_size, name="enc_standardize", dtype="float32")(y))
     both = layers.Concatenate(name="enc_concat")([x, y_embedding])
     mean = _dense(z_size, "enc_mean", seed)(both)
     logvar = _dense(z_size, "enc_logvar", seed, zeros=True)(x)
@@ -117,7 +97,7 @@ def build_decoder(image_size, y_size, z_size, width=1.0, seed=None):
     z = keras.Input((z_size,), name="z")
     start, channels = image_size // 8, _channels(256, width)
     y_embedding = _dense(2 * z_size, "dec_y_fc", seed, activation="relu")(
-        Standardize(y_size, name="dec_standardize", dtype="float32")(y))
+        StrengthScale(y_size, name="dec_standardize", dtype="float32")(y))
     x = layers.Concatenate(name="dec_concat")([z, y_embedding])
     x = _dense(_channels(256, width), "dec_fc1", seed, activation="relu")(x)
     x = _dense(start * start * channels, "dec_fc2", seed, activation="relu")(x)
@@ -136,15 +116,10 @@ def build_decoder(image_size, y_size, z_size, width=1.0, seed=None):
 
 
 def strength_statistics_of(model):
-    """(mean, std) numpy arrays stored in a model's first Standardize layer."""
-    for layer in model.layers:
-        if isinstance(layer, Standardize):
-            return tuple(np.asarray(w) for w in layer.get_weights())
-    raise ValueError(f"{model.name} has no Standardize layer")
+    """(mean, std) numpy arrays stored in a model's first standardising layer."""
+    return strength_scale.statistics_of(model)
 
 
 def set_strength_statistics(model, mean, std):
-    """Stores the training set's strength statistics in every Standardize layer of a model."""
-    for layer in model.layers:
-        if isinstance(layer, Standardize):
-            layer.set_weights([mean, std])
+    """Stores the training set's strength statistics in every standardising layer of a model."""
+    strength_scale.set_statistics(model, mean, std)

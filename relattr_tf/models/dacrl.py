@@ -10,8 +10,8 @@ once per image and the comparator once per pair.
 import keras
 from keras import layers
 
-from relattr_tf import models
 from relattr_tf.models import blocks
+from relattr_tf.models.parts import ModelParts
 from relattr_tf.models.vgg16 import build_vgg16_trunk
 
 
@@ -49,5 +49,5 @@ def build_dacrl(image_size=224, width=1.0, attention=True, reduction=16, cross_f
     features_a, features_b = blocks.apply_siamese(trunk, image_a, image_b, name="siamese")
     p = comparator([features_a, features_b])
     network = keras.Model([image_a, image_b], p, name="dacrl" if attention else "dacrl_noatt")
-    return models.ModelParts(network, groups={"trunk": [trunk], "head": [comparator]},
+    return ModelParts(network, groups={"trunk": [trunk], "head": [comparator]},
                              trunk=trunk, encoder=trunk, comparator=comparator)

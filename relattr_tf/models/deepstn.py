@@ -19,8 +19,8 @@ tenth of the head's learning rate by the configs.
 import keras
 from keras import layers, ops
 
-from relattr_tf import models
 from relattr_tf.models import blocks
+from relattr_tf.models.parts import ModelParts
 from relattr_tf.models.vgg16 import build_vgg16_trunk
 
 SCALE_RATIO = 0.05
@@ -126,6 +126,6 @@ def build_deepstn(image_size=64, width=1.0, crop_only=False, scale_init=0.33, se
     transform_model = keras.Model(image, theta, name="transform_model")
     network = blocks.score_pair_model(scorer, image_size,
                                       name="deepstn_crop" if crop_only else "deepstn")
-    return models.ModelParts(
+    return ModelParts(
         network, groups={"trunk": [trunk], "localizer": [localizer], "head": [score_layer]},
         trunk=trunk, scorer=scorer, localizer=transform_model)

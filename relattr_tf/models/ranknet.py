@@ -6,8 +6,8 @@ exported model has an image -> score endpoint) and evaluation scores each image 
 import keras
 from keras import layers
 
-from relattr_tf import models
 from relattr_tf.models import blocks
+from relattr_tf.models.parts import ModelParts
 from relattr_tf.models.vgg16 import build_vgg16_trunk
 
 
@@ -20,5 +20,5 @@ def build_ranknet(image_size=224, width=1.0, seed=None, trunk_init="glorot"):
                                **blocks.new_layer_initializers(seed, "score"))
     scorer = keras.Model(image, score_layer(x), name="scorer")
     network = blocks.score_pair_model(scorer, image_size, name="ranknet")
-    return models.ModelParts(network, groups={"trunk": [trunk], "head": [score_layer]},
+    return ModelParts(network, groups={"trunk": [trunk], "head": [score_layer]},
                              trunk=trunk, scorer=scorer)

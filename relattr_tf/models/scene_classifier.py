@@ -7,8 +7,8 @@ pooling, so heads about where things are (the subject's grid cell) can be learne
 import keras
 from keras import layers
 
-from relattr_tf import models
 from relattr_tf.models import blocks
+from relattr_tf.models.parts import ModelParts
 from relattr_tf.models.vgg16 import build_vgg16_trunk
 
 
@@ -29,5 +29,5 @@ def build_scene_classifier(image_size, width, heads, head_units=1024, seed=None,
                    for h in heads]
     outputs = {h["name"]: layer(x) for h, layer in zip(heads, head_layers)}
     network = keras.Model(image, outputs, name="scene_classifier")
-    return models.ModelParts(network, groups={"trunk": [trunk], "head": [hidden] + head_layers},
+    return ModelParts(network, groups={"trunk": [trunk], "head": [hidden] + head_layers},
                              trunk=trunk)
