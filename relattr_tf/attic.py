@@ -15,15 +15,12 @@ command continues where it stopped. Same settings as relattr_tf.train (--model=a
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-import shlex
-import sys
 
-from absl import app, flags
+from absl import flags  # noqa: E402
 
-from relattr_tf import cli
-from relattr_tf import train  # defines the training flags
+from relattr_tf import cli  # noqa: E402
 
-flags.FLAGS.set_default("model", "attic")
+cli.define_training_flags(model="attic")
 flags.DEFINE_integer("rounds", 1, "Rounds of generate -> label -> retrain.", lower_bound=1)
 flags.DEFINE_enum("labeler", "crowd", ["crowd", "auto", "human"],
                   "Who labels the generated pairs: the simulated crowd (embedded benchmark), "
@@ -39,19 +36,14 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from relattr_tf.config import ConfigError, family_of
-    if family_of(FLAGS.model) != "attic":
-        raise ConfigError(f"--model={FLAGS.model}: relattr_tf.attic runs --model=attic")
-    config = train.prepare()
-    from relattr_tf import active_loop
-    command = "python -m relattr_tf.attic " + " ".join(
-        shlex.quote(a) for a in sys.argv[1:] if not a.startswith("--import_labels"))
+    cli.no_arguments(argv)
+    cli.check_family("relattr_tf.attic", "attic")
+    config = cli.prepare()
+    from relattr_tf.experiments import active_loop
     options = active_loop.LoopOptions(
         rounds=FLAGS.rounds, labeler=FLAGS.labeler, stop_after_export=FLAGS.stop_after_export,
         import_labels=FLAGS.import_labels, retrain=FLAGS.retrain, crowd_seed=config.train.seed,
-        command=command)
+        command=cli.command_line("relattr_tf.attic", leave_out=("--import_labels",)))
     active_loop.run_rounds(config, FLAGS.model_dir, options)
 
 

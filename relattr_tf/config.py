@@ -12,9 +12,6 @@ declared once, with `setting(...)`: its default, help text, range and role.
 """
 import dataclasses
 import json
-import os
-
-CONFIG_FILE = "config.json"
 
 
 class ConfigError(ValueError):
@@ -260,14 +257,9 @@ class AtticConfig(RankerConfig):
     local_files_root: str = setting("", "Label Studio's LOCAL_FILES_DOCUMENT_ROOT, for "
                                     "--image_urls=local.", compared=False)
 
-    OWN = ("ranker_model", "generator_dir", "generator_attribute", "slots", "control_units",
-           "control_head_units", "control_lr", "control_lr_decay", "control_weight_decay",
-           "control_from", "generated_batch", "generated_weight", "synthetic_weight",
-           "real_pairs", "min_agreement",
-           "min_confidence", "image_urls", "local_files_root")
-
     def applies(self, model, name):
-        return name in self.OWN or super().applies(self.ranker_model, name)
+        own = name not in {f.name for f in dataclasses.fields(RankerConfig)}
+        return own or super().applies(self.ranker_model, name)
 
     def check(self):
         if self.image_urls == "local" and not self.local_files_root:
@@ -340,56 +332,18 @@ class Config:
                 raise ConfigError(f"no setting {name!r} for --model={config.model}")
         return config
 
-    def differences(self, other):
-        """(architecture changes, other compared changes, uncompared changes) against `other`
-        (an earlier run), each {name: (before, now)}."""
-        fields = {"model": dict(architecture=True, compared=True)}
-        for section in list(self.sections().values()) + list(other.sections().values()):
-            fields.update({f.name: f.metadata for f in dataclasses.fields(section)})
-        before, now = other.values(), self.values()
-        changes = ({}, {}, {})
-        for name in sorted(set(before) | set(now)):
-            if before.get(name) != now.get(name):
-                meta = fields[name]
-                kind = 0 if meta["architecture"] else 1 if meta["compared"] else 2
-                changes[kind][name] = (before.get(name), now.get(name))
-        return changes
-
     def to_json(self):
         sections = {k: dataclasses.asdict(v) for k, v in self.sections().items()}
         return json.dumps(dict(model=self.model, **sections), indent=2, sort_keys=True)
+
+    def compared_values(self):
+        """values() of the settings that change results (compared=True), for ledgers."""
+        meta = {f.name: f.metadata for s in self.sections().values()
+                for f in dataclasses.fields(s)}
+        return {k: v for k, v in self.values().items()
+                if k == "model" or meta[k]["compared"] or meta[k]["architecture"]}
 
     def hparams(self):
         """Scalar settings for TensorBoard's HParams dashboard."""
         return {k: ",".join(str(x) for x in v) if isinstance(v, (tuple, list)) else v
                 for k, v in self.values().items()}
-
-
-def _section_from(cls, values):
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    kept = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
-    return cls(**kept)
-
-
-def from_json(text, path="config.json"):
-    values = json.loads(text)
-    if "data" not in values or "train" not in values:
-        raise ConfigError(f"{path}: written by an older relattr_tf (no config sections); "
-                          f"train into a new --model_dir")
-    model = values["model"]
-    family = family_of(model)
-    section = FAMILIES[family][0]
-    return Config(model=model, data=_section_from(DataConfig, values["data"]),
-                  train=_section_from(TrainConfig, values["train"]),
-                  family=_section_from(section, values.get(family, {})))
-
-
-def load_run_config(model_dir):
-    """The Config saved in a model_dir by training."""
-    import tensorflow as tf
-    path = os.path.join(model_dir, CONFIG_FILE)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path}: no trained model here (train with python -m "
-                                f"relattr_tf.train --model_dir={model_dir} ...)")
-    with tf.io.gfile.GFile(path) as f:
-        return from_json(f.read(), path)

@@ -6,6 +6,8 @@ setting (flat names, so flagfiles read `--width=0.25`), and the Config read back
 """
 import dataclasses
 
+from absl import flags
+
 from relattr_tf.config import FAMILIES, Config, ConfigError, DataConfig, TrainConfig, family_of
 
 
@@ -17,7 +19,6 @@ def _section_classes():
 
 def define_flags(flag_values=None):
     """One absl flag per setting of every section (flat names, defined once each)."""
-    from absl import flags
     fv = flags.FLAGS if flag_values is None else flag_values
     models = [m for _, ms in FAMILIES.values() for m in ms]
     flags.DEFINE_enum("model", Config.model, models, "Model to train.", flag_values=fv)
@@ -31,7 +32,6 @@ def define_flags(flag_values=None):
 
 
 def _define(fv, field):
-    from absl import flags
     meta, default, name = field.metadata, field.default, field.name
     bounds = dict(lower_bound=meta["lower"], upper_bound=meta["upper"])
     if isinstance(default, bool):
@@ -65,7 +65,6 @@ def _define(fv, field):
 
 def from_flags(flag_values=None):
     """The Config of the parsed flags; flags of another family's section must not be set."""
-    from absl import flags
     fv = flags.FLAGS if flag_values is None else flag_values
     model = fv.model
     family = family_of(model)
@@ -100,7 +99,6 @@ def from_flags(flag_values=None):
 def from_args(args):
     """(Config, model_dir) of command-line flags, as relattr_tf.train reads them, for
     notebooks and scripts: from_args(["--flagfile=configs/smoke.flags", "--attribute=size"])."""
-    from absl import flags
     fv = flags.FlagValues()
     define_flags(fv)
     flags.DEFINE_string("model_dir", "runs/default", "", flag_values=fv)

@@ -36,8 +36,8 @@ FLAGS = flags.FLAGS
 
 def evaluate(model_dir, **overrides):
     """Results of the model in model_dir, with data settings overridden; prints a line each."""
-    from relattr_tf.config import load_run_config
-    from relattr_tf.training import run, task  # noqa: F401  run registers every family's task
+    from relattr_tf.artifacts.run_config import load_run_config
+    from relattr_tf.training import task
     config = load_run_config(model_dir).with_values(**overrides)
     model_task = task.make_task(config)
     results = model_task.evaluate(model_dir, batch_size=FLAGS.batch_size, method=FLAGS.method)
@@ -47,13 +47,12 @@ def evaluate(model_dir, **overrides):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     import tensorflow as tf
 
-    from relattr_tf import evaluation
-    from relattr_tf.config import load_run_config
+    from relattr_tf.artifacts.run_config import load_run_config
     from relattr_tf.data import schema
+    from relattr_tf.evaluation import report
     overrides = dict(skip_corrupt=FLAGS.skip_corrupt, image_memory_mb=FLAGS.image_memory_mb)
     if FLAGS.data_dir:
         overrides["data_dir"] = FLAGS.data_dir
@@ -79,8 +78,8 @@ def main(argv):
         for split, result in results.items():
             rows[split].append(result)
     for split, split_rows in rows.items():
-        print(evaluation.write_table(split_rows, os.path.join(FLAGS.model_dir,
-                                                              f"results_{split}")))
+        print(report.write_table(split_rows,
+                                 os.path.join(FLAGS.model_dir, f"results_{split}")))
 
 
 if __name__ == "__main__":

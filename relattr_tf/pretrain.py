@@ -8,32 +8,26 @@ weight file, the embedded benchmark's stand-in for ImageNet's.
 The task is what is in each picture (make_synthetic's `pretrain` table: distractor count and
 colours, the subject's grid cell, the texture's orientation), disjoint from the ranked
 attributes as ImageNet's classes are from "smiling". It trains with the same machinery as every
-model (checkpoints and resume, TensorBoard, the non-finite-loss stop), then writes
-<model_dir>/vgg16_notop.h5 and eval_pretrain.json: held-out accuracy per head and a linear probe
-of the frozen features against each attribute's strength. Same flags as relattr_tf.train.
+model, then writes <model_dir>/vgg16_notop.h5 and eval_pretrain.json: held-out accuracy per
+head and a linear probe of the frozen features against each attribute's strength. Same flags
+as relattr_tf.train.
 """
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-from absl import app, flags
+from absl import flags  # noqa: E402
 
-from relattr_tf import cli
-from relattr_tf import train  # defines the training flags
+from relattr_tf import cli  # noqa: E402
 
-flags.FLAGS.set_default("model", "vgg16_scenes")
+cli.define_training_flags(model="vgg16_scenes")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from relattr_tf.config import ConfigError, family_of
-    if family_of(FLAGS.model) != "pretrain":
-        raise ConfigError(f"--model={FLAGS.model} is not a pretraining model; "
-                          f"relattr_tf.pretrain trains vgg16_scenes (use relattr_tf.train for "
-                          f"the others)")
-    config = train.prepare()
+    cli.no_arguments(argv)
+    cli.check_family("relattr_tf.pretrain", "pretrain")
+    config = cli.prepare()
     from relattr_tf.training import run
     run.train_and_evaluate(config, FLAGS.model_dir)
 

@@ -7,15 +7,15 @@ Writes <out>/ranking.csv (file, rank, score; rank 1 shows the most), ranking.png
 in ranked order), skipped.csv (files that could not be read, with the reason) and
 ranking.json (how the ranking was made and, for DACRL, how consistent its comparisons are).
 Score models rank by their score; DACRL's pairwise p are aggregated by a Bradley-Terry fit
-(relattr_tf.ranking).
+(relattr_tf.visualization.ranking).
 """
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-from absl import app, flags
+from absl import flags  # noqa: E402
 
-from relattr_tf import cli
+from relattr_tf import cli  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "Trained pair-model directory (holds export/).")
 flags.DEFINE_string("images", None, "A folder (read recursively) or a glob pattern (quote it).")
@@ -32,11 +32,10 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from relattr_tf import ranking
+    cli.no_arguments(argv)
+    from relattr_tf.visualization import ranking
     summary = ranking.rank(FLAGS.model_dir, FLAGS.images, FLAGS.out, FLAGS.comparisons,
-                   FLAGS.all_pairs_limit, FLAGS.sheet_limit, FLAGS.seed)
+                           FLAGS.all_pairs_limit, FLAGS.sheet_limit, FLAGS.seed)
     print(ranking.summary_line(summary))
 
 

@@ -20,7 +20,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-from absl import app, flags
+from absl import flags  # noqa: E402
 
 from relattr_tf import cli
 from relattr_tf.visualization.kinds import KINDS
@@ -49,8 +49,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     from relattr_tf.visualization import drawing
     from relattr_tf.visualization.kinds import Options
     options = Options(FLAGS.model_dir, FLAGS.data_dir, FLAGS.attribute, FLAGS.split,

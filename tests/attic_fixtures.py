@@ -15,7 +15,7 @@ def make_generator(directory, attributes=ATTRIBUTES, image_size=32, z_size=4, se
     data_dir, the parent folder gets the config.json of a CVAE run on its generator table (the
     images Real+ draws pseudo pairs from)."""
     from relattr_tf.models import cvae
-    from relattr_tf.training.cvae import save_generator
+    from relattr_tf.artifacts.generator import save_generator
     decoder = cvae.build_decoder(image_size, len(attributes), z_size, width=0.0625, seed=seed)
     count = len(attributes)
     statistics = dict(names=list(attributes), mean=[0.5] * count, std=[0.2] * count,
@@ -24,7 +24,8 @@ def make_generator(directory, attributes=ATTRIBUTES, image_size=32, z_size=4, se
                                  np.asarray(statistics["std"], np.float32))
     save_generator(decoder, str(directory), statistics, z_size, image_size)
     if data_dir:
-        from relattr_tf.config import CONFIG_FILE, GeneratorConfig
+        from relattr_tf.artifacts.run_config import CONFIG_FILE
+        from relattr_tf.config import GeneratorConfig
         config = Config(model="cvae", data=DataConfig(data_dir=str(data_dir)),
                         family=GeneratorConfig(image_table="generator", z_size=z_size))
         with open(os.path.join(os.path.dirname(str(directory).rstrip("/")), CONFIG_FILE),

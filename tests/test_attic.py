@@ -91,7 +91,7 @@ def test_each_player_moves_only_its_own_weights_and_the_decoder_never(built):
 def test_control_steps_raise_the_rankers_loss_on_generated_pairs(generator_dir):
     """Against a fixed judge (p from the two images' mean brightness), a few control steps make
     pairs it orders against their labels more often."""
-    from relattr_tf.training import cvae
+    from relattr_tf.artifacts import generator as cvae
     image_a, image_b = keras.Input((32, 32, 3)), keras.Input((32, 32, 3))
     judge = keras.layers.Lambda(lambda ab: keras.ops.sigmoid(200.0 * (
         keras.ops.mean(ab[0], axis=(1, 2, 3)) - keras.ops.mean(ab[1], axis=(1, 2, 3))))[:, None])

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from relattr_tf import attic_experiment
+from relattr_tf.experiments import attic_baselines
 from relattr_tf.config import ConfigError
 from relattr_tf.data import pipeline, schema
 from tests import attic_fixtures
@@ -32,7 +32,8 @@ def experiment(tiny_data_dir, tmp_path_factory):
     args = ["--flagfile=configs/attic_smoke.flags", f"--data_dir={data_dir}",
             f"--generator_dir={generator}", f"--model_dir={model_dir}",
             "--attribute=brightness", "--attributes=brightness", "--seeds=0", "--rounds=1",
-            "--real_pairs=16", "--val_steps=1", "--eval_split=test"]
+            "--real_pairs=16", "--val_steps=1", "--eval_split=test",
+            f"--results_dir={root / 'results'}"]
     checkpoint = os.path.join(model_dir, "brightness", "seed-0", "attic", "round-01",
                               "adversarial", "checkpoints", "checkpoint.json")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
@@ -69,7 +70,10 @@ def test_a_run_killed_inside_a_round_resumes_in_that_round(experiment):
 def test_the_table_has_both_blocks_every_method_and_its_provenance(experiment):
     md = open(os.path.join(experiment["model_dir"], "results_attic.md")).read()
     assert "Command: `python -m relattr_tf.attic_table" in md and "sha256" in md
-    assert "label budget n = 16, 1 round(s) of 8 pairs" in md and "cores; flags" in md
+    assert "label budget n = 16, 1 round(s) of 8 pairs" in md and "cores; " in md
+    # One ledger record per block and method, which the experiment's table is made from.
+    ledger = os.path.join(os.path.dirname(experiment["model_dir"]), "results", "experiment")
+    assert len(os.listdir(ledger)) == 8
     for row in ("Normal: Real |", "Normal: Real+ |", "Normal: Jitter |",
                 "Normal: Semantic Jitter |", "Normal: ATTIC |", "Auto: Real |",
                 "Auto: Semantic Jitter |", "Auto: ATTIC |"):
@@ -125,7 +129,7 @@ def test_the_learning_curve_is_a_csv_a_plot_and_tensorboard_scalars(experiment):
 
 def test_jitter_moves_pixels_but_keeps_the_picture():
     image = (np.random.default_rng(0).uniform(size=(32, 32, 3)) * 255).astype(np.uint8)
-    out = attic_experiment.jitter(image, np.random.default_rng(1))
+    out = attic_baselines.jitter(image, np.random.default_rng(1))
     assert out.shape == (32, 32, 3) and 0 <= out.min() and out.max() <= 1
     assert 0.01 < np.abs(out - image / 255.0).mean() < 0.4
 

@@ -1,7 +1,7 @@
 """The benchmark command: one JSON line per measurement, as a user runs it."""
 import json
 
-from relattr_tf import bench
+from relattr_tf.experiments import bench_timers as bench
 from relattr_tf.models import build_ranknet
 from relattr_tf.models.vgg16 import VGG16_BLOCKS
 from tests.cli import run_module

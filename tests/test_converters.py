@@ -287,8 +287,10 @@ def test_numbered_splits_are_trained_and_summarised(tmp_path):
     model_dir = str(tmp_path / "splits")
     proc = run_module("relattr_tf.train_splits", *smoke_args(
         data_dir, model_dir, "--attribute=open", "--split_numbers=1,2", "--batch_size=4",
-        "--epochs=1", "--tensorboard_images=0"))
+        "--epochs=1", "--tensorboard_images=0", f"--results_dir={tmp_path / 'results'}"))
     assert "| open |" in proc.stdout and "| mean |" in proc.stdout
+    ledger = sorted(os.listdir(tmp_path / "results" / "splits"))
+    assert ledger == [f"attribute-open__split-{k}__seed-0.json" for k in (1, 2)]
     lines = open(os.path.join(model_dir, "splits_summary.csv")).read().splitlines()
     assert lines[1].startswith("open,") and lines[1].endswith(",2")
     assert os.path.exists(os.path.join(model_dir, "split-02", "open", "eval_test-02.json"))

@@ -10,6 +10,7 @@ import tensorflow as tf
 from absl import flags
 
 from relattr_tf import config as config_lib
+from relattr_tf.artifacts import run_config
 from relattr_tf import config_flags
 from relattr_tf import models
 from relattr_tf.training import run, task
@@ -168,13 +169,13 @@ def test_flags_come_from_the_config_definition_with_ranges_and_family_sections()
     with pytest.raises(config_lib.ConfigError, match="--code_channels is a setting of the "
                                                      "autoencoder models, not of --model=dacrl"):
         _parse(["--code_channels=8"])
-    saved = config_lib.from_json(config.to_json())
+    saved = run_config.from_json(config.to_json())
     assert saved == config
 
 
 def test_config_differences_separate_network_recipe_and_display():
     config = _parse(["--model=dacrl"])
     changed = config.with_values(cross_filters=64, head_lr=1.0, progress="bar")
-    architecture, compared, display = changed.differences(config)
+    architecture, compared, display = run_config.differences(changed, config)
     assert list(architecture) == ["cross_filters"]
     assert list(compared) == ["head_lr"] and list(display) == ["progress"]

@@ -12,6 +12,7 @@ import tensorflow as tf
 from scipy import stats
 
 from beam_jobs import convert_lfw_attributes
+from relattr_tf.artifacts import generator as generator_artifact
 from relattr_tf.training import cvae
 from tests import real_fixtures
 from tests.cli import ROOT, run_module
@@ -105,7 +106,7 @@ def test_the_strength_statistics_are_the_training_parts_and_travel_with_the_mode
     train_rows = ~pipeline.validation_rows(store.ids, 0.3)
     assert 0 < train_rows.sum() < len(train_rows)
     expected = np.nanmean(store.strengths[train_rows].astype(np.float64), axis=0)
-    decoder, info = cvae.load_generator(os.path.join(model_dir, "generator"))
+    decoder, info = generator_artifact.load_generator(os.path.join(model_dir, "generator"))
     mean, std = strength_statistics_of(decoder)
     np.testing.assert_allclose(mean, expected, rtol=1e-5)
     np.testing.assert_allclose(info["strength_mean"], mean, rtol=1e-6)
@@ -122,7 +123,7 @@ def test_tensorboard_shows_reconstructions_samples_and_sweeps(trained):
 
 def test_the_loaded_generator_is_frozen_under_another_models_training_step(trained):
     model_dir, _ = trained
-    decoder, info = cvae.load_generator(os.path.join(model_dir, "generator"))
+    decoder, info = generator_artifact.load_generator(os.path.join(model_dir, "generator"))
     before = [w.copy() for w in decoder.get_weights()]  # moving statistics included
     y, z = keras.Input((8,)), keras.Input((8,))
     image, _ = decoder([y, z])

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from relattr_tf import config as config_lib
+from relattr_tf.artifacts import pair_model, run_config
 from relattr_tf import models
-from relattr_tf.training import ranker
 from tests.cli import run_module
 from tests.test_training import _replica_check
 
@@ -45,14 +44,14 @@ def test_both_stages_train_and_report_box_coverage(stages):
 def test_stage_two_starts_with_the_stage_one_boxes(stages):
     stage1, _, _, _ = stages
     parts = models.build_model("deepstn", image_size=32, width=0.125, seed=9)
-    ranker.load_localizer(parts, stage1)
+    pair_model.load_localizer(parts, stage1)
     exported = tf.saved_model.load(os.path.join(stage1, "export"))
     x = np.random.default_rng(3).uniform(size=(4, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(parts.localizer(x).numpy(),
                                exported.transform(image=x)["theta"].numpy(), atol=1e-5)
-    with pytest.raises(ranker.ConfigError, match="the same --width"):
-        ranker.load_localizer(models.build_model("deepstn", image_size=32, width=0.25), stage1,
-                              config=config_lib.load_run_config(stage1).with_values(
+    with pytest.raises(pair_model.ConfigError, match="the same --width"):
+        pair_model.load_localizer(models.build_model("deepstn", image_size=32, width=0.25), stage1,
+                              config=run_config.load_run_config(stage1).with_values(
                                   model="deepstn", width=0.25))
 
 
@@ -92,7 +91,7 @@ def test_one_and_two_replicas_take_the_same_deepstn_step():
 
 
 def test_the_affine_option_starts_at_the_centred_box_and_trains(tiny_data_dir, tmp_path):
-    from relattr_tf.training.callbacks import box_corners
+    from relattr_tf.models.boxes import box_corners
     parts = models.build_model("deepstn", image_size=32, width=0.125, seed=0,
                                box_scale_init=0.5, stn_transform="affine")
     x = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")

@@ -1,6 +1,8 @@
 """Bad input and bad settings: one-line errors, determinism, safe loading."""
 import json
+import glob
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -105,17 +107,30 @@ def test_safe_loading_refuses_code_in_a_tampered_model_file(tmp_path):
         assert "lambda" not in z.read("config.json").decode().lower()
 
 
-def test_every_config_file_parses_into_a_config():
-    code = ("import glob, sys\n"
-            "from absl import flags\n"
-            "import relattr_tf.ablation, relattr_tf.train_splits, relattr_tf.attic_table\n"
-            "from relattr_tf import config_flags\n"
-            "for path in sorted(glob.glob('configs/*.flags')):\n"
-            "    flags.FLAGS.unparse_flags()\n"
-            "    flags.FLAGS(['prog', f'--flagfile={path}'])\n"
-            "    print(path, config_flags.from_flags().model)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    parsed = proc.stdout.split()
-    assert "configs/ablation.flags" in parsed and "configs/quickstart.flags" in parsed
+def test_every_config_file_parses_into_a_config_with_its_command():
+    """Each flagfile parses with the flags of every command its header runs it with."""
+    by_command = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "configs", "*.flags"))):
+        header = open(path, encoding="utf-8").read()
+        name = os.path.relpath(path, ROOT)
+        segments = header.split("python -m ")[1:]  # each command line, continuations included
+        commands = {seg.split()[0] for seg in segments
+                    if seg.startswith("relattr_tf.") and re.search(rf"--flagfile={name}\b", seg)}
+        assert commands, f"{path}: its header names no command that reads it"
+        for command in commands:
+            by_command.setdefault(command, []).append(name)
+    assert {"relattr_tf.train", "relattr_tf.ablation", "relattr_tf.attic_table"} <= set(
+        by_command)
+    for command, paths in by_command.items():
+        code = ("import sys\n"
+                "from absl import flags\n"
+                f"import {command}\n"
+                "from relattr_tf import config_flags\n"
+                "for path in sys.argv[1:]:\n"
+                "    flags.FLAGS.unparse_flags()\n"
+                "    flags.FLAGS(['prog', f'--flagfile={path}'])\n"
+                "    print(path, config_flags.from_flags().model)\n")
+        proc = subprocess.run([sys.executable, "-c", code, *paths], cwd=ROOT,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, f"{command}: {proc.stderr[-2000:]}"
+        assert proc.stdout.split()[::2] == paths

@@ -1,4 +1,6 @@
 """Model shapes, parameter counts, and loading the Keras VGG16 ImageNet weight file."""
+import os
+
 import h5py
 import keras
 import numpy as np
@@ -131,3 +133,29 @@ def test_dacrl_head_init_he_starts_the_hidden_head_layers_at_he_scale():
         assert float(np.std(logit)) < 0.02  # the output unit keeps the papers' N(0, 0.01)
     assert abs(stds["paper"] - 0.01) < 0.002
     assert abs(stds["he"] - he_std) < 0.2 * he_std, (stds, he_std)
+
+
+def test_a_control_net_saved_before_the_strength_scale_layer_still_loads_and_agrees():
+    """fixtures/control_before_strength_scale.keras was saved with the Destandardize layer
+    (the name StrengthScale replaced): it loads in safe mode and gives the same y."""
+    from relattr_tf.models.strength_scale import StrengthScale
+    fixtures = os.path.join(os.path.dirname(__file__), "fixtures")
+    control = keras.saving.load_model(
+        os.path.join(fixtures, "control_before_strength_scale.keras"), safe_mode=True)
+    expected = np.load(os.path.join(fixtures, "before_strength_scale.npz"))
+    layer = control.get_layer("y_a")
+    assert isinstance(layer, StrengthScale) and layer.direction == "destandardize"
+    y_a, y_b = control(expected["q"], training=False)
+    np.testing.assert_allclose(np.asarray(y_a), expected["y_a"], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(y_b), expected["y_b"], atol=1e-6)
+
+
+def test_strength_scale_standardizes_unknowns_to_the_mean_and_inverts():
+    from relattr_tf.models.strength_scale import StrengthScale
+    forward, back = StrengthScale(2), StrengthScale(2, "destandardize")
+    for layer in (forward, back):
+        layer.set_weights([np.array([0.5, 1.0], np.float32), np.array([0.1, 2.0], np.float32)])
+    y = np.array([[0.7, np.nan], [0.4, 3.0]], np.float32)
+    standard = np.asarray(forward(y))
+    np.testing.assert_allclose(standard, [[2.0, 0.0], [-1.0, 1.0]], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(back(standard))[1], y[1], atol=1e-6)

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from relattr_tf import config as config_lib
+from relattr_tf.artifacts import run_config
 from relattr_tf.data import schema
 from relattr_tf.data.synthetic import render
 from relattr_tf.models import vgg16
@@ -108,30 +109,51 @@ def test_pretrain_errors_are_one_line(tiny_data_dir, tmp_path):
     assert "image table 'pretrain'" in last
     proc = run_module("relattr_tf.pretrain", "--flagfile=configs/pretrain_smoke.flags",
                       "--model=dacrl", f"--model_dir={tmp_path / 'm'}", check=False)
-    assert proc.returncode == 1 and "not a pretraining model" in proc.stderr
+    assert proc.returncode == 1 and "--model=dacrl is not a pretrain model" in proc.stderr
 
 
 def test_ablation_from_the_pretrained_trunk_reports_mean_and_std_over_seeds(
         pretrained, pretrain_data, tmp_path):
+    """A smoke-size ablation: its ledger, a second run that skips every finished cell, and
+    report turning the ledger into the same table."""
     model_dir, _ = pretrained
-    out = str(tmp_path / "ablation")
+    out, results = str(tmp_path / "ablation"), str(tmp_path / "results")
     args = ["--flagfile=configs/smoke.flags", f"--data_dir={pretrain_data}",
             f"--model_dir={out}", f"--backbone_weights={model_dir}/vgg16_notop.h5",
             "--models=dacrl", "--pair_sets=fine", "--attributes=brightness",
-            "--seeds=0,1", "--eval_split=test_fine", "--tensorboard_images=0"]
+            "--seeds=0,1", "--eval_split=test_fine", "--tensorboard_images=0",
+            f"--results_dir={results}", "--study=smoke_ablation"]
     proc = run_module("relattr_tf.ablation", *args)
     table = open(os.path.join(out, "ablation.md")).read()
     assert "| fine | brightness |" in table and "| fine | mean |" in table
-    assert f"Data: {pretrain_data}, sha256 " in table and "Backbone: " in table
-    assert "Runs: 2, " in table and "--seeds=0,1" in table
-    assert table.count("±") == 2 * 2  # 2 rows x (accuracy, truth)
+    assert f"Data: {pretrain_data}, sha256 " in table and "backbone_weights_sha256" in table
+    assert "(2 cells)" in table and "--seeds=0,1" in table
+    assert table.split("| pair set |")[1].count("±") == 2 * 2  # 2 rows x (accuracy, truth)
     csv = open(os.path.join(out, "ablation.csv")).read().splitlines()
     assert "dacrl_accuracy_std" in csv[0] and len(csv) == 3
+    cells = sorted(os.listdir(os.path.join(results, "smoke_ablation")))
+    assert cells == [f"pair_set-fine__attribute-brightness__model-dacrl__seed-{s}.json"
+                     for s in (0, 1)]
+    record = json.load(open(os.path.join(results, "smoke_ablation", cells[0])))
+    assert record["kind"] == "ablation" and record["config"]["seed"] == 0
+    assert record["inputs"]["backbone_weights_sha256"] and record["data_sha256"]
+    assert record["machine"]["cpu_flags"] and record["seconds"] > 0
+    assert 0 <= record["metrics"]["accuracy"] <= 1 and "ablation" in record["command"]
     for seed in (0, 1):
-        saved = config_lib.load_run_config(os.path.join(out, "fine", "brightness", "dacrl",
+        saved = run_config.load_run_config(os.path.join(out, "fine", "brightness", "dacrl",
                                                         f"seed{seed}"))
         assert saved.family.backbone_weights.endswith("vgg16_notop.h5")
         assert saved.train.seed == seed
-    again = run_module("relattr_tf.ablation", *args)  # finished runs are reused
+    again = run_module("relattr_tf.ablation", *args)  # every cell is in the ledger: skipped
     assert not any(line.startswith("training ") for line in again.stdout.splitlines())
+    assert again.stdout.count(": finished") == 2
     assert proc.stdout.strip().splitlines()[-1] in again.stdout
+    # Another recipe in the same study is refused, naming the cell's file.
+    other = run_module("relattr_tf.ablation", *args, "--head_lr=0.1", check=False)
+    assert other.returncode == 1 and "finished with other settings (head_lr)" in other.stderr
+    docs = str(tmp_path / "docs")
+    run_module("relattr_tf.report", "--study=smoke_ablation", f"--results_dir={results}",
+               f"--out={docs}")
+    generated = open(os.path.join(docs, "smoke_ablation.md")).read()
+    assert generated.split("| pair set |")[1] == table.split("| pair set |")[1]
+    assert os.path.exists(os.path.join(docs, "smoke_ablation.png"))

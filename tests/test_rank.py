@@ -10,8 +10,8 @@ import tensorflow as tf
 from PIL import Image
 from scipy import stats
 
-from relattr_tf import ranking
-from relattr_tf.training import export
+from relattr_tf.artifacts import pair_model as export
+from relattr_tf.visualization import ranking
 from tests.cli import run_module
 from tests.test_visualize import SIZE, finished_model_dir
 

@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 
 from relattr_tf import config as config_lib
-from relattr_tf import evaluation
+from relattr_tf.artifacts import run_config
+from relattr_tf.evaluation import pairs as evaluation, report
 from relattr_tf import models  # noqa: F401  registers the custom layers for safe loading
 from relattr_tf.training import optimizers, run
 from tests.cli import ROOT, run_module, smoke_args
@@ -69,7 +70,7 @@ def test_accuracy_excludes_equal_pairs_and_counts_p_one_half_as_wrong():
 def test_results_table_has_rows_and_mean(tmp_path):
     rows = [dict(attribute="open", accuracy=0.9, truth_accuracy=0.95),
             dict(attribute="pointy", accuracy=0.8, truth_accuracy=0.85)]
-    table = evaluation.write_table(rows, str(tmp_path / "results_test"))
+    table = report.write_table(rows, str(tmp_path / "results_test"))
     assert "| mean | 85.00 | 90.00 |" in table
     csv = (tmp_path / "results_test.csv").read_text().splitlines()
     assert csv[0] == "attribute,accuracy,truth_accuracy" and csv[-1] == "mean,85.00,90.00"
@@ -136,7 +137,7 @@ def test_evaluation_from_the_image_table_matches_the_pair_by_pair_path(smoke_run
 
 def test_a_finished_run_is_reused_only_with_the_same_recipe(smoke_run, capsys):
     model_dir, _ = smoke_run
-    config = config_lib.load_run_config(model_dir)
+    config = run_config.load_run_config(model_dir)
     assert run.train_or_reuse(config, model_dir)["test"]["accuracy"] >= 0
     assert "training" not in capsys.readouterr().out  # reused as it is
     with pytest.raises(config_lib.ConfigError, match="finished training with other settings "

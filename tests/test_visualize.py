@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from relattr_tf import models
-from relattr_tf.config import (CONFIG_FILE, Config, DataConfig, RankerConfig, TrainConfig)
+from relattr_tf.artifacts.run_config import CONFIG_FILE
+from relattr_tf.config import Config, DataConfig, RankerConfig, TrainConfig
 from relattr_tf.data import pipeline, schema
-from relattr_tf.training import export
+from relattr_tf.artifacts import pair_model as export
 from relattr_tf.visualization import drawing, generated_pairs, kinds, maps
 from tests import attic_fixtures
 from tests.cli import run_module
@@ -149,7 +150,7 @@ def test_sweep_rows_step_the_asked_for_strength(tiny_data_dir, tmp_path):
 
 
 def test_pairs_show_each_round_and_the_labels_it_imported(tiny_data_dir, tmp_path):
-    from relattr_tf import active_loop
+    from relattr_tf.experiments import active_loop
     from relattr_tf.labelling import package as package_lib
     from relattr_tf.training import attic
     data_dir = str(shutil.copytree(tiny_data_dir, tmp_path / "data"))
@@ -187,9 +188,8 @@ def test_pairs_show_each_round_and_the_labels_it_imported(tiny_data_dir, tmp_pat
                                          "pass one, e.g. --model_dir=.*round-01/adversarial"):
         drawing.draw("saliency", kinds.Options(str(loop)), "unused")
     # A folder name a glob pattern would misread is still known for a loop's.
-    from relattr_tf.training import ranker
     os.makedirs(tmp_path / "runs [1]" / "round-01")
     with pytest.raises(ValueError, match=r"holds one ranker per round; pass one \(none has"):
-        ranker.pair_model_config(str(tmp_path / "runs [1]"))
+        export.pair_model_config(str(tmp_path / "runs [1]"))
     drawn, _ = generated_pairs.attic_pairs(kinds.Options(phase, count=4))  # one phase: start and end
     assert drawn["pairs"][0].shape[0] > 2 * 64

@@ -21,6 +21,7 @@ from (seed, split, k), augmentation of batch n uses (seed, n), so `start_batch=n
 stream of an interrupted run exactly where it stopped instead of replaying its first epoch.
 """
 import dataclasses
+import hashlib
 import logging
 import zlib
 
@@ -299,7 +300,6 @@ def make_image_dataset(data_dir, table, config=InputConfig(), *, part="train",
 def data_hash(data_dir, meta=None):
     """SHA-256 over the names and bytes of every shard metadata.json lists (what a result was
     measured on; the same seed gives the same hash)."""
-    import hashlib
     meta = meta or schema.read_metadata(data_dir)
     entries = list(meta.get("images", {}).values()) + [
         entry for splits in meta.get("splits", {}).values() for entry in splits.values()]

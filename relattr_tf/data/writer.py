@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from relattr_tf.data import schema
+from relattr_tf.data.images import read_records
 
 
 def write_shard(path, records):
@@ -117,7 +118,6 @@ def add_pair_subset(data_dir, attribute, split, new_split, count, seed=0, comman
     """Adds split `new_split`: `count` pairs of `split` drawn at random (seeded, nested: the
     first `count` of one permutation), same images (a smaller real label budget). An existing split of that name with the same count is kept.
     Returns its pair count."""
-    from relattr_tf.data.images import read_records
     meta = schema.read_metadata(data_dir)
     existing = meta.get("splits", {}).get(attribute, {}).get(new_split)
     if existing and existing["pairs"] == count:

@@ -16,9 +16,14 @@ On the embedded benchmark every generated image is measured by
 On other data (faces) no measurement function exists: the sweep reports how much the images
 change from one end to the other (mean absolute pixel difference) instead.
 """
+import time
+
 import numpy as np
+import tensorflow as tf
+from PIL import Image
 from scipy import stats
 
+from relattr_tf.artifacts.generator import decode_images
 from relattr_tf.data.synthetic import attributes, crowd as crowd_lib, pairs as pairs_lib
 from relattr_tf.data.synthetic.measure import measure
 
@@ -45,7 +50,6 @@ def measure_all(images):
 
 def sweep(decoder, info, attribute, steps, samples, rng, batch_size=256):
     """(requested (samples, steps), images (samples, steps, S, S, 3)) for one attribute."""
-    from relattr_tf.training.cvae import decode_images
     k = info["attributes"].index(attribute)
     low, high = _ranges(info)
     y = np.repeat(_base(info, rng, samples), steps, axis=0)
@@ -76,7 +80,6 @@ def step_strengths(info, attribute, count, rng):
 
 def step_pairs(decoder, info, attribute, count, rng, batch_size=256):
     """(requested steps (count,), images a, images b) with only `attribute` changed."""
-    from relattr_tf.training.cvae import decode_images
     k = info["attributes"].index(attribute)
     y_a, y_b = step_strengths(info, attribute, count, rng)
     z = rng.normal(size=(count, info["z_size"]))
@@ -87,7 +90,6 @@ def step_pairs(decoder, info, attribute, count, rng, batch_size=256):
 def evaluate_generator(decoder, info, meta, *, sweep_steps=9, sweep_samples=16, pairs=400,
                        seed=0, batch_size=64):
     """The generator's figures (module docstring) as a dict."""
-    from relattr_tf.training.cvae import sampling_speed
     measurable = meta.get("dataset") == "synthetic"
     crowd = crowd_lib.Crowd()
     out = {"attributes": {}, "measured": measurable,
@@ -138,9 +140,6 @@ def write_sweep_sheet(decoder, info, path, attributes=None, steps=7, seed=0, sca
     """A PNG contact sheet: one row per attribute, its strength from low to high (left to
     right) with one z and the other strengths fixed (at their means); nearest-neighbour
     enlarged `scale` times."""
-    from PIL import Image
-
-    from relattr_tf.training.cvae import decode_images
     names = list(attributes or info["attributes"])
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(1, info["z_size"]))
@@ -170,3 +169,15 @@ def summary_line(result):
     return (f"generator: held-out -ELBO {result['heldout_negative_elbo']:.1f} nats, "
             f"reconstruction MSE {result['heldout_reconstruction_mse']:.4f}, "
             f"{result['images_per_second']:.0f} images/s; " + "; ".join(parts))
+
+
+def sampling_speed(decoder, y_size, z_size, batch_size=64, repeats=5):
+    """Generated images per second (batches of batch_size, after one warm-up batch)."""
+    y = np.zeros((batch_size, y_size), np.float32)
+    z = np.random.default_rng(0).normal(size=(batch_size, z_size)).astype(np.float32)
+    fn = tf.function(lambda y, z: decoder([y, z], training=False)[0])
+    fn(y, z)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        np.asarray(fn(y, z))
+    return batch_size * repeats / (time.perf_counter() - started)

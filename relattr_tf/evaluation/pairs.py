@@ -1,19 +1,20 @@
-"""Evaluation of an exported pair model on a data directory split, and results tables.
+"""Evaluation of an exported pair model on a data directory split (eval_<split>.json).
 
 Accuracy follows the field's rule: pairs whose target is 0.5 (equal) are excluded; a pair is
 correct when p > 0.5 for t = 1 or p < 0.5 for t = 0, so p exactly 0.5 counts as wrong.
 Where the data carries exact truth (the embedded benchmark), accuracy against it is reported too.
 """
-import json
 import os
 import time
 
 import numpy as np
 import tensorflow as tf
 
-from relattr_tf.config import load_run_config
+from relattr_tf.artifacts.pair_model import load_exported
+from relattr_tf.artifacts.run_config import load_run_config
 from relattr_tf.data import pipeline, schema
-from relattr_tf.training.export import load_exported
+from relattr_tf.evaluation import report
+from relattr_tf.models import boxes
 
 METHODS = ("auto", "pairwise")
 
@@ -82,23 +83,17 @@ def box_coverage(model, meta, data_dir, attribute, split, image_size, batch_size
     IoU >= 0.5 and the share whose box contains the subject's centre. None without boxes.
     Predicted regions are their bounding boxes (for an affine transform, of the sheared
     square), clipped to the image."""
-    from relattr_tf.training.callbacks import box_corners
     store = pipeline.image_store(meta, data_dir, attribute, split, pipeline.InputConfig(
         image_size=image_size, image_memory_mb=image_memory_mb, skip_corrupt=skip_corrupt))
     rows = np.flatnonzero(store.boxes[:, 0] >= 0)
     if not len(rows):
         return None
-    predicted = box_corners(_batched(lambda x: model.transform(image=x)["theta"].numpy(), rows,
-                                     store, batch_size))
+    predicted = boxes.box_corners(_batched(
+        lambda x: model.transform(image=x)["theta"].numpy(), rows, store, batch_size))
     predicted = np.clip(predicted, 0.0, 1.0)  # what lies outside the image is zero padding
     truth = store.boxes[rows]
-    low, high = np.maximum(predicted[:, :2], truth[:, :2]), np.minimum(predicted[:, 2:],
-                                                                         truth[:, 2:])
-    overlap = np.prod(np.clip(high - low, 0, None), axis=1)
-    area = lambda b: np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    iou = overlap / np.maximum(area(predicted) + area(truth) - overlap, 1e-9)
-    centre = (truth[:, :2] + truth[:, 2:]) / 2
-    inside = np.all((centre >= predicted[:, :2]) & (centre <= predicted[:, 2:]), axis=1)
+    iou = boxes.iou(predicted, truth)
+    inside = boxes.contains_centre(predicted, truth)
     return dict(images=int(len(rows)), mean_iou=float(iou.mean()),
                 iou_at_least_half=float((iou >= 0.5).mean()), contains_centre=float(inside.mean()))
 
@@ -154,8 +149,7 @@ def evaluate_split(model_dir, data_dir, attribute, split, batch_size=64, image_m
         if coverage:
             result["box_coverage"] = coverage
             result["seconds"] = round(time.time() - started, 2)
-    with tf.io.gfile.GFile(os.path.join(model_dir, f"eval_{split}.json"), "w") as f:
-        f.write(json.dumps(result, indent=2, sort_keys=True))
+    report.write_json(os.path.join(model_dir, f"eval_{split}.json"), result)
     return result
 
 
@@ -171,26 +165,3 @@ def summary_line(result):
                  f"{100 * box['iou_at_least_half']:.1f}%, subject centre inside on "
                  f"{100 * box['contains_centre']:.1f}% of {box['images']} images")
     return line
-
-
-def write_markdown_and_csv(path_prefix, header, rows, csv_header=None, csv_rows=None,
-                           preamble=()):
-    """Writes <prefix>.md (the preamble lines, then a markdown table) and <prefix>.csv;
-    returns the markdown."""
-    md = [line for line in preamble] + ([""] if preamble else [])
-    md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join(row) + " |" for row in rows]
-    csv = [",".join(csv_header or header)] + [",".join(r) for r in (csv_rows or rows)]
-    for suffix, lines in ((".md", md), (".csv", csv)):
-        with tf.io.gfile.GFile(path_prefix + suffix, "w") as f:
-            f.write("\n".join(lines) + "\n")
-    return "\n".join(md)
-
-
-def write_table(rows, path_prefix, columns=("accuracy", "truth_accuracy")):
-    """Per-attribute rows and their mean, as <prefix>.md (paper-style) and <prefix>.csv."""
-    columns = [c for c in columns if any(c in r for r in rows)]
-    means = {c: float(np.nanmean([r.get(c, np.nan) for r in rows])) for c in columns}
-    table = [[label] + [f"{100 * values[c]:.2f}" if c in values else "" for c in columns]
-             for label, values in [(r["attribute"], r) for r in rows] + [("mean", means)]]
-    return write_markdown_and_csv(path_prefix, ["attribute"] + columns, table)

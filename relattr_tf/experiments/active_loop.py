@@ -3,26 +3,26 @@ ranker retrained from its pretrained state -> evaluation, with the control carri
 
     run_rounds(config, model_dir, options)
 
-Each round lives in <model_dir>/round-NN/:
-    adversarial/   the two-player run (control/, the ranker after the phase, eval_generated.json)
-    labelling/     the package for Label Studio or the CSV sheet (labelling.package)
-    crowd_export.json   the simulated crowd's answers, in Label Studio's export format
-    labels.json    the import's summary (written last: the round's labels are in the data)
-    ranker/        the ranker retrained on real + every labelled synthetic split so far
+Each round lives in <model_dir>/round-NN/ (relattr_tf.artifacts.rounds names its files).
 Every stage is skipped when its output exists and resumes from its checkpoint otherwise, so a
 run killed at any moment and started again with the same command continues in its round.
 The accepted pairs go into --data_dir as image table and pair split
 <model_dir name>-<attribute>-rNN.
 """
 import dataclasses
-import json
+import math
 import os
 
 from relattr_tf import config as config_lib
+from relattr_tf.artifacts import control as control_artifact, generator as generator_artifact
+from relattr_tf.artifacts import rounds
 from relattr_tf.config import ConfigError
+from relattr_tf.data import pipeline, schema, writer
+from relattr_tf.evaluation import report
+from relattr_tf.labelling import package, simulated_crowd
+from relattr_tf.training import run
 
 LABELERS = ("crowd", "auto", "human")
-LABELS_FILE = "labels.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,41 +37,15 @@ class LoopOptions:
     split_prefix: str = ""  # names of the appended splits ('' = the model_dir's name)
 
 
-def round_dir(model_dir, number):
-    return os.path.join(model_dir, f"round-{number:02d}")
-
-
-def run_prefix(model_dir):
-    """A name for a run's appended splits: its folder's name and a hash of its path, so two
-    runs in folders of the same name never write the same split."""
-    import hashlib
-    path = os.path.abspath(os.path.normpath(model_dir))
-    return f"{os.path.basename(path)}-{hashlib.sha1(path.encode()).hexdigest()[:6]}"
-
-
-def synthetic_split(config, model_dir, number, prefix=""):
-    """The image table and pair split a round's accepted pairs go into."""
-    prefix = prefix or run_prefix(model_dir)
-    return f"{prefix}-{config.family.attribute}-r{number:02d}"
-
-
 def mixed_splits(config, real, synthetic):
     """--train_split entries that draw every pair alike (each split weighted by its pair
     count), labelled synthetic pairs --synthetic_weight times as likely as real ones."""
-    from relattr_tf.data import pipeline, schema
     meta = schema.read_metadata(config.data.data_dir)
     def weight(split, factor):
         count = pipeline.pair_count(meta, config.data.data_dir, config.family.attribute, [split])
         return f"{split}:{factor * count:g}"
     return tuple(weight(s, 1.0) for s in real) + tuple(
         weight(s, config.family.synthetic_weight) for s in synthetic)
-
-
-def write_json(path, value):
-    """Written beside, then renamed: a kill never leaves half a file."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(value, f, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 def ranker_config(config, train_split):
@@ -86,7 +60,6 @@ def ranker_config(config, train_split):
 def with_real_budget(config, command=""):
     """--real_pairs > 0: the first training split replaced by a seeded draw of that many of
     its pairs (a split of its own in the data directory)."""
-    from relattr_tf.data import writer
     net = config.family
     if not net.real_pairs:
         return config
@@ -98,22 +71,12 @@ def with_real_budget(config, command=""):
     return config.with_values(train_split=(subset + colon + weight, *rest), real_pairs=0)
 
 
-def _labels_done(directory):
-    path = os.path.join(directory, LABELS_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
 def write_package(config, adversarial_dir, package_dir, prefix):
     """The adversarial run's T slots through its control and the decoder -> the package."""
-    from relattr_tf.labelling import package
-    from relattr_tf.training import attic, cvae
     net = config.family
-    control, slots = attic.load_control(adversarial_dir)
-    decoder, info = cvae.load_generator(net.generator_dir)
-    images, y = attic.generate_pairs(control, decoder, slots, config.data.image_size,
+    control, slots = control_artifact.load_control(adversarial_dir)
+    decoder, info = generator_artifact.load_generator(net.generator_dir)
+    images, y = control_artifact.generate_pairs(control, decoder, slots, config.data.image_size,
                                      training=True)
     return package.write_package(
         package_dir, images, y, attribute=net.attribute,
@@ -125,14 +88,13 @@ def write_package(config, adversarial_dir, package_dir, prefix):
 def label_round(config, directory, name, options, answers_file):
     """Labels a round's package with the chosen labeler and imports them; returns the summary,
     or None when people must label it first."""
-    from relattr_tf.labelling import package, simulated_crowd
     net, data_dir = config.family, config.data.data_dir
-    package_dir = os.path.join(directory, "labelling")
+    package_dir = os.path.join(directory, rounds.PACKAGE_DIR)
     if options.labeler == "auto" and not answers_file:
         summary = package.auto_labels(package_dir, data_dir, name, command=options.command)
     else:
         if not answers_file and options.labeler == "crowd":
-            answers_file = os.path.join(directory, "crowd_export.json")
+            answers_file = os.path.join(directory, rounds.CROWD_EXPORT_FILE)
             attribute = net.generator_attribute or net.attribute
             if not simulated_crowd.can_label(attribute):
                 raise ConfigError(f"--labeler=crowd: the simulated crowd measures the embedded "
@@ -146,7 +108,7 @@ def label_round(config, directory, name, options, answers_file):
                                         min_agreement=net.min_agreement,
                                         min_confidence=net.min_confidence,
                                         command=options.command)
-    write_json(os.path.join(directory, LABELS_FILE), summary)
+    report.write_json(os.path.join(directory, rounds.LABELS_FILE), summary)
     print(package.summary_line(summary), flush=True)
     return summary
 
@@ -160,7 +122,6 @@ def human_instructions(package_dir, command):
 
 def run_rounds(config, model_dir, options):
     """Runs (or continues) the rounds; returns {round: result dict}."""
-    from relattr_tf.training import run
     if options.labeler not in LABELERS:
         raise ConfigError(f"--labeler={options.labeler}: one of {', '.join(LABELERS)}")
     labelled, results = [], {}
@@ -168,7 +129,7 @@ def run_rounds(config, model_dir, options):
     config = with_real_budget(config, options.command)
     base_split = tuple(s.partition(":")[0] for s in config.family.train_split)
     if not config.family.warm_start:
-        pretrained_dir = os.path.join(model_dir, "pretrained_ranker")
+        pretrained_dir = os.path.join(model_dir, rounds.PRETRAINED_DIR)
         print(f"pretraining {config.family.ranker_model} on the real pairs "
               f"({', '.join(base_split)}) -> {pretrained_dir}", flush=True)
         results["pretrained"] = run.train_or_reuse(
@@ -177,9 +138,9 @@ def run_rounds(config, model_dir, options):
     answers_file = options.import_labels
     previous_adversarial = None
     for number in range(1, options.rounds + 1):
-        directory = round_dir(model_dir, number)
-        name = synthetic_split(config, model_dir, number, options.split_prefix)
-        adversarial_dir = os.path.join(directory, "adversarial")
+        directory = rounds.round_dir(model_dir, number)
+        name = rounds.synthetic_split(config, model_dir, number, options.split_prefix)
+        adversarial_dir = os.path.join(directory, rounds.ADVERSARIAL_DIR)
         round_config = config.with_values(train_split=mixed_splits(config, base_split,
                                                                    labelled),
                                           control_from=previous_adversarial or
@@ -187,10 +148,10 @@ def run_rounds(config, model_dir, options):
         print(f"round {number} of {options.rounds}: adversarial phase -> {adversarial_dir}",
               flush=True)
         generated = run.train_or_reuse(round_config, adversarial_dir)["generated"]
-        package_dir = os.path.join(directory, "labelling")
-        summary = _labels_done(directory)
+        package_dir = os.path.join(directory, rounds.PACKAGE_DIR)
+        summary = rounds.labels_done(directory)
         if summary is None:
-            if not os.path.exists(os.path.join(package_dir, "pairs.json")):
+            if not os.path.exists(os.path.join(package_dir, package.PAIRS_FILE)):
                 write_package(round_config, adversarial_dir, package_dir, name)
             if not answers_file and (options.stop_after_export or options.labeler == "human"):
                 print(human_instructions(package_dir, options.command), flush=True)
@@ -201,7 +162,7 @@ def run_rounds(config, model_dir, options):
             labelled.append(name)
         result = dict(round=number, labels=summary, generated=generated)
         if options.retrain:
-            ranker_dir = os.path.join(directory, "ranker")
+            ranker_dir = os.path.join(directory, rounds.RANKER_DIR)
             splits = mixed_splits(config, base_split, labelled)
             print(f"round {number}: retraining {config.family.ranker_model} on "
                   f"{', '.join(splits)} -> {ranker_dir}", flush=True)
@@ -215,7 +176,6 @@ def run_rounds(config, model_dir, options):
 def round_summary_line(result):
     """One line of a round's result: the labels accepted, how often they agree with the y
     ordering of the generated pairs, the retrained ranker's accuracies."""
-    import math
     labels = result["labels"]
     parts = [f"round {result['round']}: {labels['accepted']} of {labels['pairs']} generated "
              f"pairs accepted"]

@@ -4,6 +4,7 @@ theta is the flattened 2 x 3 affine map from output coordinates to input coordin
 [-1, 1]; a box transform is [[s, 0, s tx], [0, s, s ty]].
 """
 import numpy as np
+import tensorflow as tf
 
 
 def box_corners(theta):
@@ -19,7 +20,6 @@ def box_corners(theta):
 def box_of(theta):
     """(s, tx, ty) of a box transform (flattened theta, a tensor); for an affine one, the mean
     scale of its diagonal and its centre divided by it."""
-    import tensorflow as tf
     scale = (theta[:, 0] + theta[:, 4]) / 2
     return tf.stack([scale, theta[:, 2] / scale, theta[:, 5] / scale], axis=1)
 

@@ -21,9 +21,8 @@ the global mean: tests/test_attic.py checks 1 vs 2 replicas).
 `AtticTask` (family "attic", model "attic") is the pair rankers' task with this model: the same
 pair data (--train_split mixes real and labelled synthetic splits), the ranker's export and
 evaluation, plus `control/` (the control net and its slots) and `eval_generated.json`: how hard
-the generated pairs are, before and after the phase (see `evaluate_generated`).
+the generated pairs are, before and after the phase (relattr_tf.evaluation.generated_pairs).
 """
-import hashlib
 import json
 import os
 
@@ -32,19 +31,13 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from relattr_tf.artifacts import control as control_artifact, generator as generator_artifact
+from relattr_tf.artifacts import pair_model
 from relattr_tf.config import ConfigError
+from relattr_tf.evaluation import generated_pairs, report
 from relattr_tf.models import control as control_lib
-from relattr_tf.training import callbacks, cvae as cvae_lib, export, ranker, task
-
-CONTROL_DIR = "control"
-CONTROL_FILE = "control.keras"
-SLOTS_FILE = "slots.npy"
-RESULT_FILE = "eval_generated.json"
-
-
-def inferred_target(y_a, y_b):
-    """1 where y^A > y^B, 0 where less, 0.5 on a tie: the label the control's y implies."""
-    return ops.cast(y_a > y_b, "float32") + 0.5 * ops.cast(ops.equal(y_a, y_b), "float32")
+from relattr_tf.models.control import inferred_target
+from relattr_tf.training import callbacks, ranker, task
 
 
 @keras.saving.register_keras_serializable(package="relattr_tf")
@@ -185,20 +178,12 @@ class AdversarialRanker(task.TaskModel):
 
 
 # --------------------------------------------------------------------------- the task
-def _sha256(path):
-    with tf.io.gfile.GFile(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 class AtticTask(ranker.RankerTask):
     """ATTIC's adversarial phase on one attribute (family "attic")."""
 
     def __init__(self, config):
         super().__init__(config)
         self.control = self.info = None
-
-    def network_name(self):
-        return self.config.family.ranker_model
 
     def run_name(self):
         net = self.config.family
@@ -210,13 +195,14 @@ class AtticTask(ranker.RankerTask):
     def input_fingerprint(self):
         net = self.config.family
         out = super().input_fingerprint()
-        out["generator_sha256"] = _sha256(os.path.join(net.generator_dir,
-                                                       cvae_lib.DECODER_FILE))
+        out["generator_sha256"] = report.file_sha256(
+            os.path.join(net.generator_dir, generator_artifact.DECODER_FILE))
         if net.warm_start:
-            out["warm_start_sha256"] = _sha256(os.path.join(net.warm_start, export.KERAS_FILE))
+            out["warm_start_sha256"] = report.file_sha256(
+                os.path.join(net.warm_start, pair_model.KERAS_FILE))
         if net.control_from:
-            out["control_from_sha256"] = _sha256(os.path.join(net.control_from, CONTROL_DIR,
-                                                              CONTROL_FILE))
+            out["control_from_sha256"] = report.file_sha256(os.path.join(
+                net.control_from, control_artifact.CONTROL_DIR, control_artifact.CONTROL_FILE))
         return out
 
     def generator_attribute(self):
@@ -226,10 +212,10 @@ class AtticTask(ranker.RankerTask):
     def check_config(self, replicas):
         super().check_config(replicas)
         net = self.config.family
-        info_path = os.path.join(net.generator_dir, cvae_lib.INFO_FILE)
+        info_path = os.path.join(net.generator_dir, generator_artifact.INFO_FILE)
         if not tf.io.gfile.exists(info_path):
             raise ConfigError(f"--generator_dir={net.generator_dir}: no generator here "
-                              f"({cvae_lib.INFO_FILE} missing); train one with python -m "
+                              f"({generator_artifact.INFO_FILE} missing); train one with python -m "
                               f"relattr_tf.train --flagfile=configs/cvae_synth.flags")
         with tf.io.gfile.GFile(info_path) as f:
             names = json.load(f)["attributes"]
@@ -241,23 +227,23 @@ class AtticTask(ranker.RankerTask):
                               f"over the {replicas} replicas")
         for flag, model_dir in (("warm_start", net.warm_start),
                                 ("control_from", net.control_from)):
-            if model_dir and not tf.io.gfile.exists(os.path.join(model_dir, export.KERAS_FILE)):
+            if model_dir and not tf.io.gfile.exists(os.path.join(model_dir, pair_model.KERAS_FILE)):
                 raise ConfigError(f"--{flag}={model_dir}: no finished model here "
-                                  f"({export.KERAS_FILE} missing)")
+                                  f"({pair_model.KERAS_FILE} missing)")
 
     # ------------------------------------------------------------------ model
     def build_control(self):
         """The control net and its slots as this config starts them: fresh (seeded), or
         carried over from --control_from."""
         net, seed = self.config.family, self.config.train.seed
-        decoder, info = cvae_lib.load_generator(net.generator_dir)
+        decoder, info = generator_artifact.load_generator(net.generator_dir)
         y_size, z_size = len(info["attributes"]), int(info["z_size"])
         control = control_lib.build_control(
             2 * z_size, y_size, net.control_units, net.control_head_units, seed=seed,
             mean=info["strength_mean"], std=info["strength_std"])
         slots = np.random.default_rng([seed, 7]).normal(size=(net.slots, 2 * z_size))
         if net.control_from:
-            previous, slots = load_control(net.control_from)
+            previous, slots = control_artifact.load_control(net.control_from)
             if previous.count_params() != control.count_params() or len(slots) != net.slots:
                 raise ConfigError(f"--control_from={net.control_from}: its control net or "
                                   f"slot count differs from this run's")
@@ -314,136 +300,24 @@ class AtticTask(ranker.RankerTask):
 
     # ------------------------------------------------------------------ results
     def export(self, model, model_dir):
-        save_control(model.control, np.asarray(model.slots), os.path.join(model_dir, CONTROL_DIR),
-                     dict(attribute=self.config.family.attribute,
-                          generator_attribute=self.generator_attribute(),
-                          generator_dir=self.config.family.generator_dir))
+        control_artifact.save_control(
+            model.control, np.asarray(model.slots),
+            os.path.join(model_dir, control_artifact.CONTROL_DIR),
+            dict(attribute=self.config.family.attribute,
+                 generator_attribute=self.generator_attribute(),
+                 generator_dir=self.config.family.generator_dir))
         return super().export(model, model_dir)
 
     def evaluate(self, model_dir, **options):
         results = super().evaluate(model_dir, **options)
-        results["generated"] = evaluate_generated(self, model_dir)
+        results["generated"] = generated_pairs.evaluate_generated(
+            self.config, model_dir, self.build_control())
         return results
 
     def summary_line(self, name, result):
         if name != "generated":
             return super().summary_line(name, result)
-        return generated_summary_line(result)
-
-
-# --------------------------------------------------------------------------- control artifact
-def save_control(control, slots, directory, info):
-    tf.io.gfile.makedirs(directory)
-    control.save(os.path.join(directory, CONTROL_FILE))
-    with tf.io.gfile.GFile(os.path.join(directory, SLOTS_FILE), "wb") as f:
-        np.save(f, np.asarray(slots, np.float32))
-    with tf.io.gfile.GFile(os.path.join(directory, "control.json"), "w") as f:
-        f.write(json.dumps(dict(info, slots=int(len(slots))), indent=2))
-
-
-def load_control(model_dir):
-    """(control net, slots (T, 2 z)) of a finished ATTIC model_dir."""
-    directory = os.path.join(model_dir, CONTROL_DIR)
-    path = os.path.join(directory, CONTROL_FILE)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path}: no control net here (an ATTIC run writes it when it "
-                                f"finishes)")
-    control = keras.saving.load_model(path, safe_mode=True)
-    with tf.io.gfile.GFile(os.path.join(directory, SLOTS_FILE), "rb") as f:
-        slots = np.load(f)
-    return control, slots
-
-
-def generate_pairs(control, decoder, slots, image_size, training=False, batch_size=128):
-    """Every slot's pair: (images_a, images_b) float [0, 1] (T, S, S, 3) and (y_a, y_b) raw.
-    training=True normalises with the statistics of all the slots at once, as the control's
-    BatchNorm did while it trained (its moving averages lag far behind a short phase); it
-    updates those averages, so pass a loaded copy."""
-    if training:  # one batch: the BatchNorm statistics of all the slots
-        batch_size = len(slots)
-    outs = {k: [] for k in ("a", "b", "y_a", "y_b")}
-    for start in range(0, len(slots), batch_size):
-        q = tf.constant(slots[start:start + batch_size], tf.float32)
-        y_a, y_b = control(q, training=training)
-        z_a, z_b = control_lib.split_latents(q)
-        for key, y, z in (("a", y_a, z_a), ("b", y_b, z_b)):
-            mean, _ = decoder([y, z], training=False)
-            image = (tf.cast(mean, tf.float32) + 1.0) / 2.0
-            if image.shape[1] != image_size:
-                image = tf.image.resize(image, (image_size, image_size))
-            outs[key].append(np.clip(image.numpy(), 0.0, 1.0))
-            outs[f"y_{key}"].append(np.asarray(y, np.float64))
-    out = {k: np.concatenate(v) for k, v in outs.items()}
-    return (out["a"], out["b"]), (out["y_a"], out["y_b"])
-
-
-def pair_probabilities(exported, images_a, images_b, batch_size=128):
-    return np.concatenate([
-        exported.pair(image_a=tf.constant(images_a[i:i + batch_size], tf.float32),
-                      image_b=tf.constant(images_b[i:i + batch_size], tf.float32))["p"]
-        .numpy().ravel() for i in range(0, len(images_a), batch_size)])
-
-
-def evaluate_generated(attic_task, model_dir, seed=0):
-    """How hard the slots' pairs are, before and after the adversarial phase.
-
-    For the control at the start of the phase (fresh, or carried over) and at its end (its
-    BatchNorm on the statistics of all the slots, as the labelling package), the T pairs are
-    labelled by their y (inferred) and, on the embedded benchmark, by the simulated
-    crowd measuring their pixels; reported: the illegible and equal rates, how often the crowd
-    agrees with the y ordering, and the accuracy of the ranker at the start (--warm_start) and
-    at the end on them (against the crowd, and against the inferred labels).
-    """
-    from relattr_tf.labelling import simulated_crowd
-    config = attic_task.config
-    net, size = config.family, config.data.image_size
-    start_control, slots, decoder, info = attic_task.build_control()
-    end_control, _ = load_control(model_dir)
-    k = info["attributes"].index(attic_task.generator_attribute())
-    rankers = {"ranker_end": export.load_exported(model_dir)}
-    if net.warm_start:
-        rankers["ranker_start"] = export.load_exported(net.warm_start)
-    result = dict(attribute=net.attribute, generator_attribute=attic_task.generator_attribute(),
-                  slots=int(len(slots)))
-    for phase, control in (("control_start", start_control), ("control_end", end_control)):
-        (images_a, images_b), (y_a, y_b) = generate_pairs(control, decoder, slots, size,
-                                                          training=True)
-        inferred = np.asarray(inferred_target(y_a[:, k], y_b[:, k]))
-        entry = dict(y_step_mean=float(np.mean(np.abs(y_a[:, k] - y_b[:, k]))))
-        labels = None
-        if simulated_crowd.can_label(attic_task.generator_attribute()):
-            labels = simulated_crowd.majority_labels(images_a, images_b,
-                                                     attic_task.generator_attribute(), seed)
-            legible = np.array([lab is not None for lab in labels])
-            crowd = np.array([lab["target"] if lab else np.nan for lab in labels])
-            decided = legible & (crowd != 0.5)
-            entry.update(illegible_rate=float(1 - legible.mean()),
-                         equal_rate=float(np.mean(crowd[legible] == 0.5)) if legible.any()
-                         else float("nan"),
-                         crowd_agrees_with_y=float(np.mean(crowd[decided] == inferred[decided]))
-                         if decided.any() else float("nan"))
-        for name, exported in rankers.items():
-            p = pair_probabilities(exported, images_a, images_b)
-            correct = np.where(inferred == 1.0, p > 0.5, p < 0.5)
-            entry[f"{name}_accuracy_vs_y"] = float(correct.mean())
-            if labels is not None and decided.any():
-                correct = np.where(crowd == 1.0, p > 0.5, p < 0.5)[decided]
-                entry[f"{name}_accuracy_vs_crowd"] = float(correct.mean())
-        result[phase] = entry
-    with tf.io.gfile.GFile(os.path.join(model_dir, RESULT_FILE), "w") as f:
-        f.write(json.dumps(result, indent=2, sort_keys=True))
-    return result
-
-
-def generated_summary_line(result):
-    end = result["control_end"]
-    parts = [f"generated {result['attribute']} pairs ({result['slots']}):"]
-    for key, label in (("ranker_end_accuracy_vs_crowd", "ranker vs crowd"),
-                       ("ranker_end_accuracy_vs_y", "ranker vs y"),
-                       ("illegible_rate", "illegible"), ("crowd_agrees_with_y", "crowd = y")):
-        if key in end:
-            parts.append(f"{label} {100 * end[key]:.1f}%")
-    return " ".join(parts)
+        return generated_pairs.summary_line(result)
 
 
 task.register_task("attic", AtticTask)

@@ -8,6 +8,8 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+from relattr_tf.models import boxes
+
 
 class NonFiniteLossError(RuntimeError):
     """Raised when the loss becomes NaN or inf; the last epoch checkpoint is left untouched."""
@@ -160,16 +162,6 @@ class GeneratorImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
-def box_corners(theta):
-    """Transforms (flattened theta rows) -> [ymin, xmin, ymax, xmax] in [0, 1] of the region
-    each samples: the image of the output square's corners (+-1, +-1) under theta."""
-    theta = np.asarray(theta, np.float32).reshape(-1, 2, 3)
-    corners = np.array([[-1, -1, 1], [-1, 1, 1], [1, -1, 1], [1, 1, 1]], np.float32).T
-    points = (theta @ corners + 1) / 2  # (B, 2 (x, y), 4) in [0, 1]
-    low, high = points.min(axis=2), points.max(axis=2)
-    return np.stack([low[:, 1], low[:, 0], high[:, 1], high[:, 0]], axis=1)
-
-
 class BoxImages(keras.callbacks.Callback):
     """Draws the predicted boxes on a few validation images every epoch (DeepSTN)."""
 
@@ -179,7 +171,7 @@ class BoxImages(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(f"{log_dir}/boxes")
 
     def on_epoch_end(self, epoch, logs=None):
-        corners = box_corners(self.localizer(self.images, training=False))
+        corners = boxes.box_corners(self.localizer(self.images, training=False))
         drawn = tf.image.draw_bounding_boxes(self.images, corners[:, None, :],
                                              np.array([[1.0, 0.0, 0.0]], np.float32))
         with self.writer.as_default(step=epoch + 1), tf.summary.record_if(True):

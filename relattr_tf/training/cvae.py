@@ -7,33 +7,30 @@ from q) plus kl_weight * KL(q(z | x, y) || N(0, I)), averaged over the global ba
 (tests/test_cvae.py checks 1 vs 2 replicas). Images are in [-1, 1] inside the model, so the
 likelihood is a density on that scale (no dequantisation): compare figures with each other.
 
-Export, `<model_dir>/generator/` (see `save_generator`; `load_generator` reads it back frozen):
+Export, `<model_dir>/generator/` (relattr_tf.artifacts.generator saves it and loads it back
+frozen):
   saved_model/     SavedModel, signature decode(y, z) -> {"image"} (RGB in [0, 1]), loadable
                    with tf.saved_model.load and no relattr_tf
   decoder.keras    the decoder (raw y, z) -> (mean in [-1, 1], log-variance), safe-mode loadable
   generator.json   attribute names, strength statistics (mean, std, min, max of the training
                    set), z size, image size, value range
-Evaluation writes `<model_dir>/eval_generator.json` (relattr_tf.generator_evaluation) and
+Evaluation writes `<model_dir>/eval_generator.json` (relattr_tf.evaluation.generator) and
 `sweeps.png` (a row per attribute, its strength from low to high).
 """
-import json
 import os
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from relattr_tf.artifacts import generator as generator_artifact
 from relattr_tf.config import ConfigError
 from relattr_tf.data import images as images_lib, pipeline, schema
+from relattr_tf.evaluation import generator as generator_eval, report
 from relattr_tf.models import cvae as cvae_lib
 from relattr_tf.training import callbacks, task
 
-GENERATOR_DIR = "generator"
-INFO_FILE = "generator.json"
-DECODER_FILE = "decoder.keras"
-SAVED_MODEL_DIR = "saved_model"
 RESULT_FILE = "eval_generator.json"
 SWEEP_FILE = "sweeps.png"  # one row per attribute, low to high
 LOG_2PI = float(np.log(2 * np.pi))
@@ -245,14 +242,15 @@ class CvaeTask(task.ImageTableTask):
         # mean and std as the model holds them (a resumed run keeps its first statistics)
         mean, std = cvae_lib.strength_statistics_of(model.decoder)
         statistics = dict(self.strength_statistics(), mean=mean.tolist(), std=std.tolist())
-        save_generator(model.decoder, os.path.join(model_dir, GENERATOR_DIR), statistics,
-                       self.config.family.z_size, self.config.data.image_size)
+        generator_artifact.save_generator(
+            model.decoder, os.path.join(model_dir, generator_artifact.GENERATOR_DIR), statistics,
+            self.config.family.z_size, self.config.data.image_size)
         model.encoder.save(os.path.join(model_dir, "encoder.keras"))
 
     def evaluate(self, model_dir, batch_size=64, **options):
-        from relattr_tf import generator_evaluation as generator_eval
         data, net = self.config.data, self.config.family
-        decoder, info = load_generator(os.path.join(model_dir, GENERATOR_DIR))
+        decoder, info = generator_artifact.load_generator(
+            os.path.join(model_dir, generator_artifact.GENERATOR_DIR))
         encoder = keras.saving.load_model(os.path.join(model_dir, "encoder.keras"),
                                           safe_mode=True)
         meta = schema.read_metadata(data.data_dir)
@@ -269,78 +267,11 @@ class CvaeTask(task.ImageTableTask):
                       heldout_nll=float(heldout["nll"]), heldout_kl=float(heldout["kl"]),
                       heldout_reconstruction_mse=float(heldout["mse"]),
                       kl_weight=net.kl_weight, data_dir=data.data_dir, table=net.image_table)
-        with tf.io.gfile.GFile(os.path.join(model_dir, RESULT_FILE), "w") as f:
-            f.write(json.dumps(result, indent=2, sort_keys=True))
+        report.write_json(os.path.join(model_dir, RESULT_FILE), result)
         return {"generator": result}
 
     def summary_line(self, name, result):
-        from relattr_tf import generator_evaluation as generator_eval
         return generator_eval.summary_line(result)
-
-
-# --------------------------------------------------------------------------- the artifact
-def save_generator(decoder, directory, statistics, z_size, image_size):
-    """Writes the frozen-decoder artifact (module docstring) into `directory`."""
-    tf.io.gfile.makedirs(directory)
-    decoder.save(os.path.join(directory, DECODER_FILE))
-    y_size = len(statistics["names"])
-    archive = keras.export.ExportArchive()
-    archive.track(decoder)
-
-    def decode(y, z):
-        mean, _ = decoder([y, z], training=False)
-        return {"image": (tf.cast(mean, tf.float32) + 1.0) / 2.0}
-
-    archive.add_endpoint(name="decode", fn=decode, input_signature=[
-        tf.TensorSpec((None, y_size), tf.float32, name="y"),
-        tf.TensorSpec((None, z_size), tf.float32, name="z")])
-    archive.write_out(os.path.join(directory, SAVED_MODEL_DIR), verbose=False)
-    info = dict(attributes=list(statistics["names"]),
-                strength_mean=list(statistics["mean"]), strength_std=list(statistics["std"]),
-                strength_min=list(statistics["min"]), strength_max=list(statistics["max"]),
-                unknown_fraction=list(statistics.get("unknown_fraction", [])),
-                training_images=statistics.get("images"), z_size=int(z_size),
-                image_size=int(image_size), value_range=[0.0, 1.0],
-                decode="decode(y, z) -> {'image'}: y raw strengths (float32, len(attributes)), "
-                       "z ~ N(0, I) (z_size); image RGB in value_range")
-    with tf.io.gfile.GFile(os.path.join(directory, INFO_FILE), "w") as f:
-        f.write(json.dumps(info, indent=2))
-
-
-def load_generator(directory):
-    """(frozen decoder keras.Model (raw y, z) -> (mean in [-1, 1], log-variance), info dict)."""
-    info_path = os.path.join(directory, INFO_FILE)
-    if not tf.io.gfile.exists(info_path):
-        raise FileNotFoundError(f"{info_path}: no generator here (train one with python -m "
-                                f"relattr_tf.train --flagfile=configs/cvae_synth.flags)")
-    with tf.io.gfile.GFile(info_path) as f:
-        info = json.load(f)
-    decoder = keras.saving.load_model(os.path.join(directory, DECODER_FILE), safe_mode=True)
-    decoder.trainable = False
-    return decoder, info
-
-
-def decode_images(decoder, y, z, batch_size=256):
-    """uint8-ready float images in [0, 1] (N, S, S, 3) for raw strengths y and latents z."""
-    out = []
-    for start in range(0, len(y), batch_size):
-        mean, _ = decoder([tf.constant(y[start:start + batch_size], tf.float32),
-                           tf.constant(z[start:start + batch_size], tf.float32)],
-                          training=False)
-        out.append((np.asarray(mean, np.float32) + 1.0) / 2.0)
-    return np.clip(np.concatenate(out), 0.0, 1.0)
-
-
-def sampling_speed(decoder, y_size, z_size, batch_size=64, repeats=5):
-    """Generated images per second (batches of batch_size, after one warm-up batch)."""
-    y = np.zeros((batch_size, y_size), np.float32)
-    z = np.random.default_rng(0).normal(size=(batch_size, z_size)).astype(np.float32)
-    fn = tf.function(lambda y, z: decoder([y, z], training=False)[0])
-    fn(y, z)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        np.asarray(fn(y, z))
-    return batch_size * repeats / (time.perf_counter() - started)
 
 
 task.register_task("generator", CvaeTask)

@@ -14,16 +14,15 @@ Loss scaling: each head's loss is a Keras loss object (sum over the batch / glob
 a distribution strategy), so the summed loss is a replica's share of the global mean
 (tests/test_training.py checks 1 vs 2 replicas).
 """
-import json
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
-from scipy import stats
 
-from relattr_tf.data import images as images_lib, pipeline, schema
+from relattr_tf.data import pipeline, schema
+from relattr_tf.evaluation import linear_probe, report
 from relattr_tf.models import vgg16
 from relattr_tf.models.scene_classifier import build_scene_classifier
 from relattr_tf.training import task
@@ -31,7 +30,6 @@ from relattr_tf.training import task
 WEIGHTS_FILE = "vgg16_notop.h5"
 KERAS_FILE = "scene_classifier.keras"
 RESULT_FILE = "eval_pretrain.json"
-RIDGE_CANDIDATES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
 def head_correct(head, labels, logits):
@@ -181,15 +179,14 @@ class PretrainTask(task.ImageTableTask):
         trunk = network.get_layer("trunk")
         keras.utils.set_random_seed(self.config.train.seed)
         random_trunk = vgg16.build_vgg16_trunk(data.image_size, net.width, init=net.trunk_init)
-        probe = linear_probe(trunk, random_trunk, data.data_dir, net.probe_tables,
+        probe = linear_probe.linear_probe(trunk, random_trunk, data.data_dir, net.probe_tables,
                              data.image_size, batch_size)
         result = dict(heldout_accuracy=accuracy,
                       heldout_images=int(sum(len(np.concatenate(v)) for v in
                                              list(correct.values())[:1])),
                       probe=probe, weights_file=os.path.join(model_dir, WEIGHTS_FILE),
                       width=net.width, image_size=data.image_size)
-        with tf.io.gfile.GFile(os.path.join(model_dir, RESULT_FILE), "w") as f:
-            f.write(json.dumps(result, indent=2, sort_keys=True))
+        report.write_json(os.path.join(model_dir, RESULT_FILE), result)
         return {"pretrain": result}
 
     def summary_line(self, name, result):
@@ -199,63 +196,6 @@ class PretrainTask(task.ImageTableTask):
                         for a, p in probe.items())
         return (f"pretrain held-out accuracy: {heads}\nlinear probe, Spearman (random trunk): "
                 f"{rho}")
-
-
-# --------------------------------------------------------------------------- linear probe
-def trunk_features(trunk, store, batch_size):
-    """Flattened trunk features (float64) of every image of an ImageStore."""
-    out = []
-    for start in range(0, store.count, batch_size):
-        rows = tf.range(start, min(start + batch_size, store.count), dtype=tf.int64)
-        images = tf.cast(store.images(rows), tf.float32) / 255.0
-        out.append(np.asarray(trunk(images, training=False), np.float64).reshape(len(rows), -1))
-    return np.concatenate(out)
-
-
-def ridge_fit(x, y, alpha):
-    """Weights of ridge regression on standardised x (intercept by centring)."""
-    gram = x.T @ x / len(x) + alpha * np.eye(x.shape[1])
-    return np.linalg.solve(gram, x.T @ (y - y.mean()) / len(x))
-
-
-def probe_attribute(fit_x, fit_y, test_x, test_y):
-    """Spearman correlation on the test images of a ridge probe whose penalty is chosen on a
-    fifth of the fitting images; NaN strengths (unreadable) are left out. (rho, alpha)."""
-    fit_ok, test_ok = np.isfinite(fit_y), np.isfinite(test_y)
-    x, y = fit_x[fit_ok], fit_y[fit_ok]
-    held = np.arange(len(x)) % 5 == 0
-
-    def score(alpha, train_rows, eval_x, eval_y):
-        w = ridge_fit(x[train_rows], y[train_rows], alpha)
-        return stats.spearmanr(eval_x @ w, eval_y).statistic
-
-    alpha = max(RIDGE_CANDIDATES, key=lambda a: np.nan_to_num(
-        score(a, ~held, x[held], y[held]), nan=-1.0))
-    return float(score(alpha, np.ones(len(x), bool), test_x[test_ok], test_y[test_ok])), alpha
-
-
-def linear_probe(trunk, random_trunk, data_dir, tables, image_size, batch_size=64):
-    """{attributes: {name: {spearman, spearman_random_trunk, ridge}}, mean, mean_random}."""
-    meta = schema.read_metadata(data_dir)
-    fit_table, test_table = tables
-    stores = [images_lib.ImageStore(data_dir, [t], image_size, meta=meta) for t in tables]
-    names = meta.get("strength_names") or meta["attributes"]
-    out = {}
-    for key, network in (("spearman", trunk), ("spearman_random_trunk", random_trunk)):
-        fit_x, test_x = (trunk_features(network, s, batch_size) for s in stores)
-        mean, std = fit_x.mean(0), fit_x.std(0) + 1e-6
-        fit_x, test_x = (fit_x - mean) / std, (test_x - mean) / std
-        for column, name in enumerate(names):
-            if column >= stores[0].strengths.shape[1]:
-                break
-            rho, alpha = probe_attribute(fit_x, stores[0].strengths[:, column], test_x,
-                                         stores[1].strengths[:, column])
-            out.setdefault(name, {})[key] = rho
-            out[name][f"ridge_{key}"] = alpha
-    return dict(attributes=out, fit_table=fit_table, test_table=test_table,
-                mean=float(np.mean([v["spearman"] for v in out.values()])),
-                mean_random_trunk=float(np.mean([v["spearman_random_trunk"]
-                                                 for v in out.values()])))
 
 
 task.register_task("pretrain", PretrainTask)

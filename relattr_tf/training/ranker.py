@@ -16,11 +16,12 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from relattr_tf import evaluation, models
+from relattr_tf.artifacts import pair_model
 from relattr_tf.config import ConfigError
 from relattr_tf.data import pipeline, schema
+from relattr_tf.evaluation import pairs as pair_evaluation, report
 from relattr_tf.models import vgg16
-from relattr_tf.training import callbacks, export, task
+from relattr_tf.training import callbacks, task
 
 
 def pair_correct(target, p):
@@ -101,9 +102,7 @@ class RankerTask(task.Task):
         path = self.config.family.backbone_weights
         if not path or not tf.io.gfile.exists(path):
             return {}
-        import hashlib
-        with tf.io.gfile.GFile(path, "rb") as f:
-            return {"backbone_weights_sha256": hashlib.sha256(f.read()).hexdigest()}
+        return {"backbone_weights_sha256": report.file_sha256(path)}
 
     def check_data(self, meta):
         net, data_dir = self.config.family, self.config.data.data_dir
@@ -172,25 +171,19 @@ class RankerTask(task.Task):
 
     def network_name(self):
         """The pair network's --model name."""
-        return self.config.model
+        return pair_model.network_name(self.config)
 
     def build_parts(self):
         """The pair network's ModelParts, with any weights the config starts it from."""
-        net, size = self.config.family, self.config.data.image_size
-        name = self.network_name()
-        self.parts = models.build_model(
-            name, image_size=size, width=net.width, seed=self.config.train.seed,
-            reduction=net.reduction, cross_filters=net.cross_filters,
-            cross_depth=net.cross_depth, head_units=net.head_units, head_pool=net.head_pool,
-            box_scale_init=net.box_scale_init, stn_transform=net.stn_transform,
-            trunk_init=net.trunk_init, head_init=net.head_init)
+        net, name = self.config.family, self.network_name()
+        self.parts = pair_model.parts_from_config(self.config)
         if net.backbone_weights:
             count = vgg16.load_imagenet_weights(self.parts.trunk, net.backbone_weights)
             logging.info("loaded %d VGG16 conv layers from %s", count, net.backbone_weights)
         if net.init_from and name.startswith("deepstn"):
-            load_localizer(self.parts, net.init_from, self.config)
+            pair_model.load_localizer(self.parts, net.init_from, self.config)
         if net.warm_start:
-            load_pair_weights(self.parts.network, net.warm_start, name, self.config)
+            pair_model.load_pair_weights(self.parts.network, net.warm_start, name, self.config)
         return self.parts
 
     def build(self):
@@ -230,97 +223,19 @@ class RankerTask(task.Task):
 
     # ------------------------------------------------------------------ results
     def export(self, model, model_dir):
-        return export.export_pair_model(self.parts, model_dir, self.config.data.image_size)
+        return pair_model.export_pair_model(self.parts, model_dir, self.config.data.image_size)
 
     def evaluate(self, model_dir, **options):
         """{split: result} of every eval split; options: batch_size, method (evaluation)."""
         data, net = self.config.data, self.config.family
-        return {split: evaluation.evaluate_split(model_dir, data.data_dir, net.attribute, split,
-                                                 image_memory_mb=data.image_memory_mb,
-                                                 skip_corrupt=data.skip_corrupt, **options)
+        return {split: pair_evaluation.evaluate_split(
+                    model_dir, data.data_dir, net.attribute, split,
+                    image_memory_mb=data.image_memory_mb, skip_corrupt=data.skip_corrupt,
+                    **options)
                 for split in net.eval_split}
 
     def summary_line(self, name, result):
-        return evaluation.summary_line(result)
-
-
-def load_pair_weights(network, model_dir, name, config):
-    """Every weight of `network` from a finished model_dir of the same pair network."""
-    import os
-    from relattr_tf.config import load_run_config
-    path = os.path.join(model_dir, export.KERAS_FILE)
-    if not tf.io.gfile.exists(path):
-        raise ConfigError(f"--warm_start={model_dir}: no finished model here ({path} missing)")
-    before = load_run_config(model_dir)
-    trained = getattr(before.family, "ranker_model", before.model)
-    changed = [k for k in ("image_size", "width", "stn_transform")
-               if before.values().get(k) != config.values().get(k)]
-    if trained != name or changed:
-        what = f"model {trained}" if trained != name else ", ".join(
-            f"--{k}={before.values().get(k)}" for k in changed)
-        raise ConfigError(f"--warm_start={model_dir}: it holds another network ({what}); "
-                          f"this run's is {name}")
-    network.set_weights(keras.saving.load_model(path, safe_mode=True).get_weights())
-    logging.info("all weights from %s", path)
-
-
-def pair_model_config(model_dir):
-    """The config of a pair-model directory (a pair ranker, or an ATTIC run's ranker); a
-    one-line error for another model or for an ATTIC loop's folder, which holds several."""
-    import glob
-    import os
-    from relattr_tf.config import CONFIG_FILE, RankerConfig, load_run_config
-    rounds = sorted(glob.glob(os.path.join(glob.escape(model_dir), "round-[0-9]*")))
-    if rounds and not tf.io.gfile.exists(os.path.join(model_dir, CONFIG_FILE)):
-        rankers = [os.path.join(r, d) for r in rounds for d in ("ranker", "adversarial")
-                   if tf.io.gfile.exists(os.path.join(r, d, export.KERAS_FILE))]
-        example = f", e.g. --model_dir={rankers[-1]}" if rankers else " (none has finished)"
-        raise ConfigError(f"{model_dir}: an ATTIC loop's folder holds one ranker per round; "
-                          f"pass one{example}")
-    config = load_run_config(model_dir)
-    if not isinstance(config.family, RankerConfig):
-        raise ConfigError(f"{model_dir}: holds a {config.model} model, not a pair model")
-    return config
-
-
-def load_trained_parts(model_dir):
-    """(config, ModelParts) of a finished pair-model directory (a pair ranker, or an ATTIC run's
-    ranker) with its trained weights: scorer, encoder, comparator and localizer included."""
-    import os
-    config = pair_model_config(model_dir)
-    path = os.path.join(model_dir, export.KERAS_FILE)
-    if not tf.io.gfile.exists(path):
-        raise ConfigError(f"{model_dir}: training has not finished ({path} missing)")
-    # The trained weights replace whatever the run started from.
-    config = config.with_values(backbone_weights="", init_from="", warm_start="")
-    parts = task.make_task(config).build_parts()
-    parts.network.set_weights(keras.saving.load_model(path, safe_mode=True).get_weights())
-    return config, parts
-
-
-def load_localizer(parts, model_dir, config=None):
-    """Starts a DeepSTN from another (stage-1) model_dir: its localisation layers and the trunk
-    whose features they read (shared with the ranker here), so the boxes carry over; the score
-    layer starts anew."""
-    import os
-    from relattr_tf.config import load_run_config
-    path = os.path.join(model_dir, "model.keras")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: --init_from needs a finished DeepSTN model_dir")
-    if config is not None:
-        before = load_run_config(model_dir)
-        if not before.model.startswith("deepstn"):
-            raise ConfigError(f"{model_dir}: --init_from needs a DeepSTN model, it holds "
-                              f"{before.model}")
-        changed = [k for k in ("image_size", "width", "stn_transform")
-                   if before.values().get(k) != config.values().get(k)]
-        if changed:
-            raise ConfigError(f"{model_dir}: --init_from needs the same "
-                              f"{', '.join('--' + k for k in changed)} as the stage-1 run")
-    scorer = keras.saving.load_model(path, safe_mode=True).get_layer("scorer")
-    parts.trunk.set_weights(scorer.get_layer("trunk").get_weights())
-    parts.groups["localizer"][0].set_weights(scorer.get_layer("localizer").get_weights())
-    logging.info("localisation layers and trunk from %s", path)
+        return pair_evaluation.summary_line(result)
 
 
 task.register_task("ranker", RankerTask)

@@ -13,12 +13,11 @@ import time
 import keras
 import tensorflow as tf
 
-from relattr_tf import config as config_lib
+from relattr_tf.artifacts import run_config
 from relattr_tf.config import ConfigError
 from relattr_tf.data import pipeline, schema
+from relattr_tf.evaluation import report
 from relattr_tf.training import callbacks, distribute, optimizers, task as task_lib
-# Importing a task module registers its family's task.
-from relattr_tf.training import attic, cvae, pretrain, ranker  # noqa: F401
 
 CHANGES_FILE = "config_changes.json"
 
@@ -28,7 +27,7 @@ def ensure_data(config):
     data = config.data
     if tf.io.gfile.exists(schema.metadata_path(data.data_dir)) or not data.make_data:
         return
-    from beam_jobs import make_synthetic
+    from beam_jobs import make_synthetic  # Beam's import costs seconds; only when it builds
     argv = [f"--output_dir={data.data_dir}"] + shlex.split(data.make_data_args)
     print(f"no data in {data.data_dir}: building the embedded benchmark "
           f"(python -m beam_jobs.make_synthetic {' '.join(argv)})", flush=True)
@@ -42,14 +41,14 @@ def check_resumable(config, model_dir):
     results are the old recipe's); a run that goes on training lists the changed settings and
     records them in config_changes.json, so a result never silently mixes two recipes.
     """
-    path = os.path.join(model_dir, config_lib.CONFIG_FILE)
+    path = os.path.join(model_dir, run_config.CONFIG_FILE)
     if not tf.io.gfile.exists(path):
         return
-    previous = config_lib.load_run_config(model_dir)
+    previous = run_config.load_run_config(model_dir)
     if previous.model != config.model:
         raise ConfigError(f"{path}: this model_dir holds another network (model: "
                           f"{previous.model} -> {config.model}); use a new --model_dir")
-    architecture, compared, _ = config.differences(previous)
+    architecture, compared, _ = run_config.differences(config, previous)
     if architecture:
         what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in architecture.items())
         raise ConfigError(f"{path}: this model_dir holds another network ({what}); use a new "
@@ -106,9 +105,7 @@ def _train_and_evaluate(config, model_dir, strategy):
     task.check_config(strategy.num_replicas_in_sync)
     steps_per_epoch = train.steps_per_epoch or task.steps_per_epoch(meta)
     check_resumable(config, model_dir)  # only settings that can run are saved or compared
-    tf.io.gfile.makedirs(model_dir)
-    with tf.io.gfile.GFile(os.path.join(model_dir, config_lib.CONFIG_FILE), "w") as f:
-        f.write(config.to_json())
+    run_config.save_run_config(config, model_dir)
     with strategy.scope():
         model = task.build()
         compile_model(model, task, config, steps_per_epoch)
@@ -144,8 +141,7 @@ def _train_and_evaluate(config, model_dir, strategy):
                    inputs=task.input_fingerprint(),
                    optimizer_steps=model.optimizer_steps(), steps_per_epoch=steps_per_epoch,
                    epochs=train.epochs, replicas=strategy.num_replicas_in_sync)
-    with tf.io.gfile.GFile(os.path.join(model_dir, "summary.json"), "w") as f:
-        f.write(json.dumps(summary, indent=2, sort_keys=True, default=float))
+    report.write_json(os.path.join(model_dir, "summary.json"), summary)
     return results
 
 
@@ -156,7 +152,8 @@ def train_or_reuse(config, model_dir):
     and records any other change (a changed input file retrains into a new model_dir)."""
     summary_path = os.path.join(model_dir, "summary.json")
     if tf.io.gfile.exists(summary_path):
-        architecture, compared, _ = config.differences(config_lib.load_run_config(model_dir))
+        architecture, compared, _ = run_config.differences(
+            config, run_config.load_run_config(model_dir))
         with tf.io.gfile.GFile(summary_path) as f:
             summary = json.load(f)
         task = task_lib.make_task(config)
@@ -172,7 +169,6 @@ def train_or_reuse(config, model_dir):
 
 def train_all_attributes(config, model_dir, strategy=None):
     """One network per attribute in turn (model_dir/<attribute>), then the results table."""
-    from relattr_tf import evaluation
     ensure_data(config)
     meta = schema.read_metadata(config.data.data_dir)
     rows = {split: [] for split in config.family.eval_split}
@@ -182,6 +178,6 @@ def train_all_attributes(config, model_dir, strategy=None):
         for split, result in results.items():
             rows[split].append(result)
     for split, split_rows in rows.items():
-        table = evaluation.write_table(split_rows, os.path.join(model_dir, f"results_{split}"))
+        table = report.write_table(split_rows, os.path.join(model_dir, f"results_{split}"))
         print(f"\n{config.model} on {config.data.data_dir} / {split}:\n{table}", flush=True)
     return rows

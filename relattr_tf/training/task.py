@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from relattr_tf.config import ConfigError
 from relattr_tf.data import schema
-from relattr_tf.training import loss_scale as loss_scale_lib
+from relattr_tf.training import loss_scale as loss_scale_lib, optimizers as optimizer_lib
 
 
 class _Groups:
@@ -149,15 +149,13 @@ class Task:
 
     def learning_rate_schedule(self, group, learning_rate, steps_per_epoch):
         """A group's schedule: by default the rate divided at --lr_drop_epochs."""
-        from relattr_tf.training import optimizers
         train = self.config.train
-        return optimizers.step_schedule(learning_rate, train.lr_drop_epochs,
+        return optimizer_lib.step_schedule(learning_rate, train.lr_drop_epochs,
                                         train.lr_drop_factor, steps_per_epoch)
 
     def weight_decay(self):
         """The L2 factor added to kernel gradients: one number, or {group: factor}."""
-        from relattr_tf.training import optimizers
-        return optimizers.coupled_weight_decay(self.config.train)
+        return optimizer_lib.coupled_weight_decay(self.config.train)
 
     def compile_model(self, model, group_optimizers, group_variables, weight_decay, **kwargs):
         model.compile(group_optimizers, group_variables, weight_decay=weight_decay, **kwargs)

@@ -2,14 +2,15 @@
 import json
 import os
 
-from relattr_tf.config import load_run_config
+from relattr_tf.artifacts.pair_model import load_trained_parts
+from relattr_tf.artifacts.run_config import load_run_config
+from relattr_tf.training import callbacks
 from relattr_tf.visualization import generated_pairs, kinds, sheets
 
 
 def draw(kind, options, out_dir):
     """Draws `kind` for options.model_dir; writes the PNGs, <kind>.json and the TensorBoard
     images; returns (png paths, figures)."""
-    from relattr_tf.training import callbacks, ranker, run  # noqa: F401  run: every task
     if kind == "pairs":
         drawn, figures = generated_pairs.attic_pairs(options)
     elif kind == "sweep":
@@ -19,7 +20,7 @@ def draw(kind, options, out_dir):
                              f"holds a {config.model} model")
         drawn, figures = kinds.sweep(config, options)
     else:
-        config, parts = ranker.load_trained_parts(options.model_dir)
+        config, parts = load_trained_parts(options.model_dir)
         drawn, figures = getattr(kinds, kind)(config, parts, options)
     paths = [sheets.save(pixels, out_dir, name) for name, (pixels, _) in drawn.items()]
     with open(os.path.join(out_dir, f"{kind}.json"), "w") as f:

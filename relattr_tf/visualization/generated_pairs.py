@@ -1,27 +1,31 @@
 """`python -m relattr_tf.visualize --kind=pairs`: ATTIC's generated pairs across phases and
 rounds, with the labels they received."""
-import glob
 import json
 import os
 
 import numpy as np
+import tensorflow as tf
 
+from relattr_tf.artifacts import control as control_artifact, pair_model, rounds
+from relattr_tf.artifacts.run_config import load_run_config
 from relattr_tf.data import pipeline, schema
+from relattr_tf.data.synthetic import crowd
+from relattr_tf.evaluation import generated_pairs
+from relattr_tf.labelling import package as package_lib, simulated_crowd
+from relattr_tf.training import attic
 from relattr_tf.visualization import sheets
 from relattr_tf.visualization.kinds import relation
 
 
 def _generated(control, slots, decoder, exported, image_size, count):
-    from relattr_tf.training import attic
-    (images_a, images_b), (y_a, y_b) = attic.generate_pairs(control, decoder, slots, image_size,
-                                                            training=True)
-    p = attic.pair_probabilities(exported, images_a[:count], images_b[:count])
+    (images_a, images_b), (y_a, y_b) = control_artifact.generate_pairs(
+        control, decoder, slots, image_size, training=True)
+    p = generated_pairs.pair_probabilities(exported, images_a[:count], images_b[:count])
     return images_a[:count], images_b[:count], y_a[:count], y_b[:count], p
 
 
 def _crowd_targets(images_a, images_b, attribute, seed):
     """(the simulated crowd's target per pair, None when illegible; what None means)."""
-    from relattr_tf.labelling import simulated_crowd
     if not simulated_crowd.can_label(attribute):
         return [None] * len(images_a), "no crowd"  # it measures the benchmark's attributes
     labels = simulated_crowd.majority_labels(images_a, images_b, attribute, seed)
@@ -31,18 +35,14 @@ def _crowd_targets(images_a, images_b, attribute, seed):
 def _imported_targets(round_dir, package, config, data_dir=""):
     """(each pair's target as the round imported it into the data directory, None when it was
     not accepted; who labelled: crowd, auto or people), or (None, why) when unknown."""
-    from relattr_tf.active_loop import LABELS_FILE
-    path = os.path.join(round_dir, LABELS_FILE)
-    if not os.path.exists(path):
+    summary = rounds.labels_done(round_dir)
+    if summary is None:
         return None, "unlabelled"
-    with open(path) as f:
-        summary = json.load(f)
     source = summary.get("source", "")
     who = ("auto" if source == "y" else
            "crowd" if os.path.basename(source) == "crowd_export.json" else "people")
     if not summary.get("accepted"):
         return [None] * len(package["pairs"]), who
-    import tensorflow as tf
     data_dir = data_dir or config.data.data_dir
     try:
         meta = schema.read_metadata(data_dir)
@@ -54,7 +54,6 @@ def _imported_targets(round_dir, package, config, data_dir=""):
 
 
 def _pair_row(images_a, images_b, y_a, y_b, p, targets, k, who, no_label):
-    from relattr_tf.data.synthetic import crowd
     row = []
     for i in range(len(images_a)):
         pair = np.concatenate([images_a[i], images_b[i]], axis=1)
@@ -68,9 +67,6 @@ def _pair_row(images_a, images_b, y_a, y_b, p, targets, k, who, no_label):
 def _phase_rows(phase_dir, round_dir, options):
     """(rows, row labels, attribute) of one adversarial phase: the slots' pairs at its start,
     then those its round labelled (a loop) or at its end (a single run)."""
-    from relattr_tf.config import load_run_config
-    from relattr_tf.labelling import package as package_lib
-    from relattr_tf.training import attic, export
     config = load_run_config(phase_dir)
     if config.family_name != "attic":
         raise ValueError(f"{phase_dir}: --kind=pairs needs an ATTIC run or an active loop's "
@@ -79,14 +75,14 @@ def _phase_rows(phase_dir, round_dir, options):
     attribute = task.generator_attribute()
     start_control, slots, decoder, info = task.build_control()
     k = info["attributes"].index(attribute)
-    exported = export.load_exported(phase_dir)
+    exported = pair_model.load_exported(phase_dir)
     size, count = config.data.image_size, options.count
     name = os.path.basename(round_dir) if round_dir else "phase"
     start = _generated(start_control, slots, decoder, exported, size, count)
     targets, no_label = _crowd_targets(*start[:2], attribute, options.seed)
     rows = [_pair_row(*start, targets, k, "crowd", no_label)]
     labels = [f"{name} start"]
-    package_dir = os.path.join(round_dir or "", "labelling")
+    package_dir = os.path.join(round_dir or "", rounds.PACKAGE_DIR)
     if round_dir and os.path.exists(os.path.join(package_dir, package_lib.PAIRS_FILE)):
         package = package_lib.read(package_dir)
         images_a, images_b = (np.asarray(x[:count], np.float32) / 255.0
@@ -94,13 +90,13 @@ def _phase_rows(phase_dir, round_dir, options):
         pairs = package["pairs"][:count]
         targets, who = _imported_targets(round_dir, package, config, options.data_dir)
         no_label = "rejected" if targets is not None else who
-        p = attic.pair_probabilities(exported, images_a, images_b)
+        p = generated_pairs.pair_probabilities(exported, images_a, images_b)
         rows.append(_pair_row(images_a, images_b, [q["y_a"] for q in pairs],
                               [q["y_b"] for q in pairs], p,
                               (targets or [None] * len(pairs))[:count], k, who, no_label))
         labels.append(f"{name} labelled")
     else:
-        control, _ = attic.load_control(phase_dir)
+        control, _ = control_artifact.load_control(phase_dir)
         end = _generated(control, slots, decoder, exported, size, count)
         targets, no_label = _crowd_targets(*end[:2], attribute, options.seed)
         rows.append(_pair_row(*end, targets, k, "crowd", no_label))
@@ -112,18 +108,18 @@ def attic_pairs(options):
     """ATTIC's generated pairs: per phase, the slots' pairs at its start and at its end (an
     ATTIC model_dir), or per round of an active loop its phase's start and the pairs the round
     labelled, with the labels it imported. Rounds whose phase has not finished are skipped."""
-    from relattr_tf.training import attic, export
-    rounds = sorted(glob.glob(os.path.join(glob.escape(options.model_dir), "round-[0-9]*")))
-    phases = [(os.path.join(r, "adversarial"), r) for r in rounds] or [(options.model_dir, "")]
+    round_dirs = rounds.round_dirs(options.model_dir)
+    phases = [(os.path.join(r, rounds.ADVERSARIAL_DIR), r) for r in round_dirs] or [
+        (options.model_dir, "")]
     rows, labels, figures, skipped = [], [], {}, []
     for phase_dir, round_dir in phases:
-        if rounds and not os.path.exists(os.path.join(phase_dir, export.EXPORT_DIR)):
+        if round_dirs and not os.path.exists(os.path.join(phase_dir, pair_model.EXPORT_DIR)):
             skipped.append(os.path.basename(round_dir))
             continue
         phase_rows, phase_labels, attribute = _phase_rows(phase_dir, round_dir, options)
         rows += phase_rows
         labels += phase_labels
-        result_path = os.path.join(phase_dir, attic.RESULT_FILE)
+        result_path = os.path.join(phase_dir, generated_pairs.RESULT_FILE)
         if os.path.exists(result_path):
             with open(result_path) as f:
                 figures[os.path.basename(round_dir) or "phase"] = json.load(f)

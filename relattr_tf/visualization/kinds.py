@@ -8,8 +8,13 @@ import dataclasses
 import os
 
 import numpy as np
+from scipy import stats
 
+from relattr_tf.artifacts import generator as generator_artifact, pair_model
 from relattr_tf.data import pipeline, schema
+from relattr_tf.data.synthetic import attributes as synthetic_attributes
+from relattr_tf.evaluation import generator as generator_eval, pairs as pair_evaluation
+from relattr_tf.models import boxes as box_geometry
 from relattr_tf.visualization import maps, sheets
 
 KINDS = ("saliency", "attention", "boxes", "sweep", "pairs")
@@ -183,8 +188,6 @@ def attention(config, parts, options):
 
 
 def boxes(config, parts, options):
-    from relattr_tf import evaluation
-    from relattr_tf.training import callbacks, export
     if parts.localizer is None:
         raise ValueError(f"{options.model_dir}: --kind=boxes needs a DeepSTN model (or an "
                          f"ATTIC run's DeepSTN ranker), this is {config.model}")
@@ -195,7 +198,7 @@ def boxes(config, parts, options):
     store = pipeline.image_store(meta, data_dir, attribute, split, input_config)
     rows = np.random.default_rng(options.seed).permutation(store.count)[:options.count]
     images = store.images(rows).numpy().astype(np.float32) / 255.0
-    predicted = callbacks.box_corners(parts.localizer(images, training=False))
+    predicted = box_geometry.box_corners(parts.localizer(images, training=False))
     scores = np.asarray(parts.scorer(images, training=False)).ravel()
     tiles = []
     for image, box, truth, score in zip(images, predicted, store.boxes[rows], scores):
@@ -203,9 +206,9 @@ def boxes(config, parts, options):
                                  [(np.clip(box, 0, 1), sheets.RED)] + _known_box(truth)))
     per_row = 8
     grid = [tiles[i:i + per_row] for i in range(0, len(tiles), per_row)]
-    figures = evaluation.box_coverage(export.load_exported(options.model_dir), meta, data_dir,
-                                      attribute, split, config.data.image_size,
-                                      image_memory_mb=config.data.image_memory_mb) or {
+    figures = pair_evaluation.box_coverage(
+        pair_model.load_exported(options.model_dir), meta, data_dir, attribute, split,
+        config.data.image_size, image_memory_mb=config.data.image_memory_mb) or {
         "note": "the data has no subject boxes to measure the predicted ones against"}
     title = (f"DeepSTN's boxes ({config.model}, {attribute}) on {split} images of "
              f"{data_dir}: red predicted, green the subject")
@@ -213,12 +216,8 @@ def boxes(config, parts, options):
 
 
 def sweep(config, options):
-    from scipy import stats
-
-    from relattr_tf import generator_evaluation as generator_eval
-    from relattr_tf.data.synthetic import attributes as synthetic_attributes
-    from relattr_tf.training import cvae
-    decoder, info = cvae.load_generator(os.path.join(options.model_dir, cvae.GENERATOR_DIR))
+    decoder, info = generator_artifact.load_generator(
+        os.path.join(options.model_dir, generator_artifact.GENERATOR_DIR))
     names = [options.attribute] if options.attribute else list(info["attributes"])
     unknown = [n for n in names if n not in info["attributes"]]
     if unknown:

@@ -22,7 +22,12 @@ import json
 import os
 
 import numpy as np
+from PIL import Image, ImageOps
 from scipy import optimize
+
+from relattr_tf.artifacts.pair_model import load_exported, pair_model_config
+from relattr_tf.data.images import resize_to_uint8
+from relattr_tf.visualization import sheets
 
 PATTERN_CHARACTERS = "*?["
 
@@ -45,7 +50,6 @@ def to_rgb(image):
     """A Pillow image as 8-bit RGB. 16-bit greyscale (modes I;16*, and I holding values up to
     65535) keeps its high byte, as TensorFlow's PNG decoder and Pillow's 16-bit RGB do, rather
     than being clipped by Pillow's convert; wider integers are scaled by their maximum."""
-    from PIL import Image
     if image.mode.startswith("I"):
         pixels = np.asarray(image).astype(np.int64)
         top = int(pixels.max(initial=0))
@@ -56,9 +60,7 @@ def to_rgb(image):
 
 def read_images(paths, image_size, progress_every=500):
     """(uint8 images (N, size, size, 3), the paths read, [(path, reason)] skipped)."""
-    from PIL import Image, ImageOps
 
-    from relattr_tf.data.images import resize_to_uint8
     images, kept, skipped = [], [], []
     for count, path in enumerate(paths, start=1):
         try:
@@ -175,7 +177,6 @@ def write_outputs(out_dir, paths, scores, skipped, images, sheet_limit=100):
     """ranking.csv (file, rank, score; rank 1 shows the most), skipped.csv (file, reason) and
     ranking.png (the images in ranked order; every k-th when there are more than
     sheet_limit). Returns the file paths."""
-    from relattr_tf.visualization import sheets
     os.makedirs(out_dir, exist_ok=True)
     order = np.argsort(-scores, kind="stable")
     ranking = os.path.join(out_dir, "ranking.csv")
@@ -207,8 +208,6 @@ def write_outputs(out_dir, paths, scores, skipped, images, sheet_limit=100):
 def rank(model_dir, images_spec, out_dir, comparisons=20, all_pairs_limit=200, sheet_limit=100,
          seed=0):
     """Ranks the images; writes the outputs; returns ranking.json's content."""
-    from relattr_tf.training.export import load_exported
-    from relattr_tf.training.ranker import pair_model_config
     config = pair_model_config(model_dir)
     paths = find_images(images_spec)
     images, kept, skipped = read_images(paths, config.data.image_size)

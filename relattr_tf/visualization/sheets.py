@@ -8,6 +8,7 @@ import os
 
 import matplotlib
 import numpy as np
+import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
 TILE = 128
@@ -101,7 +102,6 @@ def save(pixels, out_dir, name):
 
 def to_tensorboard(log_dir, images, step=0):
     """Writes {tag: (uint8 sheet, description)} as image summaries under log_dir."""
-    import tensorflow as tf
     writer = tf.summary.create_file_writer(log_dir)
     with writer.as_default(step=step), tf.summary.record_if(True):
         for tag, (pixels, description) in images.items():

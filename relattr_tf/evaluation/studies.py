@@ -1,0 +1,252 @@
+"""A study's table and plot from its ledger records (relattr_tf.evaluation.ledger), the same
+whether the experiment command just ran or `python -m relattr_tf.report` reads a committed
+ledger. Each record's `kind` names its study's shape:
+
+    ablation   cells pair_set x attribute x model x seed; rows (pair set, attribute) and each
+               pair set's mean, a column per model: accuracy / accuracy against exact truth
+    attic      cells block x method x attribute x seed; rows block: method, a column per
+               attribute and the mean; the learning curve from the normal block's records
+    splits     cells split x attribute; a row per attribute and the mean over the splits
+
+Every figure is mean ± std over seeds (or splits) by report.mean_std; a mean over attributes is
+taken within each seed first.
+"""
+import collections
+import os
+
+import matplotlib
+import numpy as np
+
+from relattr_tf.evaluation import report
+
+matplotlib.use("Agg")
+from matplotlib import pyplot  # noqa: E402  after the backend is chosen
+
+ATTIC_NORMAL = ("real", "real_plus", "jitter", "semantic_jitter", "attic")
+ATTIC_AUTO = ("real", "semantic_jitter", "attic")
+ATTIC_CURVE = ("real", "semantic_jitter", "attic")
+ATTIC_LABELS = {"real": "Real", "real_plus": "Real+", "jitter": "Jitter",
+                "semantic_jitter": "Semantic Jitter", "attic": "ATTIC"}
+
+
+def _ordered(values, order=()):
+    seen = list(dict.fromkeys(values))
+    return [v for v in order if v in seen] + [v for v in seen if v not in order]
+
+
+def _per_seed(records, metric, **cell):
+    """{seed: metric} of the records matching `cell`."""
+    return {r["cell"]["seed"]: r["metrics"].get(metric, float("nan")) for r in records
+            if all(r["cell"].get(k) == v for k, v in cell.items())}
+
+
+def _seed_means(records, metric, keys, **cell):
+    """Per seed, the mean of `metric` over the records of each key in keys (e.g. attributes);
+    seeds missing a key are left out."""
+    tables = [_per_seed(records, metric, **dict(cell, **key)) for key in keys]
+    seeds = set.intersection(*(set(t) for t in tables)) if tables else set()
+    return [float(np.mean([t[s] for t in tables])) for s in sorted(seeds)]
+
+
+# --------------------------------------------------------------------------- ablation
+def ablation_table(records):
+    models = _ordered([r["cell"]["model"] for r in records],
+                      ("ranknet", "dacrl_noatt", "dacrl", "deepstn_crop", "deepstn"))
+    header = ["pair set", "attribute"] + [f"{m} acc / truth" for m in models] + ["seeds"]
+    csv_header = ["pair_set", "attribute"] + [f"{m}_{c}" for m in models for c in (
+        "accuracy", "accuracy_std", "truth_accuracy", "truth_accuracy_std")] + ["seeds"]
+    rows, csv_rows = [], []
+    for pair_set in _ordered([r["cell"]["pair_set"] for r in records], ("coarse", "fine")):
+        chosen = [r for r in records if r["cell"]["pair_set"] == pair_set]
+        attributes = _ordered([r["cell"]["attribute"] for r in chosen])
+        for attribute in attributes + ["mean"]:
+            keys = [dict(attribute=a) for a in attributes] if attribute == "mean" else [
+                dict(attribute=attribute)]
+            cells, raw, seeds = [], [], set()
+            for model in models:
+                figures = []
+                for metric in ("accuracy", "truth_accuracy"):
+                    text, mean, std = report.mean_std(_seed_means(
+                        chosen, metric, keys, model=model))
+                    figures.append(text)
+                    raw += [f"{mean:.2f}", f"{std:.2f}"]
+                seeds |= set(_per_seed(chosen, "accuracy", model=model, **keys[0]))
+                cells.append(" / ".join(figures))
+            seed_text = " ".join(str(s) for s in sorted(seeds))
+            rows.append([pair_set, attribute] + cells + [seed_text])
+            csv_rows.append([pair_set, attribute] + raw + [seed_text])
+    return header, rows, csv_header, csv_rows
+
+
+def ablation_plot(records, path):
+    header, rows, _, _ = ablation_table(records)
+    means = [r for r in rows if r[1] == "mean"]
+    models = [h.split(" ")[0] for h in header[2:-1]]
+    figure, axis = pyplot.subplots(figsize=(1.6 + 1.3 * len(models) * len(means), 3.0))
+    width = 0.8 / max(len(means), 1)
+    for i, row in enumerate(means):
+        values = [_number(cell.split(" / ")[0]) for cell in row[2:-1]]
+        axis.bar(np.arange(len(models)) + i * width, [v[0] for v in values], width,
+                 yerr=[np.nan_to_num(v[1]) for v in values], label=row[0], capsize=3)
+    axis.set_xticks(np.arange(len(models)) + width * (len(means) - 1) / 2, models)
+    axis.set_ylabel("pair accuracy, mean over attributes (%)")
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+# --------------------------------------------------------------------------- attic
+def attic_table(records):
+    attributes = _ordered([r["cell"]["attribute"] for r in records])
+    header = ["method"] + attributes + ["mean"]
+    rows, csv_rows = [], []
+    for block, methods in (("normal", ATTIC_NORMAL), ("auto", ATTIC_AUTO)):
+        chosen = [r for r in records if r["cell"]["block"] == block]
+        for method in methods:
+            if not any(r["cell"]["method"] == method for r in chosen):
+                continue
+            row = [f"{block.capitalize()}: {ATTIC_LABELS[method]}"]
+            for attribute in attributes:
+                per_seed = _per_seed(chosen, "accuracy", method=method, attribute=attribute)
+                row.append(report.mean_std(per_seed.values())[0])
+                csv_rows += [[block, method, attribute, str(s), f"{v:.4f}"]
+                             for s, v in sorted(per_seed.items())]
+            row.append(report.mean_std(_seed_means(
+                chosen, "accuracy", [dict(attribute=a) for a in attributes], method=method))[0])
+            rows.append(row)
+    return header, rows, ["block", "method", "attribute", "seed", "accuracy"], csv_rows
+
+
+def attic_curve(records):
+    """Rows (attribute, seed, method, round, labels, accuracy, gain_over_real) of the normal
+    block's learning curves."""
+    out = []
+    for r in records:
+        if r["cell"]["block"] != "normal" or "curve" not in r["metrics"]:
+            continue
+        real = next((x for x in records if x["cell"]["block"] == "normal" and
+                     x["cell"]["method"] == "real" and
+                     x["cell"]["attribute"] == r["cell"]["attribute"] and
+                     x["cell"]["seed"] == r["cell"]["seed"]), None)
+        real_by_round = {p[0]: p[2] for p in real["metrics"]["curve"]} if real else {}
+        for round_, labels, accuracy in r["metrics"]["curve"]:
+            out.append(dict(attribute=r["cell"]["attribute"], seed=r["cell"]["seed"],
+                            method=r["cell"]["method"], round=round_, labels=labels,
+                            accuracy=accuracy,
+                            gain_over_real=accuracy - real_by_round.get(round_, np.nan)))
+    return out
+
+
+def attic_plot(records, path):
+    """The learning curve: each method's gain over Real against the labels spent."""
+    rows = attic_curve(records)
+    attributes = _ordered([r["attribute"] for r in rows]) + ["mean"]
+    figure, axes = pyplot.subplots(1, len(attributes), figsize=(3.2 * len(attributes), 3.0),
+                                   sharey=True, squeeze=False)
+    for axis, attribute in zip(axes[0], attributes):
+        for method in ATTIC_CURVE:
+            chosen = [r for r in rows if r["method"] == method and
+                      (attribute == "mean" or r["attribute"] == attribute)]
+            labels = sorted({r["labels"] for r in chosen})
+            gains = [100 * np.nanmean([r["gain_over_real"] for r in chosen
+                                       if r["labels"] == x]) for x in labels]
+            axis.plot(labels, gains, marker="o", label=ATTIC_LABELS[method])
+        axis.set_title(attribute)
+        axis.set_xlabel("labels spent")
+        axis.axhline(0, color="grey", linewidth=0.5)
+    axes[0][0].set_ylabel("accuracy gain over Real (points)")
+    axes[0][0].legend(fontsize=7)
+    return _save(figure, path)
+
+
+# --------------------------------------------------------------------------- splits
+def splits_table(records):
+    attributes = _ordered([r["cell"]["attribute"] for r in records])
+    per_split = collections.defaultdict(dict)
+    for r in records:
+        per_split[r["cell"]["attribute"]][r["cell"]["split"]] = r["metrics"]["accuracy"]
+    splits = sorted(set.intersection(*(set(v) for v in per_split.values())))
+    rows = []
+    for attribute in attributes:
+        text, mean, std = report.mean_std(per_split[attribute].values())
+        rows.append([attribute, f"{mean:.2f}", f"{std:.2f}", str(len(per_split[attribute]))])
+    means = [float(np.mean([per_split[a][s] for a in attributes])) for s in splits]
+    _, mean, std = report.mean_std(means)
+    rows.append(["mean", f"{mean:.2f}", f"{std:.2f}", str(len(splits))])
+    header = ["attribute", "mean accuracy", "std", "splits"]
+    return header, rows, ["attribute", "mean_accuracy", "std", "splits"], rows
+
+
+# --------------------------------------------------------------------------- any study
+TABLES = {"ablation": ablation_table, "attic": attic_table, "splits": splits_table}
+PLOTS = {"ablation": ablation_plot, "attic": attic_plot}
+
+
+def kind_of(records):
+    kinds = sorted({r.get("kind", "") for r in records})
+    if len(kinds) != 1 or kinds[0] not in TABLES:
+        raise ValueError(f"a ledger's records must be of one known kind "
+                         f"({', '.join(TABLES)}), found {', '.join(kinds) or 'none'}")
+    return kinds[0]
+
+
+def provenance(records, study, results_dir):
+    """The table's head: where it came from (the ledger), the commands, the data, the input
+    files, the machines and the time, from the records themselves."""
+    def distinct(key):
+        return sorted({str(r.get(key)) for r in records if r.get(key)})
+    lines = [f"Generated by `python -m relattr_tf.report --study={study}` from "
+             f"{os.path.join(results_dir, study)}/ ({len(records)} cells)."]
+    lines += [f"Command: `{c}`" for c in distinct("command")]
+    hashes = {(r.get("data_dir"), r.get("data_sha256")) for r in records if r.get("data_dir")}
+    lines += [f"Data: {d}, sha256 {h}" for d, h in sorted(hashes, key=str)]
+    inputs = sorted({f"{k} {v}" for r in records for k, v in r.get("inputs", {}).items()})
+    lines += [f"Input: {i}" for i in inputs]
+    machines = sorted({f"{r['machine']['cpu']} ({r['machine']['cpu_count']} cores; "
+                       f"{r['machine']['cpu_flags']})" for r in records if "machine" in r})
+    lines += [f"Machine: {m}" for m in machines]
+    lines.append(f"Time: {sum(r.get('seconds', 0) for r in records) / 60:.1f} minutes of "
+                 f"runs in all, as measured when each ran")
+    lines += _description(records)
+    return [line + "  " for line in lines]
+
+
+def _description(records):
+    """What the figures are, where the records say."""
+    metrics = records[0]["metrics"]
+    if records[0].get("kind") == "attic":
+        n, rounds = metrics["label_budget"], metrics["rounds"]
+        return [f"Evaluated on {metrics['eval_split']}; label budget n = {n}, {rounds} "
+                f"round(s) of {n // (2 * rounds)} pairs; accuracy in % (mean ± std over seeds)"]
+    if "split" in metrics:
+        return [f"Evaluated on each pair set's test split ({metrics['split']} ...); accuracy "
+                f"in % (mean ± std over seeds)"]
+    return ["Accuracy in % (mean ± std)"]
+
+
+def write_study(records, study, results_dir, out_prefix):
+    """<out_prefix>.md (provenance, then the table), .csv and, for studies with one, .png;
+    returns the markdown."""
+    kind = kind_of(records)
+    header, rows, csv_header, csv_rows = TABLES[kind](records)
+    preamble = provenance(records, study, results_dir)
+    if kind in PLOTS:
+        plot = PLOTS[kind](records, out_prefix + ".png")
+        preamble.append(f"\n![{study}]({os.path.basename(plot)})")
+    return report.write_markdown_and_csv(out_prefix, header, rows, csv_header, csv_rows,
+                                         preamble=preamble)
+
+
+def _number(text):
+    """(mean, std) of a 'mean ± std' cell."""
+    parts = [p.strip() for p in text.split("±")]
+    try:
+        return float(parts[0]), float(parts[1]) if len(parts) > 1 else float("nan")
+    except ValueError:
+        return float("nan"), float("nan")
+
+
+def _save(figure, path):
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
+    return path
