@@ -12,7 +12,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["relattr_tf", "relattr_tf.*", "beam_jobs", "beam_jobs.*"]),
     install_requires=[
         # GPU users: install tensorflow[and-cuda]==2.21.* first, then this package with --no-deps
-        # or after `pip uninstall tensorflow-cpu` (see README).
+        # or after `pip uninstall tensorflow-cpu` (see docs/getting-started.md).
         "tensorflow-cpu>=2.21,<2.22",
         "keras>=3.15,<3.16",
         "apache-beam>=2.77,<2.78",
@@ -26,8 +26,12 @@ setuptools.setup(
         "matplotlib>=3.8",  # the ATTIC learning-curve plot, the heat maps' colours, notebooks
     ],
     extras_require={
-        # papermill and ipykernel execute the notebooks in the tests
-        "test": ["pytest>=8", "papermill>=2.6", "ipykernel>=6"],
+        # pytest-xdist runs the tests in two processes; papermill and ipykernel execute the
+        # notebooks in the tests; mkdocs-material builds the docs site (tests/test_docs.py runs
+        # `mkdocs build --strict`)
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "papermill>=2.6", "ipykernel>=6",
+                 "mkdocs-material>=9.5"],
+        "docs": ["mkdocs-material>=9.5"],  # the docs site: mkdocs serve / mkdocs build
         "gcp": ["apache-beam[gcp]>=2.77,<2.78"],
     },
 )

@@ -6,6 +6,7 @@ import argparse
 import logging
 import math
 import sys
+import traceback
 
 
 class JobArgumentParser(argparse.ArgumentParser):
@@ -107,7 +108,6 @@ def main(run, job, argv=None):
 
 def _fail(job, message, verbosity):
     if verbosity >= 1:
-        import traceback
         traceback.print_exc()
     message = one_line(message)
     if not message.startswith(job.split(" ")[0]):

@@ -21,6 +21,7 @@ import time
 import apache_beam as beam
 import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
+from PIL import Image
 
 from beam_jobs import cli, counters, records, transforms
 from relattr_tf.data import schema
@@ -63,7 +64,6 @@ class RenderImage(beam.DoFn):
         self.unreadable = counters.counter("images_subject_not_found")
 
     def process(self, item):
-        from PIL import Image
         index, split = item
         rng = np.random.default_rng([self.seed, 2, index])
         latent = rng.uniform(0.0, 1.0, len(attributes.ATTRIBUTE_NAMES))

@@ -21,7 +21,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.counters import counter
-from relattr_tf.data import schema
+from relattr_tf.data import schema, writer
 
 REJECTED_FILE = "rejected.csv"  # written by transforms.WriteRejected, deleted by clear_output
 # encode_pair's arguments: other keys a job carries on its pair dicts are left out of records.
@@ -184,7 +184,6 @@ class WriteShard(beam.DoFn):
         self.output_dir = output_dir
 
     def process(self, item, shard_counts):
-        from relattr_tf.data import writer
         (prefix, index), groups = item
         name = schema.shard_name(prefix, index, shard_counts[prefix])
         writer.write_sorted_shard(schema.join(self.output_dir, name),

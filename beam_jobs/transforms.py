@@ -3,11 +3,15 @@ data directory (records.py): dropping pairs whose images are missing, the end-of
 and for the converters of real data sets reading images, rejected.csv and `run_conversion`,
 the body every converter runs.
 """
+import hashlib
 import io
+import re
 import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+from PIL import Image
 
 from beam_jobs.cli import one_line
 from beam_jobs.counters import counter, counters_of
@@ -62,7 +66,6 @@ class ReadImage(beam.DoFn):
         self.rejected = counter("images_rejected")
 
     def process(self, item):
-        from PIL import Image
         key, path = item
         try:
             with FileSystems.open(path, compression_type="uncompressed") as f:
@@ -105,7 +108,6 @@ class WriteRejected(beam.PTransform):
 
 
 def file_sha256(path):
-    import hashlib
     with FileSystems.open(path, compression_type="uncompressed") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
@@ -138,7 +140,6 @@ def run_conversion(job, output_dir, beam_args, *, images, base_meta, splits=None
     with metadata.json removed, when more than max_rejected_fraction of the images (and rows)
     are rejected.
     """
-    from apache_beam.options.pipeline_options import PipelineOptions
     started = time.time()
     output_dir = output_dir.rstrip("/")
     splits = dict(splits or {})
@@ -185,5 +186,4 @@ def run_conversion(job, output_dir, beam_args, *, images, base_meta, splits=None
 
 def safe_name(name):
     """An attribute name usable as a directory name."""
-    import re
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip())

@@ -35,10 +35,10 @@ def main(argv):
     config = cli.prepare()
     from relattr_tf.experiments import ablation
     ledger = cli.ledger()
-    records = ablation.run_ablation(config, FLAGS.model_dir, FLAGS.models, FLAGS.pair_sets,
-                                    FLAGS.attributes, [int(s) for s in FLAGS.seeds], ledger,
-                                    cli.command_line("relattr_tf.ablation"))
-    print(ablation.write_table(records, ledger, FLAGS.model_dir))
+    ablation.run_ablation(config, FLAGS.model_dir, FLAGS.models, FLAGS.pair_sets,
+                          FLAGS.attributes, [int(s) for s in FLAGS.seeds], ledger,
+                          cli.command_line("relattr_tf.ablation"))
+    print(ablation.write_table(ledger, FLAGS.model_dir))
 
 
 if __name__ == "__main__":

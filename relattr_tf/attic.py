@@ -21,7 +21,7 @@ from absl import flags  # noqa: E402
 from relattr_tf import cli  # noqa: E402
 
 cli.define_training_flags(model="attic")
-flags.DEFINE_integer("rounds", 1, "Rounds of generate -> label -> retrain.", lower_bound=1)
+cli.define_rounds_flag(1, "Rounds of generate -> label -> retrain.")
 flags.DEFINE_enum("labeler", "crowd", ["crowd", "auto", "human"],
                   "Who labels the generated pairs: the simulated crowd (embedded benchmark), "
                   "labels inferred from y (no labelling), or people (Label Studio / CSV).")

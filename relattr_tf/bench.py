@@ -46,9 +46,8 @@ flags.DEFINE_integer("steps_per_execution", 1, "Keras steps per tf.function call
 flags.DEFINE_string("data_dir", "", "Embedded benchmark for the reader ('' = build a small one).")
 flags.DEFINE_integer("beam_images", 2000, "Images in the conversion benchmark's fixture.",
                      lower_bound=2)
-flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into N logical devices (exercises the "
-                     "2-replica measurement without GPUs; its speed-up then means nothing).",
-                     lower_bound=1, upper_bound=64)
+cli.define_cpu_devices_flag("Split the CPU into N logical devices (exercises the 2-replica "
+                            "measurement without GPUs; its speed-up then means nothing).")
 flags.register_validator("sizes", lambda v: all(s.isdigit() and int(s) >= 32 for s in v),
                          "--sizes: image sizes of at least 32")
 flags.register_validator("widths", lambda v: all(_positive(w) for w in v),

@@ -32,8 +32,7 @@ def define_training_flags(model=None):
     config_flags.define_flags()
     flags.DEFINE_string("model_dir", "runs/default", "Where checkpoints, logs and the export "
                         "go.")
-    flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into N logical devices (tests, CI).",
-                         lower_bound=1, upper_bound=64)
+    define_cpu_devices_flag()
     if model:
         FLAGS.set_default("model", model)
 
@@ -47,8 +46,16 @@ def define_experiment_flags(attributes=("brightness",), seeds=("0",), rounds=Non
                              "--seeds: non-negative integers")
     define_ledger_flags()
     if rounds is not None:
-        flags.DEFINE_integer("rounds", rounds, "Active-learning rounds; each labels n / (2 "
-                             "rounds) pairs.", lower_bound=1)
+        define_rounds_flag(rounds, "Active-learning rounds; each labels n / (2 rounds) pairs.")
+
+
+def define_cpu_devices_flag(help="Split the CPU into N logical devices (tests, CI)."):
+    flags.DEFINE_integer("cpu_devices", 1, help, lower_bound=1, upper_bound=64)
+
+
+def define_rounds_flag(default, help):
+    """ATTIC's --rounds (the loop's and the experiment's)."""
+    flags.DEFINE_integer("rounds", default, help, lower_bound=1)
 
 
 def define_ledger_flags():

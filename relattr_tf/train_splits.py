@@ -32,10 +32,10 @@ def main(argv):
     config = cli.prepare()
     from relattr_tf.experiments import splits
     ledger = cli.ledger()
-    records = splits.run_splits(config, FLAGS.model_dir, [int(k) for k in FLAGS.split_numbers],
-                                FLAGS.train_prefix, FLAGS.test_prefix, ledger,
-                                cli.command_line("relattr_tf.train_splits"))
-    print(splits.write_summary(records, ledger, FLAGS.model_dir))
+    splits.run_splits(config, FLAGS.model_dir, [int(k) for k in FLAGS.split_numbers],
+                      FLAGS.train_prefix, FLAGS.test_prefix, ledger,
+                      cli.command_line("relattr_tf.train_splits"))
+    print(splits.write_summary(ledger, FLAGS.model_dir))
 
 
 if __name__ == "__main__":

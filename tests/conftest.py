@@ -21,6 +21,33 @@ def tiny_data_dir(tmp_path_factory):
     return make_tiny(tmp_path_factory.mktemp("tiny_synthetic"))
 
 
+@pytest.fixture(scope="session")
+def smoke_model(tiny_data_dir, tmp_path_factory):
+    """One smoke DACRL trained by the command on the tiny benchmark, for the tests that only
+    read what training leaves: (model_dir, its stdout)."""
+    from tests.cli import run_module, smoke_args
+    model_dir = str(tmp_path_factory.mktemp("smoke_model"))
+    # 23 steps: epochs end off TensorBoard's update frequency (8), where summaries got lost.
+    proc = run_module("relattr_tf.train", *smoke_args(tiny_data_dir, model_dir,
+                                                      "--steps_per_epoch=23", "--update_freq=8"))
+    return model_dir, proc.stdout
+
+
+def smoke_generator_args(data_dir, model_dir, *extra):
+    return ["--flagfile=configs/cvae_smoke.flags", f"--data_dir={data_dir}",
+            f"--model_dir={model_dir}", "--validation_fraction=0.3", *extra]
+
+
+@pytest.fixture(scope="session")
+def smoke_generator(tiny_data_dir, tmp_path_factory):
+    """One smoke Attribute2Image trained by the command on the tiny benchmark, for the tests
+    that only read its model_dir and generator artifact: (model_dir, its stdout)."""
+    from tests.cli import run_module
+    model_dir = str(tmp_path_factory.mktemp("smoke_generator"))
+    proc = run_module("relattr_tf.train", *smoke_generator_args(tiny_data_dir, model_dir))
+    return model_dir, proc.stdout
+
+
 @pytest.fixture(scope="session", autouse=True)
 def the_committed_ledgers_stay_untouched():
     """Tests write their ledgers under tmp_path (--results_dir), never into results/."""

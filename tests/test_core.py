@@ -179,3 +179,39 @@ def test_config_differences_separate_network_recipe_and_display():
     architecture, compared, display = run_config.differences(changed, config)
     assert list(architecture) == ["cross_filters"]
     assert list(compared) == ["head_lr"] and list(display) == ["progress"]
+
+
+def test_the_one_mean_std_rule_and_the_intervals():
+    from relattr_tf.evaluation import report
+    assert report.mean_std([0.5, 0.7]) == ("60.00 ± 14.14", 60.0, pytest.approx(14.1421, 1e-4))
+    assert report.mean_std([0.5, float("nan"), None])[0] == "50.00"  # unknowns left out
+    assert report.mean_std([])[0] == "n/a"
+    low, high = report.seed_interval([0.5, 0.7])  # t(0.975, 1) = 12.706, sem 0.1
+    assert (low, high) == (pytest.approx(0.6 - 1.27062, 1e-4), pytest.approx(0.6 + 1.27062, 1e-4))
+    assert np.isnan(report.seed_interval([0.5])[0])
+    low, high = report.accuracy_interval(0.9, 300)  # Wilson: 0.861 to 0.929
+    assert low == pytest.approx(0.8608, abs=1e-4) and high == pytest.approx(0.9291, abs=1e-4)
+
+
+def test_a_ledger_skips_a_finished_cell_only_for_the_same_recipe_inputs_and_data(tmp_path):
+    from relattr_tf.evaluation.ledger import Ledger, record_of
+    ledger = Ledger(str(tmp_path), "study")
+    cell = dict(pair_set="fine", attribute="size", model="dacrl", seed=1)
+    config = config_lib.Config(model="dacrl")
+    same = dict(settings={"eval_split": "test_fine"}, inputs={"backbone_weights_sha256": "a"},
+                data_sha256="d")
+    assert ledger.finished(cell, config, **same) is None
+    ledger.write(cell, record_of("ablation", "study", cell, "cmd", config, {"accuracy": 0.7},
+                                 12.0, "data", "d", same["inputs"], same["settings"]))
+    assert os.listdir(tmp_path / "study") == ["pair_set-fine__attribute-size__model-dacrl__"
+                                              "seed-1.json"]
+    assert ledger.finished(cell, config, **same)["metrics"] == {"accuracy": 0.7}
+    for changed, what in ((dict(same, inputs={"backbone_weights_sha256": "b"}),
+                           "backbone_weights_sha256"),
+                          (dict(same, data_sha256="e"), "the data in data"),
+                          (dict(same, settings={"eval_split": "test"}), "eval_split")):
+        with pytest.raises(config_lib.ConfigError, match=f"another recipe .{what}"):
+            ledger.finished(cell, config, **changed)
+    with pytest.raises(config_lib.ConfigError, match=r"another recipe \(head_lr changed\)"):
+        ledger.finished(cell, config.with_values(head_lr=0.1), **same)
+    assert [r["cell"] for r in ledger.records()] == [cell]

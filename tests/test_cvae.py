@@ -16,20 +16,17 @@ from relattr_tf.artifacts import generator as generator_artifact
 from relattr_tf.training import cvae
 from tests import real_fixtures
 from tests.cli import ROOT, run_module
+from tests.conftest import smoke_generator_args
 from tests.test_core import event_values
 from tests.test_training import _replica_check
 
 
-def _args(data_dir, model_dir, *extra):
-    return ["--flagfile=configs/cvae_smoke.flags", f"--data_dir={data_dir}",
-            f"--model_dir={model_dir}", "--validation_fraction=0.3", *extra]
+_args = smoke_generator_args
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_data_dir, tmp_path_factory):
-    model_dir = str(tmp_path_factory.mktemp("cvae"))
-    proc = run_module("relattr_tf.train", *_args(tiny_data_dir, model_dir))
-    return model_dir, proc.stdout
+@pytest.fixture()
+def trained(smoke_generator):
+    return smoke_generator
 
 
 def test_the_loss_terms_are_the_gaussian_likelihood_and_kl():

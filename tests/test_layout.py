@@ -19,8 +19,6 @@ FLOORS = {
     "relattr_tf.experiments": 5, "relattr_tf.visualization": 5,
 }
 COMMANDS_FLOOR = 6
-# The only places a function may import the project's modules or heavy libraries lazily.
-ROOT_COMMANDS_FLOOR = COMMANDS_FLOOR
 
 
 def modules():
@@ -39,20 +37,26 @@ def modules():
 
 
 def floor(module):
-    best = None
-    for prefix, level in FLOORS.items():
-        if module == prefix or module.startswith(prefix + "."):
-            if best is None or len(prefix) > len(best[0]):
-                best = (prefix, level)
-    if best is None or (best[0] == "relattr_tf" and module.count(".") == 1):
-        # a module at the package root other than the config modules: a command
-        return COMMANDS_FLOOR if module != "relattr_tf" else 0
-    return best[1]
+    """The floor of a module: its longest prefix in FLOORS; a module at the package root other
+    than the config modules is a command. A package missing from FLOORS is an error, so a new
+    one must be given its floor."""
+    parts = module.split(".")
+    if parts[0] == "relattr_tf" and len(parts) == 2 and module not in FLOORS:
+        return COMMANDS_FLOOR
+    for end in range(len(parts), 1 if parts[0] == "relattr_tf" else 0, -1):
+        if ".".join(parts[:end]) in FLOORS:
+            return FLOORS[".".join(parts[:end])]
+    if module == "relattr_tf":
+        return 0
+    raise AssertionError(f"{module}: its package has no floor in tests/test_layout.py FLOORS")
 
 
-def imports(path, known):
-    """The project's modules `path` imports (module level and inside functions)."""
+def imports(path, known, module=None):
+    """The project's modules `path` (the module `module`) imports, at module level and inside
+    functions; relative imports are resolved against `module`."""
     tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    package = module if module and path.endswith("__init__.py") else (
+        module.rpartition(".")[0] if module else "")
     out = set()
 
     def add(name):
@@ -65,40 +69,40 @@ def imports(path, known):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
             for alias in node.names:
-                full = f"{node.module}.{alias.name}"
-                add(full if full in known else node.module)
+                full = f"{base}.{alias.name}"
+                add(full if full in known else base)
     return out
 
 
 def graph():
+    """({module: path}, {module: the project's modules it imports})."""
     known = modules()
-    edges = {m: imports(p, known) - {m} for m, p in known.items()}
-    # A package's __init__ re-exporting its own modules is not an arrow of the layering.
-    return known, {m: {t for t in ts if not m or not t.startswith(m + ".")} | set()
-                   for m, ts in edges.items()}
+    return known, {m: imports(p, known, m) - {m} for m, p in known.items()}
 
 
-def test_no_import_goes_up_a_floor():
-    _, edges = graph()
-    up = sorted(f"{a} (floor {floor(a)}) -> {b} (floor {floor(b)})"
-                for a, targets in edges.items() for b in targets if floor(b) > floor(a))
-    assert not up, "imports going up a floor:\n" + "\n".join(up)
+def upward(edges):
+    return sorted(f"{a} (floor {floor(a)}) -> {b} (floor {floor(b)})"
+                  for a, targets in edges.items() for b in targets if floor(b) > floor(a))
 
 
-def test_no_import_circle():
-    _, edges = graph()
-    # A package's __init__ importing its own submodules is how it re-exports; not a circle.
-    edges = {a: {b for b in ts if not b.startswith(a + ".")} for a, ts in edges.items()}
-    state, stack, circles = {}, [], []
+def circles(edges):
+    """Every circle a depth-first walk meets. Edges from a package's __init__ to its own
+    modules count too: a module importing a name from its package's __init__ while the
+    __init__ imports that module is a circle Python trips over."""
+    state, stack, found = {}, [], []
 
     def visit(node):
         state[node] = "open"
         stack.append(node)
         for target in sorted(edges.get(node, ())):
             if state.get(target) == "open":
-                circles.append(" -> ".join(stack[stack.index(target):] + [target]))
+                found.append(" -> ".join(stack[stack.index(target):] + [target]))
             elif target not in state:
                 visit(target)
         stack.pop()
@@ -107,7 +111,17 @@ def test_no_import_circle():
     for node in sorted(edges):
         if node not in state:
             visit(node)
-    assert not circles, "import circles:\n" + "\n".join(circles)
+    return found
+
+
+def test_no_import_goes_up_a_floor():
+    up = upward(graph()[1])
+    assert not up, "imports going up a floor:\n" + "\n".join(up)
+
+
+def test_no_import_circle():
+    found = circles(graph()[1])
+    assert not found, "import circles:\n" + "\n".join(found)
 
 
 def test_no_module_over_the_line_limit():
@@ -128,11 +142,19 @@ def test_the_package_root_holds_commands_and_config_only():
             f"main should be thin (<= 90 lines)"
 
 
-@pytest.mark.parametrize("name", ["floor", "imports"])
-def test_the_checker_sees_a_bad_import(name, tmp_path):
-    """The checks above can fail: an upward import in a scratch module is seen."""
+def test_the_checks_see_an_upward_import_a_circle_and_a_relative_import(tmp_path):
+    """The checks above can fail: on a scratch graph, and on a scratch module's imports."""
+    edges = {"relattr_tf.data.schema": {"relattr_tf.training.run"},
+             "relattr_tf.models": {"relattr_tf.models.dacrl"},
+             "relattr_tf.models.dacrl": {"relattr_tf.models"}}
+    assert upward(edges) == ["relattr_tf.data.schema (floor 1) -> relattr_tf.training.run "
+                             "(floor 4)"]
+    assert circles(edges) == ["relattr_tf.models -> relattr_tf.models.dacrl -> "
+                              "relattr_tf.models"]
     path = tmp_path / "bad.py"
-    path.write_text("def f():\n    from relattr_tf.training import run\n")
-    found = imports(str(path), modules())
-    assert "relattr_tf.training.run" in found
-    assert floor("relattr_tf.training.run") > floor("relattr_tf.data.schema")
+    path.write_text("def f():\n    from ..training import run\n"
+                    "from relattr_tf.models import ModelParts\n")
+    found = imports(str(path), modules(), "relattr_tf.evaluation.bad")
+    assert found == {"relattr_tf.training.run", "relattr_tf.models"}
+    with pytest.raises(AssertionError, match="no floor"):
+        floor("relattr_tf.newpackage.module")

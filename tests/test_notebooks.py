@@ -8,6 +8,7 @@ import papermill
 import pytest
 
 from tests.cli import ROOT
+from tests.conftest import smoke_generator_args
 
 
 def execute(name, tmp_path, **parameters):
@@ -56,15 +57,15 @@ def test_quickstart_notebook(attention_run, tmp_path):
     assert os.path.exists(dacrl_dir / "visualize" / "saliency.png")
 
 
-def test_attic_notebook(tiny_data_dir, tmp_path):
+def test_attic_notebook(tiny_data_dir, smoke_generator, tmp_path):
     data_dir = str(shutil.copytree(tiny_data_dir, tmp_path / "data"))  # rounds append pairs
+    generator_dir, _ = smoke_generator  # the notebook finds it finished and reuses it
     notebook = execute(
         "attic_active_loop", tmp_path, rounds=1,
-        generator_args=["--flagfile=configs/cvae_smoke.flags", f"--data_dir={data_dir}",
-                        f"--model_dir={tmp_path / 'cvae'}", "--validation_fraction=0.3"],
+        generator_args=smoke_generator_args(tiny_data_dir, generator_dir),
         attic_args=["--flagfile=configs/attic_smoke.flags", f"--data_dir={data_dir}",
                     f"--model_dir={tmp_path / 'attic'}", "--warm_start=",
-                    f"--generator_dir={tmp_path / 'cvae' / 'generator'}",
+                    f"--generator_dir={os.path.join(generator_dir, 'generator')}",
                     "--attribute=brightness", "--real_pairs=16", "--val_steps=1",
                     "--eval_split=test"])
     text, images = outputs(notebook)

@@ -126,7 +126,7 @@ def test_ablation_from_the_pretrained_trunk_reports_mean_and_std_over_seeds(
     proc = run_module("relattr_tf.ablation", *args)
     table = open(os.path.join(out, "ablation.md")).read()
     assert "| fine | brightness |" in table and "| fine | mean |" in table
-    assert f"Data: {pretrain_data}, sha256 " in table and "backbone_weights_sha256" in table
+    assert f"Data: {pretrain_data}, sha256 " in table and "Backbone: " in table
     assert "(2 cells)" in table and "--seeds=0,1" in table
     assert table.split("| pair set |")[1].count("±") == 2 * 2  # 2 rows x (accuracy, truth)
     csv = open(os.path.join(out, "ablation.csv")).read().splitlines()
@@ -150,7 +150,8 @@ def test_ablation_from_the_pretrained_trunk_reports_mean_and_std_over_seeds(
     assert proc.stdout.strip().splitlines()[-1] in again.stdout
     # Another recipe in the same study is refused, naming the cell's file.
     other = run_module("relattr_tf.ablation", *args, "--head_lr=0.1", check=False)
-    assert other.returncode == 1 and "finished with other settings (head_lr)" in other.stderr
+    assert other.returncode == 1
+    assert "finished with another recipe (head_lr changed)" in other.stderr
     docs = str(tmp_path / "docs")
     run_module("relattr_tf.report", "--study=smoke_ablation", f"--results_dir={results}",
                f"--out={docs}")

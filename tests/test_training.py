@@ -76,13 +76,9 @@ def test_results_table_has_rows_and_mean(tmp_path):
     assert csv[0] == "attribute,accuracy,truth_accuracy" and csv[-1] == "mean,85.00,90.00"
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tiny_data_dir, tmp_path_factory):
-    model_dir = str(tmp_path_factory.mktemp("smoke_run"))
-    # 23 steps: epochs end off TensorBoard's update frequency (8), where summaries got lost.
-    proc = run_module("relattr_tf.train", *smoke_args(tiny_data_dir, model_dir,
-                                                      "--steps_per_epoch=23", "--update_freq=8"))
-    return model_dir, proc.stdout
+@pytest.fixture()
+def smoke_run(smoke_model):
+    return smoke_model
 
 
 def test_smoke_training_exports_a_model_that_loads_without_relattr_tf(smoke_run, tiny_data_dir):

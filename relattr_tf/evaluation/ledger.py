@@ -36,12 +36,14 @@ def cell_name(cell):
 
 
 def record_of(kind, study, cell, command, config, metrics, seconds, data_dir=None,
-              data_sha256=None, inputs=None):
+              data_sha256=None, inputs=None, settings=None):
     """A ledger record (see the module docstring). kind: the study's shape (evaluation.studies);
-    config: the settings that change results (Config.compared_values()), a dict."""
+    config: the settings that change results (Config.compared_values()), a dict; settings:
+    the study's own that the config does not hold (the split evaluated, ATTIC's rounds)."""
     values = config.compared_values() if hasattr(config, "compared_values") else config
     return dict(kind=kind, study=study, cell=cell, command=command, config=_plain(values),
-                data_dir=data_dir, data_sha256=data_sha256, inputs=_plain(inputs or {}),
+                settings=_plain(settings or {}), data_dir=data_dir, data_sha256=data_sha256,
+                inputs=_plain(inputs or {}),
                 machine=machine.cpu_description(), seconds=round(float(seconds), 1),
                 metrics=_plain(metrics), finished=time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                 time.gmtime()))
@@ -59,23 +61,28 @@ class Ledger:
     def path(self, cell):
         return os.path.join(self.directory, cell_name(cell) + ".json")
 
-    def finished(self, cell, config=None):
-        """The record of a finished cell, or None. With `config`, a record made with other
-        settings is a one-line error: its figures are not this recipe's."""
+    def finished(self, cell, config=None, settings=None, inputs=None, data_sha256=None):
+        """The record of a finished cell, or None. A record made with another recipe (a
+        config setting, a study setting, an input file's hash, the data's hash: each compared
+        when given) is a one-line error naming what changed: its figures are not this run's."""
         path = self.path(cell)
         if not tf.io.gfile.exists(path):
             return None
         with tf.io.gfile.GFile(path) as f:
             record = json.load(f)
-        if config is not None:
-            now = _plain(config.compared_values() if hasattr(config, "compared_values")
-                         else config)
-            changed = sorted(k for k in set(now) | set(record["config"])
-                             if now.get(k) != record["config"].get(k))
-            if changed:
-                raise ConfigError(f"{path}: this cell finished with other settings "
-                                  f"({', '.join(changed)}); use another --study, or the same "
-                                  f"settings")
+        changed = []
+        for key, now in (("config", config), ("settings", settings), ("inputs", inputs)):
+            if now is None:
+                continue
+            now = _plain(now.compared_values() if hasattr(now, "compared_values") else now)
+            before = record.get(key, {})
+            changed += sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+        if data_sha256 is not None and record.get("data_sha256") != data_sha256:
+            changed.append(f"the data in {record.get('data_dir')}")
+        if changed:
+            raise ConfigError(f"{path}: this cell finished with another recipe "
+                              f"({', '.join(changed)} changed); use another --study, or the "
+                              f"same settings and inputs")
         return record
 
     def write(self, cell, record):

@@ -1,5 +1,5 @@
-"""Reports: tables (markdown and CSV), the one mean ± std rule, confidence intervals,
-provenance lines, JSON files and file hashes."""
+"""Reports: tables (markdown and CSV), the one mean ± std rule, confidence intervals, JSON
+files and file hashes (a study's provenance lines: evaluation.studies)."""
 import hashlib
 import json
 import math
@@ -8,7 +8,6 @@ import numpy as np
 import tensorflow as tf
 from scipy import stats
 
-from relattr_tf.evaluation import machine
 
 
 def write_json(path, value):
@@ -99,22 +98,3 @@ def write_table(rows, path_prefix, columns=("accuracy", "truth_accuracy")):
     table = [[label] + [f"{100 * values[c]:.2f}" if c in values else "" for c in columns]
              for label, values in [(r["attribute"], r) for r in rows] + [("mean", means)]]
     return write_markdown_and_csv(path_prefix, ["attribute"] + columns, table)
-
-
-def provenance(command, data_dir=None, data_hash=None, inputs=None, seconds=None, runs=None):
-    """Lines for a table's head: the command, the data and its hash, the input files (trunk,
-    generator) and their hashes, the runs' time and the machine (CPU model and flags)."""
-    cpu = machine.cpu_description()
-    lines = [f"Command: `{command}`"]
-    if data_dir:
-        lines.append(f"Data: {data_dir}" + (f", sha256 {data_hash} (its shards)"
-                                            if data_hash else ""))
-    for name, (path, digest) in sorted((inputs or {}).items()):
-        lines.append(f"{name}: {path}, sha256 {digest}")
-    timing = ""
-    if seconds is not None:
-        timing = (f"{runs} runs, " if runs is not None else "") + \
-            f"{seconds / 60:.1f} minutes in all (as measured when each ran), "
-    lines.append(f"Runs: {timing}on {cpu['cpu']} ({cpu['cpu_count']} cores; "
-                 f"{cpu['cpu_flags']})")
-    return lines

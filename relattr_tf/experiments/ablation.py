@@ -10,6 +10,7 @@ continues where it stopped, on this machine or another. The table is made from t
 import json
 import os
 
+from relattr_tf.artifacts import pair_model
 from relattr_tf.data import pipeline
 from relattr_tf.evaluation import studies
 from relattr_tf.evaluation.ledger import record_of
@@ -47,23 +48,28 @@ def run_ablation(config, model_dir, models, pair_sets, attributes, seeds, ledger
                     run_config = cell_config(config, model_dir, pair_set, attribute, model,
                                              seed, models)
                     cell = dict(pair_set=pair_set, attribute=attribute, model=model, seed=seed)
-                    record = ledger.finished(cell, run_config)
+                    settings = dict(eval_split=SPLITS[pair_set][1])
+                    inputs = task_lib.make_task(run_config).input_fingerprint()
+                    record = ledger.finished(cell, run_config, settings, inputs, data_hash)
                     if record is None:
                         record = ledger.write(cell, run_cell(
                             run_config, run_dir(model_dir, pair_set, attribute, model, seed),
-                            cell, ledger.study, command, data_hash, model_dir, models))
+                            cell, ledger.study, command, data_hash, model_dir, models,
+                            settings, inputs))
                     else:
                         print(f"{ledger.path(cell)}: finished", flush=True)
                     records.append(record)
     return records
 
 
-def run_cell(run_config, directory, cell, study, command, data_hash, model_dir, models):
+def run_cell(run_config, directory, cell, study, command, data_hash, model_dir, models,
+             settings, inputs):
     stage_one = run_config.family.init_from
-    if stage_one and not os.path.exists(os.path.join(stage_one, "model.keras")):
+    if stage_one and not os.path.exists(os.path.join(stage_one, pair_model.KERAS_FILE)):
         # Stage 1 finished on another machine: its weights are needed here to start stage 2.
-        run.train_or_reuse(cell_config(run_config, model_dir, cell["pair_set"], cell["attribute"],
-                                       "deepstn_crop", cell["seed"], models), stage_one)
+        run.train_or_reuse(cell_config(run_config.with_values(init_from=""), model_dir,
+                                       cell["pair_set"], cell["attribute"], "deepstn_crop",
+                                       cell["seed"], models), stage_one)
     split = run_config.family.eval_split[0]
     result = run.train_or_reuse(run_config, directory)[split]
     with open(os.path.join(directory, "summary.json")) as f:
@@ -71,11 +77,12 @@ def run_cell(run_config, directory, cell, study, command, data_hash, model_dir, 
     metrics = {k: result[k] for k in ("accuracy", "truth_accuracy", "pairs_used",
                                       "box_coverage", "split") if k in result}
     return record_of("ablation", study, cell, command, run_config, metrics, seconds,
-                     run_config.data.data_dir, data_hash,
-                     task_lib.make_task(run_config).input_fingerprint())
+                     run_config.data.data_dir, data_hash, inputs, settings)
 
 
-def write_table(records, ledger, model_dir):
-    """<model_dir>/ablation.md and .csv (and .png) from the ledger's records."""
-    return studies.write_study(records, ledger.study, os.path.dirname(ledger.directory),
+def write_table(ledger, model_dir):
+    """<model_dir>/ablation.md, .csv and .png from every record of the study's ledger (what
+    `python -m relattr_tf.report` makes of it too)."""
+    return studies.write_study(ledger.records(), ledger.study,
+                               os.path.dirname(ledger.directory),
                                os.path.join(model_dir, "ablation"))

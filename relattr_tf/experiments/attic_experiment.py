@@ -37,11 +37,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from relattr_tf.artifacts import control as control_artifact, rounds
+from relattr_tf.artifacts import control as control_artifact, generator as generator_artifact
+from relattr_tf.artifacts import rounds
 from relattr_tf.data import pipeline, writer
-from relattr_tf.evaluation import ledger as ledger_lib, studies
+from relattr_tf.evaluation import ledger as ledger_lib, report, studies
 from relattr_tf.experiments import active_loop, attic_baselines as baselines
-from relattr_tf.training import run, task as task_lib
+from relattr_tf.training import run
 
 NORMAL, AUTO, CURVE = studies.ATTIC_NORMAL, studies.ATTIC_AUTO, studies.ATTIC_CURVE
 
@@ -154,10 +155,25 @@ def run_cell(cell):
 
 
 # --------------------------------------------------------------------------- ledger and outputs
+def cell_inputs(config):
+    """The files from outside a cell: the generator and any backbone file (every method starts
+    from the cell's own pretrained ranker)."""
+    net = config.family
+    inputs = {"generator_sha256": report.file_sha256(
+        os.path.join(net.generator_dir, generator_artifact.DECODER_FILE))}
+    if net.backbone_weights:
+        inputs["backbone_weights_sha256"] = report.file_sha256(net.backbone_weights)
+    return inputs
+
+
+def cell_settings(config, rounds_count):
+    return dict(eval_split=config.family.eval_split[0], rounds=rounds_count)
+
+
 def cell_records(result, cell, study, data_hash, seconds):
     """The ledger records of one run_cell result: one per block and method."""
     net = cell.config.family
-    inputs = task_lib.make_task(cell.config).input_fingerprint()
+    inputs, settings = cell_inputs(cell.config), cell_settings(cell.config, cell.rounds)
     records = []
     for block in ("normal", "auto"):
         for method, accuracy in result[block].items():
@@ -171,7 +187,7 @@ def cell_records(result, cell, study, data_hash, seconds):
             records.append((key, ledger_lib.record_of(
                 "attic", study, key, cell.command, cell.config, metrics,
                 seconds / (len(NORMAL) + len(AUTO)),  # the cell's time, shared by its records
-                cell.config.data.data_dir, data_hash, inputs)))
+                cell.config.data.data_dir, data_hash, inputs, settings)))
     return records
 
 
@@ -190,9 +206,9 @@ def write_curve(records, model_dir):
     for method in CURVE:
         log = tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard", method))
         with log.as_default():
-            for attribute in sorted({r["attribute"] for r in rows}):
+            for attribute in sorted({r["attribute"] for r in rows}) + ["mean"]:
                 chosen = [r for r in rows if r["method"] == method and
-                          r["attribute"] == attribute]
+                          attribute in ("mean", r["attribute"])]
                 for labels in sorted({r["labels"] for r in chosen}):
                     gain = np.nanmean([r["gain_over_real"] for r in chosen
                                        if r["labels"] == labels])
@@ -202,24 +218,23 @@ def write_curve(records, model_dir):
     return rows
 
 
-def run_experiment(config, model_dir, attributes, seeds, rounds_count, command="",
-                   ledger=None):
-    """Every cell not yet in the ledger, then the table and the curve from the ledger;
-    returns the table's markdown."""
-    ledger = ledger or ledger_lib.Ledger("results", os.path.basename(os.path.normpath(model_dir)))
+def run_experiment(config, model_dir, attributes, seeds, rounds_count, command, ledger):
+    """Every cell not yet in the ledger, then the table and the curve from the whole ledger;
+    returns the table's markdown. The data directory grows as cells append their splits, so a
+    record holds its hash at the start of the run that wrote it and reruns do not compare it;
+    the generator's hash and the settings are compared."""
     run.ensure_data(config)
     data_hash = pipeline.data_hash(config.data.data_dir)  # before this run adds splits
-    records = []
     for attribute in attributes:
         for seed in seeds:
             cell_config = config.with_values(attribute=attribute, seed=seed)
             keys = [dict(block=b, method=m, attribute=attribute, seed=seed)
                     for b in ("normal", "auto") for m in _methods(b)]
-            done = [ledger.finished(k, cell_config) for k in keys]
+            done = [ledger.finished(k, cell_config, cell_settings(cell_config, rounds_count),
+                                    cell_inputs(cell_config)) for k in keys]
             if all(done):
                 print(f"== ATTIC experiment: {attribute}, seed {seed}: finished "
                       f"({ledger.directory})", flush=True)
-                records += done
                 continue
             print(f"== ATTIC experiment: {attribute}, seed {seed}", flush=True)
             started = time.time()
@@ -228,7 +243,8 @@ def run_experiment(config, model_dir, attributes, seeds, rounds_count, command="
             result = run_cell(cell)
             for key, record in cell_records(result, cell, ledger.study, data_hash,
                                             time.time() - started):
-                records.append(ledger.write(key, record))
+                ledger.write(key, record)
+    records = ledger.records()
     table = studies.write_study(records, ledger.study, os.path.dirname(ledger.directory),
                                 os.path.join(model_dir, "results_attic"))
     write_curve(records, model_dir)

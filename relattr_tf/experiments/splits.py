@@ -26,7 +26,9 @@ def run_splits(config, model_dir, numbers, train_prefix, test_prefix, ledger, co
             run_config = config.with_values(attribute=attribute, train_split=(train_split,),
                                             eval_split=(test_split,), val_split="")
             cell = dict(split=number, attribute=attribute, seed=config.train.seed)
-            record = ledger.finished(cell, run_config)
+            settings = dict(eval_split=test_split)
+            inputs = task_lib.make_task(run_config).input_fingerprint()
+            record = ledger.finished(cell, run_config, settings, inputs, data_hash)
             if record is None:
                 directory = os.path.join(model_dir, f"split-{number:02d}", attribute)
                 result = run.train_or_reuse(run_config, directory)[test_split]
@@ -35,13 +37,12 @@ def run_splits(config, model_dir, numbers, train_prefix, test_prefix, ledger, co
                 record = ledger.write(cell, record_of(
                     "splits", ledger.study, cell, command, run_config,
                     {k: result[k] for k in ("accuracy", "truth_accuracy", "pairs_used")
-                     if k in result}, seconds, data_dir, data_hash,
-                    task_lib.make_task(run_config).input_fingerprint()))
+                     if k in result}, seconds, data_dir, data_hash, inputs, settings))
             records.append(record)
     return records
 
 
-def write_summary(records, ledger, model_dir):
-    """<model_dir>/splits_summary.md and .csv from the ledger's records."""
-    return studies.write_study(records, ledger.study, os.path.dirname(ledger.directory),
+def write_summary(ledger, model_dir):
+    """<model_dir>/splits_summary.md and .csv from every record of the study's ledger."""
+    return studies.write_study(ledger.records(), ledger.study, os.path.dirname(ledger.directory),
                                os.path.join(model_dir, "splits_summary"))
