@@ -150,7 +150,7 @@ class BilinearSampler(layers.Layer):
         self.output_size = tuple(int(s) for s in output_size)
 
     def call(self, images, theta):
-            images = tf.convert_to_tensor(images)
+        images = tf.convert_to_tensor(images)
         height, width = self.output_size
         in_h, in_w = tf.shape(images)[1], tf.shape(images)[2]
         ys, xs = tf.meshgrid(tf.linspace(-1.0, 1.0, height), tf.linspace(-1.0, 1.0, width),
