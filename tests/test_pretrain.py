@@ -127,7 +127,7 @@ def test_ablation_from_the_pretrained_trunk_reports_mean_and_std_over_seeds(
     table = open(os.path.join(out, "ablation.md")).read()
     assert "| fine | brightness |" in table and "| fine | mean |" in table
     assert f"Data: {pretrain_data}, sha256 " in table and "Backbone: " in table
-    assert "(2 cells)" in table and "--seeds=0,1" in table
+    assert "(2 cells;" in table and "--seeds=0,1" in table
     assert table.split("| pair set |")[1].count("±") == 2 * 2  # 2 rows x (accuracy, truth)
     csv = open(os.path.join(out, "ablation.csv")).read().splitlines()
     assert "dacrl_accuracy_std" in csv[0] and len(csv) == 3
