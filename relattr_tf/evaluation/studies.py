@@ -86,15 +86,18 @@ def ablation_plot(records, path):
     header, rows, _, _ = ablation_table(records)
     means = [r for r in rows if r[1] == "mean"]
     models = [h.split(" ")[0] for h in header[2:-1]]
-    figure, axis = pyplot.subplots(figsize=(1.6 + 1.3 * len(models) * len(means), 3.0))
+    figure, axis = pyplot.subplots(figsize=(2.0 + 1.3 * len(models) * len(means), 3.4))
     width = 0.8 / max(len(means), 1)
     for i, row in enumerate(means):
         values = [_number(cell.split(" / ")[0]) for cell in row[2:-1]]
         axis.bar(np.arange(len(models)) + i * width, [v[0] for v in values], width,
                  yerr=[np.nan_to_num(v[1]) for v in values], label=row[0], capsize=3)
     axis.set_xticks(np.arange(len(models)) + width * (len(means) - 1) / 2, models)
-    axis.set_ylabel("pair accuracy, mean over attributes (%)")
-    axis.legend(fontsize=8)
+    axis.axhline(50, color="grey", linewidth=0.8, linestyle="--", label="chance")
+    axis.set_ylim(0, 100)
+    axis.set_ylabel("accuracy, mean over\nattributes (%)")
+    axis.set_title("mean ± std over seeds", fontsize=9)
+    axis.legend(fontsize=8, loc="lower right")
     return _save(figure, path)
 
 
