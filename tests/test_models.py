@@ -1,5 +1,8 @@
 """Model shapes, parameter counts, and loading the Keras VGG16 ImageNet weight file."""
+import io
+import json
 import os
+import zipfile
 
 import h5py
 import keras
@@ -135,19 +138,50 @@ def test_dacrl_head_init_he_starts_the_hidden_head_layers_at_he_scale():
     assert abs(stds["he"] - he_std) < 0.2 * he_std, (stds, he_std)
 
 
-def test_a_control_net_saved_before_the_strength_scale_layer_still_loads_and_agrees():
-    """fixtures/control_before_strength_scale.keras was saved with the Destandardize layer
-    (the name StrengthScale replaced): it loads in safe mode and gives the same y."""
+def _as_saved_before_strength_scale(path, out):
+    """A copy of a saved control net as relattr_tf wrote it before StrengthScale: each
+    destandardising layer a `Destandardize` of relattr_tf.models.control, with `size` only,
+    and its weights stored under that class's name."""
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(out, "w") as copy:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "model.weights.h5":
+                weights = io.BytesIO(data)
+                with h5py.File(weights, "r+") as f:
+                    for group in [g for g in f["layers"] if g.startswith("strength_scale")]:
+                        f.move(f"layers/{group}",
+                               f"layers/{group.replace('strength_scale', 'destandardize')}")
+                data = weights.getvalue()
+            if name == "config.json":
+                config = json.loads(data)
+                for layer in config["config"]["layers"]:
+                    if layer["class_name"] == "StrengthScale":
+                        del layer["config"]["direction"]
+                        layer.update(module="relattr_tf.models.control",
+                                     class_name="Destandardize",
+                                     registered_name="relattr_tf>Destandardize")
+                data = json.dumps(config)
+            copy.writestr(name, data)
+    return out
+
+
+def test_a_control_net_saved_before_the_strength_scale_layer_still_loads_and_agrees(tmp_path):
+    """A control net saved with the Destandardize layer (the name StrengthScale replaced)
+    loads in safe mode and gives the same y."""
+    from relattr_tf.models import control as control_lib
     from relattr_tf.models.strength_scale import StrengthScale
-    fixtures = os.path.join(os.path.dirname(__file__), "fixtures")
-    control = keras.saving.load_model(
-        os.path.join(fixtures, "control_before_strength_scale.keras"), safe_mode=True)
-    expected = np.load(os.path.join(fixtures, "before_strength_scale.npz"))
-    layer = control.get_layer("y_a")
+    control = control_lib.build_control(4, 2, units=4, head_units=4, seed=0, mean=[0.5, 0.2],
+                                        std=[0.1, 0.3])
+    control.save(str(tmp_path / "now.keras"))
+    old = _as_saved_before_strength_scale(str(tmp_path / "now.keras"),
+                                          str(tmp_path / "before.keras"))
+    assert b'"Destandardize"' in zipfile.ZipFile(old).read("config.json")
+    loaded = keras.saving.load_model(old, safe_mode=True)
+    layer = loaded.get_layer("y_a")
     assert isinstance(layer, StrengthScale) and layer.direction == "destandardize"
-    y_a, y_b = control(expected["q"], training=False)
-    np.testing.assert_allclose(np.asarray(y_a), expected["y_a"], atol=1e-6)
-    np.testing.assert_allclose(np.asarray(y_b), expected["y_b"], atol=1e-6)
+    q = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    for got, expected in zip(loaded(q, training=False), control(q, training=False)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-6)
 
 
 def test_strength_scale_standardizes_unknowns_to_the_mean_and_inverts():
