@@ -12,7 +12,6 @@ taking float32 RGB images in [0, 1] of the training size. The last two let evalu
 trunk once per image. `<model_dir>/model.keras` holds the functional network for Keras users;
 load it with `keras.saving.load_model(path)` (safe mode) after `import relattr_tf.models`.
 """
-import glob
 import logging
 import os
 
@@ -20,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from relattr_tf import models
+from relattr_tf.artifacts import rounds
 from relattr_tf.artifacts.run_config import CONFIG_FILE, load_run_config
 from relattr_tf.config import ConfigError, RankerConfig
 from relattr_tf.models.boxes import box_of
@@ -135,9 +135,10 @@ def load_localizer(parts, model_dir, config=None):
 def pair_model_config(model_dir):
     """The config of a pair-model directory (a pair ranker, or an ATTIC run's ranker); a
     one-line error for another model or for an ATTIC loop's folder, which holds several."""
-    rounds = sorted(glob.glob(os.path.join(glob.escape(model_dir), "round-[0-9]*")))
-    if rounds and not tf.io.gfile.exists(os.path.join(model_dir, CONFIG_FILE)):
-        rankers = [os.path.join(r, d) for r in rounds for d in ("ranker", "adversarial")
+    round_dirs = rounds.round_dirs(model_dir)
+    if round_dirs and not tf.io.gfile.exists(os.path.join(model_dir, CONFIG_FILE)):
+        rankers = [os.path.join(r, d) for r in round_dirs
+                   for d in (rounds.RANKER_DIR, rounds.ADVERSARIAL_DIR)
                    if tf.io.gfile.exists(os.path.join(r, d, KERAS_FILE))]
         example = f", e.g. --model_dir={rankers[-1]}" if rankers else " (none has finished)"
         raise ConfigError(f"{model_dir}: an ATTIC loop's folder holds one ranker per round; "

@@ -27,12 +27,19 @@ def _plain(value):
     return str(value)
 
 
+_HASHES = {}  # (path, size, mtime) -> sha256: a study hashes its trunk once, not per cell
+
+
 def file_sha256(path):
-    digest = hashlib.sha256()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    stat = tf.io.gfile.stat(path)
+    key = (path, stat.length, stat.mtime_nsec)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with tf.io.gfile.GFile(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
 
 
 def finite(values):

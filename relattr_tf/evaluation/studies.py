@@ -233,7 +233,7 @@ def _description(records):
     kind = records[0].get("kind")
     splits = ", ".join(sorted({str(r.get("settings", {}).get("eval_split")) for r in records}))
     if kind == "attic":
-        budgets = sorted({(r["metrics"]["label_budget"], r["metrics"]["rounds"])
+        budgets = sorted({(r["metrics"]["label_budget"], r["settings"]["rounds"])
                           for r in records})
         return [f"Evaluated on {splits}; label budget n = {n}, {rounds} round(s) of "
                 f"{n // (2 * rounds)} pairs; accuracy in % (mean ± std over seeds)"

@@ -7,7 +7,6 @@ Each cell (pair set x attribute x model x seed) trains in <model_dir>/<pair set>
 continues where it stopped, on this machine or another. The table is made from the ledger
 (evaluation.studies), so `python -m relattr_tf.report` gives the same one.
 """
-import json
 import os
 
 from relattr_tf.artifacts import pair_model
@@ -72,8 +71,7 @@ def run_cell(run_config, directory, cell, study, command, data_hash, model_dir, 
                                        cell["seed"], models), stage_one)
     split = run_config.family.eval_split[0]
     result = run.train_or_reuse(run_config, directory)[split]
-    with open(os.path.join(directory, "summary.json")) as f:
-        seconds = json.load(f)["seconds"]
+    seconds = run.read_summary(directory)["seconds"]
     metrics = {k: result[k] for k in ("accuracy", "truth_accuracy", "pairs_used",
                                       "box_coverage", "split") if k in result}
     return record_of("ablation", study, cell, command, run_config, metrics, seconds,

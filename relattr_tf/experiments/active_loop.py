@@ -76,8 +76,8 @@ def write_package(config, adversarial_dir, package_dir, prefix):
     net = config.family
     control, slots = control_artifact.load_control(adversarial_dir)
     decoder, info = generator_artifact.load_generator(net.generator_dir)
-    images, y = control_artifact.generate_pairs(control, decoder, slots, config.data.image_size,
-                                     training=True)
+    images, y = control_artifact.generate_pairs(control, decoder, slots,
+                                                config.data.image_size, training=True)
     return package.write_package(
         package_dir, images, y, attribute=net.attribute,
         generator_attribute=net.generator_attribute or net.attribute,

@@ -37,12 +37,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from relattr_tf.artifacts import control as control_artifact, generator as generator_artifact
-from relattr_tf.artifacts import rounds
+from relattr_tf.artifacts import control as control_artifact, rounds
 from relattr_tf.data import pipeline, writer
-from relattr_tf.evaluation import ledger as ledger_lib, report, studies
+from relattr_tf.evaluation import ledger as ledger_lib, studies
 from relattr_tf.experiments import active_loop, attic_baselines as baselines
-from relattr_tf.training import run
+from relattr_tf.training import run, task as task_lib
 
 NORMAL, AUTO, CURVE = studies.ATTIC_NORMAL, studies.ATTIC_AUTO, studies.ATTIC_CURVE
 
@@ -106,7 +105,8 @@ def run_cell(cell):
     loop = active_loop.run_rounds(loop_config, os.path.join(cell.directory, "attic"),
                                   active_loop.LoopOptions(
                                       rounds=cell.rounds, labeler="crowd", crowd_seed=seed,
-                                      command=cell.command, split_prefix=f"{cell.prefix}-attic"))
+                                      command=cell.command,
+                                      split_prefix=f"{cell.prefix}-attic"))
     start = _accuracy(loop["pretrained"], eval_split)
     curve = [(m, 0, half, start) for m in CURVE]
     attic_splits, sj_splits = [], []
@@ -130,15 +130,17 @@ def run_cell(cell):
               "attic": last("attic")[3], "semantic_jitter": last("semantic_jitter")[3],
               "real_plus": _train_ranker(cell, "real_plus", [real_n],
                                          [baselines.real_plus_split(cell, cell.n)]),
-              "jitter": _train_ranker(cell, "jitter", [real_n], [baselines.jitter_split(cell, real_n)])}
+              "jitter": _train_ranker(cell, "jitter", [real_n],
+                                      [baselines.jitter_split(cell, real_n)])}
     # Auto: n generated pairs each, labelled by their y.
     images, y, info = baselines.semantic_jitter_pairs(cell, cell.n, "auto")
     name = f"{cell.prefix}-sj-{net.attribute}-auto"
     directory = baselines.write_package(
         cell, os.path.join(cell.directory, "semantic_jitter", "auto"), images, y, info, name)
     auto = {"real": normal["real"],
-            "semantic_jitter": _train_ranker(cell, "semantic_jitter-auto", [real_n],
-                                             [baselines.labelled_split(cell, directory, name, True)])}
+            "semantic_jitter": _train_ranker(
+                cell, "semantic_jitter-auto", [real_n],
+                [baselines.labelled_split(cell, directory, name, True)])}
     # Round 1's control: trained against the pretrained ranker, before any label was spent.
     control, _ = control_artifact.load_control(os.path.join(
         rounds.round_dir(os.path.join(cell.directory, "attic"), 1), rounds.ADVERSARIAL_DIR))
@@ -156,14 +158,11 @@ def run_cell(cell):
 
 # --------------------------------------------------------------------------- ledger and outputs
 def cell_inputs(config):
-    """The files from outside a cell: the generator and any backbone file (every method starts
-    from the cell's own pretrained ranker)."""
-    net = config.family
-    inputs = {"generator_sha256": report.file_sha256(
-        os.path.join(net.generator_dir, generator_artifact.DECODER_FILE))}
-    if net.backbone_weights:
-        inputs["backbone_weights_sha256"] = report.file_sha256(net.backbone_weights)
-    return inputs
+    """The files from outside a cell, hashed as ATTIC's task does: the generator and any
+    backbone file (every method starts from the cell's own pretrained ranker, not from the
+    config's --warm_start or --control_from)."""
+    return task_lib.make_task(config.with_values(warm_start="", control_from="")) \
+        .input_fingerprint()
 
 
 def cell_settings(config, rounds_count):
@@ -177,8 +176,8 @@ def cell_records(result, cell, study, data_hash, seconds):
     records = []
     for block in ("normal", "auto"):
         for method, accuracy in result[block].items():
-            metrics = dict(accuracy=accuracy, eval_split=net.eval_split[0], label_budget=cell.n,
-                           rounds=cell.rounds, cell_seconds=round(seconds, 1))
+            metrics = dict(accuracy=accuracy, label_budget=cell.n,
+                           cell_seconds=round(seconds, 1))
             if block == "normal" and method in CURVE:
                 metrics["curve"] = [[r, labels, acc] for m, r, labels, acc in result["curve"]
                                     if m == method]

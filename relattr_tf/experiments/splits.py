@@ -3,7 +3,6 @@ trains on <train_prefix>-kk and evaluates on <test_prefix>-kk (one network per a
 --attribute=all) under <model_dir>/split-kk; each finished (split, attribute) goes into the
 ledger, and the summary (per attribute mean ± std over the splits, and their mean, as the
 Zap50K-1 protocol reports it) is made from the ledger."""
-import json
 import os
 
 from relattr_tf.data import pipeline, schema
@@ -32,8 +31,7 @@ def run_splits(config, model_dir, numbers, train_prefix, test_prefix, ledger, co
             if record is None:
                 directory = os.path.join(model_dir, f"split-{number:02d}", attribute)
                 result = run.train_or_reuse(run_config, directory)[test_split]
-                with open(os.path.join(directory, "summary.json")) as f:
-                    seconds = json.load(f)["seconds"]
+                seconds = run.read_summary(directory)["seconds"]
                 record = ledger.write(cell, record_of(
                     "splits", ledger.study, cell, command, run_config,
                     {k: result[k] for k in ("accuracy", "truth_accuracy", "pairs_used")

@@ -20,6 +20,13 @@ from relattr_tf.evaluation import report
 from relattr_tf.training import callbacks, distribute, optimizers, task as task_lib
 
 CHANGES_FILE = "config_changes.json"
+SUMMARY_FILE = "summary.json"  # written last: the run has finished
+
+
+def read_summary(model_dir):
+    """A finished run's summary.json (results, seconds, inputs, steps)."""
+    with tf.io.gfile.GFile(os.path.join(model_dir, SUMMARY_FILE)) as f:
+        return json.load(f)
 
 
 def ensure_data(config):
@@ -141,7 +148,7 @@ def _train_and_evaluate(config, model_dir, strategy):
                    inputs=task.input_fingerprint(),
                    optimizer_steps=model.optimizer_steps(), steps_per_epoch=steps_per_epoch,
                    epochs=train.epochs, replicas=strategy.num_replicas_in_sync)
-    report.write_json(os.path.join(model_dir, "summary.json"), summary)
+    report.write_json(os.path.join(model_dir, SUMMARY_FILE), summary)
     return results
 
 
@@ -150,7 +157,7 @@ def train_or_reuse(config, model_dir):
     this config (settings that change results compared) and the same inputs (a backbone
     file's contents); otherwise train_and_evaluate, which refuses another network and lists
     and records any other change (a changed input file retrains into a new model_dir)."""
-    summary_path = os.path.join(model_dir, "summary.json")
+    summary_path = os.path.join(model_dir, SUMMARY_FILE)
     if tf.io.gfile.exists(summary_path):
         architecture, compared, _ = run_config.differences(
             config, run_config.load_run_config(model_dir))
