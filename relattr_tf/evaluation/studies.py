@@ -22,6 +22,7 @@ from relattr_tf.evaluation import report
 matplotlib.use("Agg")
 from matplotlib import pyplot  # noqa: E402  after the backend is chosen
 
+ABLATION_MODELS = ("ranknet", "dacrl_noatt", "dacrl", "deepstn_crop", "deepstn")
 ATTIC_NORMAL = ("real", "real_plus", "jitter", "semantic_jitter", "attic")
 ATTIC_AUTO = ("real", "semantic_jitter", "attic")
 ATTIC_CURVE = ("real", "semantic_jitter", "attic")
@@ -50,8 +51,7 @@ def _seed_means(records, metric, keys, **cell):
 
 # --------------------------------------------------------------------------- ablation
 def ablation_table(records):
-    models = _ordered([r["cell"]["model"] for r in records],
-                      ("ranknet", "dacrl_noatt", "dacrl", "deepstn_crop", "deepstn"))
+    models = _ordered([r["cell"]["model"] for r in records], ABLATION_MODELS)
     header = ["pair set", "attribute"] + [f"{m} acc / truth" for m in models] + ["seeds"]
     csv_header = ["pair_set", "attribute"] + [f"{m}_{c}" for m in models for c in (
         "accuracy", "accuracy_std", "truth_accuracy", "truth_accuracy_std", "accuracy_ci95_low",
@@ -83,16 +83,19 @@ def ablation_table(records):
 
 
 def ablation_plot(records, path):
-    header, rows, _, _ = ablation_table(records)
-    means = [r for r in rows if r[1] == "mean"]
-    models = [h.split(" ")[0] for h in header[2:-1]]
-    figure, axis = pyplot.subplots(figsize=(2.0 + 1.3 * len(models) * len(means), 3.4))
-    width = 0.8 / max(len(means), 1)
-    for i, row in enumerate(means):
-        values = [_number(cell.split(" / ")[0]) for cell in row[2:-1]]
+    """Each pair set's accuracy, mean over attributes, per model: the table's mean rows."""
+    models = _ordered([r["cell"]["model"] for r in records], ABLATION_MODELS)
+    pair_sets = _ordered([r["cell"]["pair_set"] for r in records], ("coarse", "fine"))
+    figure, axis = pyplot.subplots(figsize=(2.0 + 1.3 * len(models) * len(pair_sets), 3.4))
+    width = 0.8 / max(len(pair_sets), 1)
+    for i, pair_set in enumerate(pair_sets):
+        chosen = [r for r in records if r["cell"]["pair_set"] == pair_set]
+        keys = [dict(attribute=a) for a in _ordered([r["cell"]["attribute"] for r in chosen])]
+        values = [report.mean_std(_seed_means(chosen, "accuracy", keys, model=m))[1:]
+                  for m in models]
         axis.bar(np.arange(len(models)) + i * width, [v[0] for v in values], width,
-                 yerr=[np.nan_to_num(v[1]) for v in values], label=row[0], capsize=3)
-    axis.set_xticks(np.arange(len(models)) + width * (len(means) - 1) / 2, models)
+                 yerr=[np.nan_to_num(v[1]) for v in values], label=pair_set, capsize=3)
+    axis.set_xticks(np.arange(len(models)) + width * (len(pair_sets) - 1) / 2, models)
     axis.axhline(50, color="grey", linewidth=0.8, linestyle="--", label="chance")
     axis.set_ylim(0, 100)
     axis.set_ylabel("accuracy, mean over\nattributes (%)")
@@ -255,15 +258,6 @@ def write_study(records, study, results_dir, out_prefix):
         preamble.append(f"\n![{study}]({os.path.basename(plot)})")
     return report.write_markdown_and_csv(out_prefix, header, rows, csv_header, csv_rows,
                                          preamble=preamble)
-
-
-def _number(text):
-    """(mean, std) of a 'mean ± std' cell."""
-    parts = [p.strip() for p in text.split("±")]
-    try:
-        return float(parts[0]), float(parts[1]) if len(parts) > 1 else float("nan")
-    except ValueError:
-        return float("nan"), float("nan")
 
 
 def _save(figure, path):
