@@ -174,6 +174,7 @@ class PretrainConfig:
                            upper=4.0, architecture=True)
     head_units: int = setting(1024, "Units of the FC layer between the trunk and the label "
                               "heads.", lower=1, architecture=True)
+    head_dropout: float = setting(0.5, "Dropout after that FC layer.", lower=0.0, upper=0.95)
     trunk_init: str = setting("glorot", "Initialisation of the trunk: glorot (Keras' VGG16) or "
                               "he.", choices=("glorot", "he"))
     trunk_lr: float = setting(5e-5, "Learning rate of the VGG16 trunk.", lower=0.0)

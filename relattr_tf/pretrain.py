@@ -5,12 +5,14 @@ weight file, the embedded benchmark's stand-in for ImageNet's.
     python -m relattr_tf.train --flagfile=configs/ablation_pretrained.flags \
         --backbone_weights=runs/pretrain_synth/vgg16_notop.h5 ...
 
-The task is what is in each picture (make_synthetic's `pretrain` table: distractor count and
-colours, the subject's grid cell, the texture's orientation), disjoint from the ranked
-attributes as ImageNet's classes are from "smiling". It trains with the same machinery as every
-model, then writes <model_dir>/vgg16_notop.h5 and eval_pretrain.json: held-out accuracy per
-head and a linear probe of the frozen features against each attribute's strength. Same flags
-as relattr_tf.train.
+The task is what is in each picture (make_synthetic's `pretrain` table: ten heads about the
+distractors, the background texture, the light and where the subject is), disjoint from the
+ranked attributes as ImageNet's classes are from "smiling". It trains with the same machinery
+as every model, then writes <model_dir>/vgg16_notop.h5 and eval_pretrain.json: held-out accuracy per
+head, a linear probe of the frozen features against each attribute's strength, and the
+acceptance gate's verdict (printed). The same goes into the ledger, <results_dir>/<study>/
+(one cell per image size, precision and seed); a run that finished in model_dir is reused.
+Same flags as relattr_tf.train, plus --results_dir and --study.
 """
 import os
 
@@ -21,6 +23,7 @@ from absl import flags  # noqa: E402
 from relattr_tf import cli  # noqa: E402
 
 cli.define_training_flags(model="vgg16_scenes")
+cli.define_ledger_flags()
 FLAGS = flags.FLAGS
 
 
@@ -28,8 +31,11 @@ def main(argv):
     cli.no_arguments(argv)
     cli.check_family("relattr_tf.pretrain", "pretrain")
     config = cli.prepare()
-    from relattr_tf.training import run
-    run.train_and_evaluate(config, FLAGS.model_dir)
+    from relattr_tf.experiments import trunk_pretraining
+    result, record = trunk_pretraining.pretrain_and_record(
+        config, FLAGS.model_dir, cli.ledger(), cli.command_line("relattr_tf.pretrain"))
+    print(f"gate {'PASSED' if result['gate']['passed'] else 'FAILED'}; ledger: "
+          f"{cli.ledger().path(record['cell'])}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from relattr_tf.models import build_model
+from relattr_tf.models import build_model, vgg16
 from relattr_tf.models.vgg16 import (VGG16_TRUNK_PARAMS, build_vgg16_trunk, first_conv_channels,
                                     load_imagenet_weights, save_notop_weights)
 
@@ -115,13 +115,38 @@ def test_weight_file_errors_name_the_file(tmp_path):
         load_imagenet_weights(build_vgg16_trunk(32, 0.5), path)
 
 
-def test_he_initialisation_keeps_the_trunks_signal_and_glorot_shrinks_it():
+def test_he_initialisation_starts_near_unit_scale_and_glorot_shrinks_the_signal():
     images = np.random.default_rng(0).uniform(size=(4, 64, 64, 3)).astype("float32")
+    pixels = float(np.sqrt(np.mean((images * 255 - np.array(vgg16.IMAGENET_MEAN_RGB)) ** 2)))
     keras.utils.set_random_seed(0)
     glorot = float(np.std(build_vgg16_trunk(64, 0.25, init="glorot")(images)))
-    keras.utils.set_random_seed(0)
-    he = float(np.std(build_vgg16_trunk(64, 0.25, init="he")(images)))
-    assert he > 30 * glorot  # about 2x per ReLU layer over 13 layers
+    for size in (64, 128):
+        keras.utils.set_random_seed(0)
+        he = build_vgg16_trunk(size, 0.25, init="he")
+        assert 0.2 < float(np.std(he(np.resize(images, (4, size, size, 3))))) < 5
+    assert glorot < pixels / 100  # about 2x per ReLU layer over 13 layers
+
+
+def test_a_he_trunks_weight_file_reads_0_255_input_like_imagenets(tmp_path):
+    """The He trunk divides its input by PIXEL_STD; its file folds that into block1_conv1, so
+    Keras' VGG16 with ImageNet's preprocessing computes the same features, and the file loads
+    back into a He trunk or a Glorot one (no division) as the same function."""
+    images = np.random.rand(2, 32, 32, 3).astype("float32")
+    keras.utils.set_random_seed(1)
+    trunk = build_vgg16_trunk(32, 1.0, init="he")
+    assert vgg16.input_scale(trunk) == pytest.approx(vgg16.PIXEL_STD)
+    path = str(tmp_path / "vgg16_notop.h5")
+    save_notop_weights(trunk, path)
+    reference = keras.applications.VGG16(weights=path, include_top=False, input_shape=(32, 32, 3))
+    expected = np.asarray(trunk(images))
+    np.testing.assert_allclose(np.asarray(reference(
+        keras.applications.vgg16.preprocess_input(images * 255.0))), expected, rtol=1e-4,
+        atol=1e-4 * np.abs(expected).max())
+    for init in ("he", "glorot"):
+        again = build_vgg16_trunk(32, 1.0, init=init)
+        load_imagenet_weights(again, path)
+        np.testing.assert_allclose(np.asarray(again(images)), expected, rtol=1e-4,
+                                   atol=1e-4 * np.abs(expected).max())
 
 
 def test_dacrl_head_init_he_starts_the_hidden_head_layers_at_he_scale():

@@ -41,11 +41,19 @@ def test_the_pretrain_table_is_labelled_and_leaves_the_other_tables_as_they_were
     for table in ("train", "test", "generator"):  # the rankers' images are unchanged
         assert _raw(pretrain_data, table) == _raw(tiny_data_dir, table)
     ids = {r["id"] for r in _records(tiny_data_dir, "train")}
+    columns = schema.label_columns(render.LABEL_HEADS)
     for record in _records(pretrain_data, "pretrain"):
         assert record["id"] not in ids
-        count, cell, orientation, *colours = record["labels"]
-        assert count in (0, 1, 2) and 0 <= cell < 9 and 0 <= orientation < 6
-        assert 1 <= sum(colours) <= count + 1  # two distractors may share a colour
+        labels = {name: record["labels"][start:stop] for name, (start, stop) in columns.items()}
+        count = labels["distractor_count"][0]
+        assert count in (0, 1, 2) and 0 <= labels["subject_cell"][0] < 9
+        assert 0 <= labels["texture_orientation"][0] < 6
+        assert 1 <= sum(labels["distractor_colours"]) <= count + 1  # colours may repeat
+        assert labels["distractor_colours"][int(labels["main_distractor_colour"][0])] == 1
+        for name in ("texture_fine", "main_distractor_pointed", "main_distractor_striped",
+                     "main_distractor_large"):
+            assert labels[name][0] in (0, 1)
+        assert labels["light_side"][0] in (0, 1, 2, 3)
     with pytest.raises(schema.DataError, match="has no labels"):
         schema.label_heads(meta, pretrain_data, "train")
 
@@ -58,7 +66,54 @@ def test_scene_labels_follow_the_rendered_scene():
     x, y = scene["subject_centre"]
     assert labels[1] == int(y * 3) * 3 + int(x * 3)
     assert labels[0] == len(scene["distractor_colours"]) - 1
-    assert set(np.flatnonzero(labels[3:])) == set(scene["distractor_colours"])
+    assert set(np.flatnonzero(labels[4:10])) == set(scene["distractor_colours"])
+    main = render.main_distractor(scene)
+    assert main["visible_px"] == max(d["visible_px"] for d in scene["distractors"])
+    assert labels[10] == main["colour"] and labels[3] == (scene["texture_cycles"] >= 5)
+    side = round(scene["light_direction"] / (np.pi / 2)) % 4  # 0 right, 1 bottom, 2 left, 3 top
+    assert labels[14] == side
+
+
+def test_no_label_reads_the_subjects_strengths():
+    """The same nuisance draws with other subject strengths give the same labels, except the
+    subject's grid cell (its size narrows where its centre may be drawn), and the same
+    pictures as before the labels were recorded."""
+    for seed in range(20):
+        labels = []
+        for strengths in (np.zeros(8), np.ones(8), np.full(8, 0.5)):
+            scene = {}
+            image = render.render(strengths, np.random.default_rng(seed), 32, scene)
+            np.testing.assert_array_equal(
+                image, render.render(strengths, np.random.default_rng(seed), 32))
+            labels.append(np.delete(render.scene_labels(scene), 1))
+        np.testing.assert_array_equal(labels[0], labels[1])
+        np.testing.assert_array_equal(labels[0], labels[2])
+
+
+@pytest.mark.parametrize("init", ["he", "glorot"])
+def test_every_head_starts_within_twice_its_chance_loss(init):
+    """The trunk's input scale: with 0-255 pixels into an unscaled He initialisation the
+    softmaxes start saturated (initial losses 4-11x chance at this size)."""
+    import keras
+    from relattr_tf.models.scene_classifier import build_scene_classifier
+    from relattr_tf.training import pretrain
+    rng = np.random.default_rng(0)
+    images, labels = [], []
+    for _ in range(128):
+        scene = {}
+        images.append(render.render(rng.uniform(size=8), rng, 64, scene))
+        labels.append(render.scene_labels(scene))
+    images, labels = np.stack(images), np.stack(labels).astype("float32")
+    keras.utils.set_random_seed(0)
+    parts = build_scene_classifier(64, 0.25, render.LABEL_HEADS, 256, seed=0, trunk_init=init)
+    model = pretrain.SceneClassifier(parts.network, render.LABEL_HEADS)
+    features = np.asarray(parts.trunk(images))
+    assert 0.1 < features.std() < 10  # near unit scale, whatever the initialisation
+    losses = model.losses_by_head(labels, model(images))
+    columns = schema.label_columns(render.LABEL_HEADS)
+    for head in render.LABEL_HEADS:
+        chance = pretrain.chance_loss(head, labels[:, slice(*columns[head["name"]])])
+        assert float(losses[head["name"]]) < 2 * chance, head["name"]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +121,8 @@ def pretrained(pretrain_data, tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("pretrained"))
     proc = run_module("relattr_tf.pretrain", "--flagfile=configs/pretrain_smoke.flags",
                       f"--data_dir={pretrain_data}", f"--model_dir={model_dir}",
-                      "--validation_fraction=0.25")
+                      "--validation_fraction=0.25", f"--results_dir={model_dir}/results",
+                      "--study=smoke")
     return model_dir, proc.stdout
 
 
@@ -76,6 +132,14 @@ def test_pretrain_command_writes_the_weight_file_accuracy_and_probe(pretrained, 
     result = json.load(open(os.path.join(model_dir, "eval_pretrain.json")))
     assert set(result["heldout_accuracy"]) == {h["name"] for h in render.LABEL_HEADS}
     assert all(0 <= a <= 1 for a in result["heldout_accuracy"].values())
+    assert set(result["chance_accuracy"]) == set(result["heldout_accuracy"])
+    gate = result["gate"]
+    assert gate["passed"] == (not gate["failed"]) and len(gate["checks"]) >= 10 + 2 + 1
+    assert ("gate: PASSED" if gate["passed"] else "gate: FAILED: ") in stdout
+    cell = "seed-0__image_size-32__precision-float32.json"
+    record = json.load(open(os.path.join(model_dir, "results", "smoke", cell)))
+    assert record["kind"] == "pretrain" and record["metrics"]["gate"] == gate
+    assert record["data_sha256"] and record["machine"]["cpu_flags"]
     probe = result["probe"]["attributes"]
     assert set(probe) == set(schema.read_metadata(tiny_data_dir)["strength_names"])
     assert all(-1 <= p["spearman"] <= 1 for p in probe.values() if np.isfinite(p["spearman"]))
@@ -158,3 +222,46 @@ def test_ablation_from_the_pretrained_trunk_reports_mean_and_std_over_seeds(
     generated = open(os.path.join(docs, "smoke_ablation.md")).read()
     assert generated.split("| pair set |")[1] == table.split("| pair set |")[1]
     assert os.path.exists(os.path.join(docs, "smoke_ablation.png"))
+
+
+def test_the_gate_needs_every_head_and_every_probe_reading():
+    from relattr_tf.evaluation import trunk_gate
+    heads = [dict(name="cell"), dict(name="shape", ceiling=0.8)]
+    probe = {"brightness": dict(spearman=0.95, spearman_random_trunk=0.97),
+             "size": dict(spearman=0.6, spearman_random_trunk=0.4)}
+    kinds = {"brightness": "global", "size": "local"}
+    gate = trunk_gate.trunk_gate(heads, {"cell": 0.93, "shape": 0.81}, probe, kinds)
+    assert gate["failed"] == ["probe brightness vs random trunk"] and not gate["passed"]
+    assert "probe brightness vs random trunk 0.950 < 0.970" in trunk_gate.verdict_line(gate)
+    probe["brightness"]["spearman"] = 0.98
+    assert trunk_gate.trunk_gate(heads, {"cell": 0.93, "shape": 0.81}, probe, kinds)["passed"]
+    gate = trunk_gate.trunk_gate(heads, {"cell": 0.89, "shape": 0.79}, dict(
+        brightness=dict(spearman=0.85, spearman_random_trunk=0.8)), kinds)
+    assert gate["failed"] == ["head cell", "head shape", "probe brightness"]
+
+
+def test_the_pretrain_study_table_shows_every_check_and_the_bf16_difference(tmp_path):
+    from relattr_tf.evaluation import ledger, studies, trunk_gate
+    heads = [dict(name="cell"), dict(name="shape")]
+    kinds = {"brightness": "global", "size": "local"}
+    records = []
+    for precision, cell_accuracy in (("float32", 0.95), ("mixed_bfloat16", 0.93)):
+        accuracy = {"cell": cell_accuracy, "shape": 0.60}
+        probe = {"brightness": dict(spearman=0.95, spearman_random_trunk=0.97),
+                 "size": dict(spearman=0.6, spearman_random_trunk=0.4)}
+        metrics = dict(heldout_accuracy=accuracy, chance_accuracy={"cell": 0.3, "shape": 0.5},
+                       heldout_images=100, probe=dict(attributes=probe, blocks={
+                           "block1_pool": {"brightness": 0.99, "size": 0.2}}),
+                       gate=trunk_gate.trunk_gate(heads, accuracy, probe, kinds))
+        cell = dict(image_size=64, precision=precision, seed=0)
+        records.append(ledger.record_of("pretrain", "trunk", cell, "python -m x", {}, metrics,
+                                        60.0, "data/d", "abc"))
+    table = studies.write_study(records, "trunk", "results", str(tmp_path / "trunk"))
+    assert "| head cell (accuracy %) | 30.0 | 95.0 | 93.0 |" in table
+    assert "| head shape (accuracy %) | 50.0 | **60.0** (< 90.0) | **60.0** (< 90.0) |" in table
+    assert "| probe brightness (Spearman) | 0.97 / 0.97 | **0.95** (< 0.97) |" in table
+    assert "| brightness at block1_pool, positions averaged (Spearman) |  | 0.99 | 0.99 |" in table
+    assert "largest head difference, bf16 − float32 (points) |  | -2.0 (cell) | -2.0 (cell) |" \
+        in table
+    assert "| gate |  | FAILED | FAILED |" in table
+    assert (tmp_path / "trunk.csv").exists()

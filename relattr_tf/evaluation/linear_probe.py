@@ -1,5 +1,6 @@
 """The linear probe of a trunk: how well a ridge regression on its frozen features reads each
 attribute's strength (Spearman correlation on held-out images), beside a random trunk's."""
+import keras
 import numpy as np
 import tensorflow as tf
 from scipy import stats
@@ -9,13 +10,15 @@ from relattr_tf.data import images as images_lib, schema
 RIDGE_CANDIDATES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
-def trunk_features(trunk, store, batch_size):
-    """Flattened trunk features (float64) of every image of an ImageStore."""
+def trunk_features(trunk, store, batch_size, pool=False):
+    """Flattened trunk features (float64) of every image of an ImageStore; pool: averaged over
+    the positions instead (one value per channel)."""
     out = []
     for start in range(0, store.count, batch_size):
         rows = tf.range(start, min(start + batch_size, store.count), dtype=tf.int64)
         images = tf.cast(store.images(rows), tf.float32) / 255.0
-        out.append(np.asarray(trunk(images, training=False), np.float64).reshape(len(rows), -1))
+        features = np.asarray(trunk(images, training=False), np.float64)
+        out.append(features.mean(axis=(1, 2)) if pool else features.reshape(len(rows), -1))
     return np.concatenate(out)
 
 
@@ -41,25 +44,37 @@ def probe_attribute(fit_x, fit_y, test_x, test_y):
     return float(score(alpha, np.ones(len(x), bool), test_x[test_ok], test_y[test_ok])), alpha
 
 
-def linear_probe(trunk, random_trunk, data_dir, tables, image_size, batch_size=64):
-    """{attributes: {name: {spearman, spearman_random_trunk, ridge}}, mean, mean_random}."""
+def _probe_all(network, stores, names, batch_size, pool=False):
+    """{attribute: (rho, ridge)} of a probe on `network`'s features."""
+    fit_x, test_x = (trunk_features(network, s, batch_size, pool) for s in stores)
+    mean, std = fit_x.mean(0), fit_x.std(0) + 1e-6
+    fit_x, test_x = (fit_x - mean) / std, (test_x - mean) / std
+    columns = range(min(len(names), stores[0].strengths.shape[1]))
+    return {names[c]: probe_attribute(fit_x, stores[0].strengths[:, c], test_x,
+                                      stores[1].strengths[:, c]) for c in columns}
+
+
+def linear_probe(trunk, random_trunk, data_dir, tables, image_size, batch_size=64,
+                 blocks=()):
+    """{attributes: {name: {spearman, spearman_random_trunk, ridge}}, mean, mean_random,
+    blocks: {layer: {name: spearman}}}: the probe on the trunk's output, on a random trunk's,
+    and, for each layer named in `blocks`, on the trunk's output there averaged over positions
+    (where along the trunk an attribute stops being read)."""
     meta = schema.read_metadata(data_dir)
     fit_table, test_table = tables
     stores = [images_lib.ImageStore(data_dir, [t], image_size, meta=meta) for t in tables]
     names = meta.get("strength_names") or meta["attributes"]
     out = {}
     for key, network in (("spearman", trunk), ("spearman_random_trunk", random_trunk)):
-        fit_x, test_x = (trunk_features(network, s, batch_size) for s in stores)
-        mean, std = fit_x.mean(0), fit_x.std(0) + 1e-6
-        fit_x, test_x = (fit_x - mean) / std, (test_x - mean) / std
-        for column, name in enumerate(names):
-            if column >= stores[0].strengths.shape[1]:
-                break
-            rho, alpha = probe_attribute(fit_x, stores[0].strengths[:, column], test_x,
-                                         stores[1].strengths[:, column])
+        for name, (rho, alpha) in _probe_all(network, stores, names, batch_size).items():
             out.setdefault(name, {})[key] = rho
             out[name][f"ridge_{key}"] = alpha
-    return dict(attributes=out, fit_table=fit_table, test_table=test_table,
+    by_block = {}
+    for layer in blocks:
+        inner = keras.Model(trunk.inputs, trunk.get_layer(layer).output)
+        by_block[layer] = {name: rho for name, (rho, _) in
+                           _probe_all(inner, stores, names, batch_size, pool=True).items()}
+    return dict(attributes=out, fit_table=fit_table, test_table=test_table, blocks=by_block,
                 mean=float(np.mean([v["spearman"] for v in out.values()])),
                 mean_random_trunk=float(np.mean([v["spearman_random_trunk"]
                                                  for v in out.values()])))

@@ -7,6 +7,8 @@ ledger. Each record's `kind` names its study's shape:
     attic      cells block x method x attribute x seed; rows block: method, a column per
                attribute and the mean; the learning curve from the normal block's records
     splits     cells split x attribute; a row per attribute and the mean over the splits
+    pretrain   cells image size x precision x seed of the trunk's pretraining; a row per head
+               and per probed attribute, a column per cell, and the gate's verdict
 
 Every figure is mean ± std over seeds (or splits) by report.mean_std; a mean over attributes is
 taken within each seed first.
@@ -17,7 +19,7 @@ import os
 import matplotlib
 import numpy as np
 
-from relattr_tf.evaluation import report
+from relattr_tf.evaluation import pretrain_table, report
 
 matplotlib.use("Agg")
 from matplotlib import pyplot  # noqa: E402  after the backend is chosen
@@ -189,7 +191,8 @@ def splits_table(records):
 
 
 # --------------------------------------------------------------------------- any study
-TABLES = {"ablation": ablation_table, "attic": attic_table, "splits": splits_table}
+TABLES = {"ablation": ablation_table, "attic": attic_table, "splits": splits_table,
+          "pretrain": pretrain_table.pretrain_table}
 PLOTS = {"ablation": ablation_plot, "attic": attic_plot}
 
 
@@ -244,6 +247,11 @@ def _description(records):
     if kind == "splits":
         return [f"Evaluated on {splits}; accuracy in % (mean ± std over the splits, each "
                 f"split's accuracy averaged over its seeds first)"]
+    if kind == "pretrain":
+        images = sorted({r["metrics"]["heldout_images"] for r in records})
+        return [f"Heads: accuracy in % on the pretrain table's held-out "
+                f"{'/'.join(map(str, images))} images; probe: Spearman on the test table of a "
+                f"ridge probe fitted on the train table; in bold, a figure below the gate's bar"]
     return [f"Evaluated on {splits}; accuracy in % (mean ± std over seeds)"]
 
 

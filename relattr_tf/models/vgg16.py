@@ -17,6 +17,12 @@ from relattr_tf.models.blocks import apply_vgg_block
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 VGG16_TRUNK_PARAMS = 14_714_688
+# The trunk sees 0-255 pixels less ImageNet's mean, as ImageNet's weights expect; a pixel spread
+# evenly over 0-255 has this standard deviation. He's initialisation assumes unit-scale input,
+# so a He trunk also divides its input by it (the benchmark's pictures: trunk output std 40
+# without, 0.5 with). Its weight files fold the division into block1_conv1's kernel, so they
+# read 0-255 input exactly as ImageNet's file does.
+PIXEL_STD = 255.0 / 12 ** 0.5
 
 
 def channels(filters, width):
@@ -28,16 +34,26 @@ def build_vgg16_trunk(image_size, width=1.0, name="trunk", init="glorot"):
 
     init: the conv kernels' initialisation from scratch. "glorot" (Keras' VGG16) shrinks the
     signal about 2x per ReLU layer, 8,000x over the 13; "he" keeps its scale (He et al.
-    2015), which a trunk trained from scratch needs to learn more than its strongest cue."""
+    2015), which a trunk trained from scratch needs to learn more than its strongest cue, with
+    its input divided by PIXEL_STD so the trunk starts near unit scale (dividing the input, not
+    block1_conv1's initial weights, keeps that layer's weights at the others' scale, where
+    Adam's steps, the same size for every weight, are as large relative to them as to the
+    others'). Glorot is left as Keras has it: its shrinking, not the input, sets its scale."""
     image = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Rescaling(255.0, name="to_pixels")(image)
-    x = layers.Normalization(mean=IMAGENET_MEAN_RGB, variance=(1.0, 1.0, 1.0),
+    scale = PIXEL_STD if init == "he" else 1.0
+    x = layers.Normalization(mean=IMAGENET_MEAN_RGB, variance=(scale ** 2,) * 3,
                              name="imagenet_mean")(x)
     initializer = {"glorot": "glorot_uniform", "he": "he_normal"}[init]
     for block, (filters, convs) in enumerate(VGG16_BLOCKS, start=1):
         x = apply_vgg_block(x, channels(filters, width), convs, block,
                             kernel_initializer=initializer)
     return keras.Model(image, x, name=name)
+
+
+def input_scale(trunk):
+    """What the trunk divides its mean-free 0-255 input by (1, or PIXEL_STD for He)."""
+    return float(np.sqrt(np.asarray(trunk.get_layer("imagenet_mean").variance).ravel()[0]))
 
 
 def _open(path):
@@ -88,7 +104,8 @@ def load_imagenet_weights(trunk, path):
                                  f"trunk needs {expected} (--width must be the file's width: "
                                  f"1 for ImageNet's)")
             if layer.name == "block1_conv1":
-                kernel = kernel[:, :, ::-1, :]  # BGR -> RGB
+                # BGR -> RGB, and scaled to what this trunk's input was divided by
+                kernel = kernel[:, :, ::-1, :] * input_scale(trunk)
             layer.set_weights([kernel, bias])
     return len(conv_layers)
 
@@ -97,7 +114,7 @@ def save_notop_weights(trunk, path):
     """Writes the trunk's conv layers in the layout of Keras' VGG16 notop .h5 file: the root
     lists `layer_names` (input, convs and pools, as keras.applications.VGG16 orders them), each
     conv group names its `<layer>_W_1:0` kernel and `<layer>_b_1:0` bias, and block1_conv1's
-    kernel reads BGR input as ImageNet's does. `load_imagenet_weights` and
+    kernel reads BGR 0-255 input as ImageNet's does. `load_imagenet_weights` and
     keras.applications.VGG16(include_top=False, weights=path) both load it."""
     names = ["input_1"]
     for block, (_, convs) in enumerate(VGG16_BLOCKS, start=1):
@@ -113,7 +130,9 @@ def save_notop_weights(trunk, path):
                 continue
             kernel, bias = trunk.get_layer(name).get_weights()
             if name == "block1_conv1":
-                kernel = kernel[:, :, ::-1, :]  # RGB -> BGR, as in ImageNet's file
+                # RGB -> BGR, and the input's division folded in: the file reads 0-255 input
+                # less the mean, as ImageNet's does
+                kernel = kernel[:, :, ::-1, :] / input_scale(trunk)
             weight_names = [f"{name}_W_1:0", f"{name}_b_1:0"]
             group.attrs["weight_names"] = [n.encode("utf-8") for n in weight_names]
             group.create_dataset(weight_names[0], data=kernel)

@@ -7,11 +7,12 @@ Evaluation (`eval_pretrain.json`):
   * the accuracy of every head on the table's held-out part;
   * a linear probe: ridge regression of each attribute's strength on the frozen trunk's
     features, fitted on one image table and measured (Spearman rank correlation) on another,
-    beside the same probe on a randomly initialised trunk. Information, not a gate: it shows how
-    much of the ranking problem the pretraining already solves.
+    beside the same probe on a randomly initialised trunk;
+  * the acceptance gate on both (evaluation.trunk_gate), its verdict printed.
 
-Loss scaling: each head's loss is a Keras loss object (sum over the batch / global batch under
-a distribution strategy), so the summed loss is a replica's share of the global mean
+The loss: each head's cross-entropy over its uniform-guess loss (log of its class count),
+averaged over the heads. Each is a Keras loss object (sum over the batch / global batch under a
+distribution strategy), so the loss is a replica's share of the global mean
 (tests/test_training.py checks 1 vs 2 replicas).
 """
 import os
@@ -22,7 +23,7 @@ import tensorflow as tf
 from keras import ops
 
 from relattr_tf.data import pipeline, schema
-from relattr_tf.evaluation import linear_probe, report
+from relattr_tf.evaluation import linear_probe, report, trunk_gate
 from relattr_tf.models import vgg16
 from relattr_tf.models.scene_classifier import build_scene_classifier
 from relattr_tf.training import task
@@ -33,15 +34,40 @@ RESULT_FILE = "eval_pretrain.json"
 
 
 def head_correct(head, labels, logits):
-    """Per-example correctness of one head: the argmax class, or every sigmoid bit right
-    (averaged over the bits)."""
+    """Per-example correctness of one head: the argmax class, or, for a sigmoid head (a set
+    of classes), every class of the set right."""
     logits = ops.cast(logits, "float32")
     if head["kind"] == "softmax":
         label = ops.cast(ops.reshape(labels, (-1,)), "int32")
         return ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), label),
                         "float32")
-    return ops.mean(ops.cast(ops.equal(ops.cast(logits > 0, "float32"), labels), "float32"),
-                    axis=-1)
+    return ops.min(ops.cast(ops.equal(ops.cast(logits > 0, "float32"), labels), "float32"),
+                   axis=-1)
+
+
+def uniform_loss(head):
+    """A head's loss when it guesses uniformly: log(classes) for a softmax, log 2 per class of
+    a sigmoid head (Keras' binary cross-entropy averages over the classes)."""
+    return float(np.log(head["size"] if head["kind"] == "softmax" else 2))
+
+
+def chance_loss(head, labels):
+    """The loss of the best constant guess, the labels' own entropy: what an untrained head
+    should start near. labels: (N, columns) of this head."""
+    labels = np.asarray(labels, np.float64)
+    if head["kind"] == "softmax":
+        p = np.bincount(labels[:, 0].astype(int), minlength=head["size"]) / len(labels)
+        return float(-np.sum(p[p > 0] * np.log(p[p > 0])))
+    p = np.clip(labels.mean(0), 1e-7, 1 - 1e-7)
+    return float(np.mean(-(p * np.log(p) + (1 - p) * np.log(1 - p))))
+
+
+def chance_accuracy(head, labels):
+    """The accuracy of always answering the commonest class (for a sigmoid head, set)."""
+    labels = np.asarray(labels)
+    rows = labels[:, 0] if head["kind"] == "softmax" else [tuple(r) for r in labels]
+    _, counts = np.unique(np.asarray(rows), axis=0, return_counts=True)
+    return float(counts.max() / len(labels))
 
 
 @keras.saving.register_keras_serializable(package="relattr_tf")
@@ -72,11 +98,17 @@ class SceneClassifier(task.TaskModel):
         start, stop = self.columns[head["name"]]
         return ops.cast(labels[:, start:stop], "float32")
 
+    def losses_by_head(self, labels, logits):
+        """{head: its cross-entropy}, a replica's share of the global mean."""
+        return {h["name"]: self.head_losses[h["name"]](
+            self._labels(labels, h), ops.cast(logits[h["name"]], "float32"))
+            for h in self.heads}
+
     def _loss(self, labels, logits):
-        return ops.sum(ops.stack([
-            self.head_losses[h["name"]](self._labels(labels, h), ops.cast(logits[h["name"]],
-                                                                           "float32"))
-            for h in self.heads]))
+        # Each head's loss over its uniform-guess loss, averaged: every head starts near 1,
+        # so a 9-way head does not outweigh a 2-way one by log 9 / log 2.
+        losses = self.losses_by_head(labels, logits)
+        return ops.mean(ops.stack([losses[h["name"]] / uniform_loss(h) for h in self.heads]))
 
     def _update_metrics(self, labels, logits, loss):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -147,7 +179,8 @@ class PretrainTask(task.ImageTableTask):
         net, size = self.config.family, self.config.data.image_size
         self.parts = build_scene_classifier(size, net.width, self._heads(), net.head_units,
                                             seed=self.config.train.seed,
-                                            trunk_init=net.trunk_init)
+                                            trunk_init=net.trunk_init,
+                                            dropout=net.head_dropout)
         model = SceneClassifier(self.parts.network, self._heads(), name="scene_pretrainer")
         model(tf.zeros((1, size, size, 3)))
         return model
@@ -168,23 +201,30 @@ class PretrainTask(task.ImageTableTask):
         network = keras.saving.load_model(os.path.join(model_dir, KERAS_FILE), safe_mode=True)
         heads = self._heads()
         columns = schema.label_columns(heads)
-        correct = {h["name"]: [] for h in heads}
+        correct, labels_seen = {h["name"]: [] for h in heads}, []
         for images, labels in self.image_dataset("validation", False):
             logits = network(images, training=False)
+            labels_seen.append(np.asarray(labels))
             for h in heads:
                 start, stop = columns[h["name"]]
                 correct[h["name"]].append(np.asarray(head_correct(
                     h, tf.cast(labels[:, start:stop], tf.float32), logits[h["name"]])))
         accuracy = {name: float(np.mean(np.concatenate(v))) for name, v in correct.items()}
+        labels_seen = np.concatenate(labels_seen)
+        chance = {h["name"]: chance_accuracy(h, labels_seen[:, slice(*columns[h["name"]])])
+                  for h in heads}
         trunk = network.get_layer("trunk")
         keras.utils.set_random_seed(self.config.train.seed)
         random_trunk = vgg16.build_vgg16_trunk(data.image_size, net.width, init=net.trunk_init)
-        probe = linear_probe.linear_probe(trunk, random_trunk, data.data_dir, net.probe_tables,
-                             data.image_size, batch_size)
-        result = dict(heldout_accuracy=accuracy,
-                      heldout_images=int(sum(len(np.concatenate(v)) for v in
-                                             list(correct.values())[:1])),
-                      probe=probe, weights_file=os.path.join(model_dir, WEIGHTS_FILE),
+        probe = linear_probe.linear_probe(
+            trunk, random_trunk, data.data_dir, net.probe_tables, data.image_size, batch_size,
+            blocks=[f"block{b}_pool" for b in range(1, len(vgg16.VGG16_BLOCKS) + 1)])
+        kinds = {name: info.get("kind") for name, info in
+                 schema.read_metadata(data.data_dir).get("attribute_info", {}).items()}
+        gate = trunk_gate.trunk_gate(heads, accuracy, probe["attributes"], kinds)
+        result = dict(heldout_accuracy=accuracy, chance_accuracy=chance,
+                      heldout_images=len(labels_seen), probe=probe, gate=gate,
+                      weights_file=os.path.join(model_dir, WEIGHTS_FILE),
                       width=net.width, image_size=data.image_size)
         report.write_json(os.path.join(model_dir, RESULT_FILE), result)
         return {"pretrain": result}
@@ -195,7 +235,7 @@ class PretrainTask(task.ImageTableTask):
         rho = ", ".join(f"{a} {p['spearman']:.2f} ({p['spearman_random_trunk']:.2f})"
                         for a, p in probe.items())
         return (f"pretrain held-out accuracy: {heads}\nlinear probe, Spearman (random trunk): "
-                f"{rho}")
+                f"{rho}\n{trunk_gate.verdict_line(result['gate'])}")
 
 
 task.register_task("pretrain", PretrainTask)

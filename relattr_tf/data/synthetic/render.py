@@ -34,7 +34,7 @@ def local_parameters(y, size):
     # Keep the area pi r^2 whatever the shape, so size does not leak into pointy or elongation.
     ab = math.pi * radius ** 2 / (4 * superellipse_fill(exponent))
     a, b = math.sqrt(ab * elongation), math.sqrt(ab / elongation)
-    return dict(a=a, b=b, exponent=exponent, stripes=0.5 * v["stripes"],
+    return dict(a=a, b=b, radius=radius, exponent=exponent, stripes=0.5 * v["stripes"],
                 angle=math.radians(80.0 * v["tilt"]))
 
 
@@ -48,17 +48,22 @@ def _shape_mask(xx, yy, cx, cy, a, b, exponent, angle):
 
 
 def _paint(canvas, xx, yy, size, colour, cx, cy, a, b, exponent, angle, stripes):
+    """Paints one object; returns its inside mask (supersampled)."""
     inside, u = _shape_mask(xx, yy, cx, cy, a, b, exponent, angle)
     period = STRIPE_PERIOD * size * SUPERSAMPLE
     shade = 1.0 - stripes * (np.sin(2 * np.pi * u / period) > 0)
     canvas[inside] = np.asarray(colour)[None, :] * shade[inside][:, None]
+    return inside
 
 
 def render(y, rng, size=64, scene=None):
     """One image (size x size x 3, float32 in [0, 1]) for latent strengths y.
 
-    A dict passed as `scene` receives what else is in the picture (see `scene_labels`):
-    texture orientation, the distractors' colour indices, the subject's centre.
+    A dict passed as `scene` receives what else is in the picture (see `scene_labels`): the
+    texture's orientation and frequency, each distractor's colour index, shape exponent,
+    stripe depth, radius and visible area, the subject's centre, and the light's direction and
+    strength. Recording it draws nothing
+    from `rng`, so the pictures are the same with or without it.
     """
     y = np.clip(np.asarray(y, np.float64), 0.0, 1.0)
     v = dict(zip(ATTRIBUTE_NAMES, y))
@@ -76,25 +81,39 @@ def render(y, rng, size=64, scene=None):
         2 * np.pi * 2.3 * freq * t2 + phase[1])
     canvas = np.repeat((grey + amp * texture)[..., None], 3, axis=2)
     scene = {} if scene is None else scene
-    scene.update(texture_orientation=float(theta), distractor_colours=[])
+    scene.update(texture_orientation=float(theta), texture_cycles=float(freq * big),
+                 distractor_colours=[], distractors=[])
+    owner = np.full((big, big), -1, np.int8)  # which object each supersampled pixel shows
 
     # Distractors first, so the subject is never occluded.
-    for _ in range(rng.integers(1, 4)):
+    for index in range(rng.integers(1, 4)):
         d = local_parameters(rng.uniform(0, 1, len(ATTRIBUTE_NAMES)), size)
         cx, cy = rng.uniform(0, big, size=2)
         colour = int(rng.integers(len(DISTRACTOR_RGB)))
+        angle = d["angle"] + rng.uniform(-1.0, 1.0)
+        stripes = d["stripes"] * rng.integers(0, 2)
         scene["distractor_colours"].append(colour)
-        _paint(canvas, xx, yy, size, DISTRACTOR_RGB[colour], cx, cy,
-               d["a"] * SUPERSAMPLE * 0.8, d["b"] * SUPERSAMPLE * 0.8, d["exponent"],
-               d["angle"] + rng.uniform(-1.0, 1.0), d["stripes"] * rng.integers(0, 2))
+        scene["distractors"].append(dict(colour=colour, exponent=d["exponent"],
+                                         stripes=float(stripes),
+                                         radius=d["radius"] * 0.8 / size))
+        owner[_paint(canvas, xx, yy, size, DISTRACTOR_RGB[colour], cx, cy,
+                     d["a"] * SUPERSAMPLE * 0.8, d["b"] * SUPERSAMPLE * 0.8, d["exponent"],
+                     angle, stripes)] = index
 
     s = local_parameters(y, size)
     reach = min(max(s["a"], s["b"]) * SUPERSAMPLE + 2 * SUPERSAMPLE, big / 2)
     cx, cy = rng.uniform(reach, big - reach, size=2)
     scene["subject_centre"] = (float(cx / big), float(cy / big))  # (x, y) fractions
     colour = np.asarray(SUBJECT_RGB) + rng.uniform(-0.05, 0.05, size=3)
-    _paint(canvas, xx, yy, size, colour, cx, cy, s["a"] * SUPERSAMPLE, s["b"] * SUPERSAMPLE,
-           s["exponent"], s["angle"], s["stripes"])
+    # Counted before the subject is painted, so which distractor shows most never depends on
+    # the subject.
+    for index, d in enumerate(scene["distractors"]):
+        d["visible_px"] = float(np.count_nonzero(owner == index)) / SUPERSAMPLE ** 2
+    inside = _paint(canvas, xx, yy, size, colour, cx, cy, s["a"] * SUPERSAMPLE,
+                    s["b"] * SUPERSAMPLE, s["exponent"], s["angle"], s["stripes"])
+    for index, d in enumerate(scene["distractors"]):
+        d["visible_px_with_subject"] = float(
+            np.count_nonzero((owner == index) & ~inside)) / SUPERSAMPLE ** 2
 
     image = canvas.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(1, 3))
 
@@ -105,21 +124,46 @@ def render(y, rng, size=64, scene=None):
     image = 0.5 + (image - 0.5) * contrast + brightness
     image = image * np.array([1 + warmth, 1.0, 1 - warmth])
     gy, gx = np.mgrid[0:size, 0:size] / size - 0.5
-    direction = rng.uniform(0, 2 * np.pi)
-    light = 1.0 + rng.uniform(0, 0.08) * (gx * math.cos(direction) + gy * math.sin(direction))
+    direction, strength = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.08)
+    scene.update(light_direction=float(direction), light_strength=float(strength))
+    light = 1.0 + strength * (gx * math.cos(direction) + gy * math.sin(direction))
     image = image * light[..., None] + rng.normal(0, 0.012, image.shape)
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 
-# The pretraining labels: what is in the picture, never how much of an attribute it shows.
+# The pretraining labels: what is in the picture, never how much of an attribute it shows. Each
+# reads the nuisance draws (position, texture, distractors), none the subject's strengths; the
+# docs (docs/models/pretrained_trunk.md) say per head why it cannot leak a ranked attribute.
 GRID = 3  # subject position: which cell of a GRID x GRID grid holds its centre
 ORIENTATION_BINS = 6  # background texture orientation, binned over [0, pi)
+FINE_TEXTURE_CYCLES = 5.0  # texture cycles per image side: 3-7, "fine" from 5
+# The main distractor (the one showing most pixels): its shape, stripes and size, each split at
+# the middle of the range it is drawn from.
+POINTED_EXPONENT = 2.0 * (0.75 / 2.0) ** 0.5  # superellipse exponent of pointy = 0.5
+STRIPED_DEPTH = 0.1  # stripe depth 0 (plain) to 0.5
+# Large: an equal-area radius (of the image side) above that of size = 2/3. The main distractor
+# is the larger of several more often than not; this splits it near its median.
+LARGE_RADIUS = 0.8 * (0.07 + 0.08 * 2 / 3)
 LABEL_HEADS = (
     dict(name="distractor_count", kind="softmax", size=3),  # 1, 2 or 3 distractors
     dict(name="subject_cell", kind="softmax", size=GRID * GRID),
     dict(name="texture_orientation", kind="softmax", size=ORIENTATION_BINS),
+    dict(name="texture_fine", kind="softmax", size=2),
     dict(name="distractor_colours", kind="sigmoid", size=len(DISTRACTOR_RGB)),  # which appear
+    dict(name="main_distractor_colour", kind="softmax", size=len(DISTRACTOR_RGB)),
+    dict(name="main_distractor_pointed", kind="softmax", size=2),
+    dict(name="main_distractor_striped", kind="softmax", size=2),
+    dict(name="main_distractor_large", kind="softmax", size=2),
+    # The side the light comes from (the brighter side: right, bottom, left, top). It asks
+    # for each region's level, not only for edges and hues.
+    dict(name="light_side", kind="softmax", size=4),
 )
+
+
+def main_distractor(scene):
+    """The distractor that shows the most pixels among the distractors (the subject, painted
+    last, left out; the first of equals)."""
+    return max(scene["distractors"], key=lambda d: d["visible_px"])
 
 
 def scene_labels(scene):
@@ -131,7 +175,14 @@ def scene_labels(scene):
                       ORIENTATION_BINS - 1)
     colours = np.zeros(len(DISTRACTOR_RGB))
     colours[scene["distractor_colours"]] = 1.0
-    return np.concatenate([[len(scene["distractor_colours"]) - 1, cell, orientation], colours])
+    main = main_distractor(scene)
+    return np.concatenate([
+        [len(scene["distractor_colours"]) - 1, cell, orientation,
+         int(scene["texture_cycles"] >= FINE_TEXTURE_CYCLES)],
+        colours,
+        [main["colour"], int(main["exponent"] < POINTED_EXPONENT),
+         int(main["stripes"] >= STRIPED_DEPTH), int(main["radius"] >= LARGE_RADIUS),
+         int((scene["light_direction"] + np.pi / 4) % (2 * np.pi) // (np.pi / 2))]])
 
 
 def to_uint8(image):

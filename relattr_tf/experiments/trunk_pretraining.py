@@ -1,0 +1,28 @@
+"""The trunk's pretraining as a study: pretrain (or reuse a finished run in model_dir), then
+one ledger cell per (image size, precision, seed) with the held-out accuracy of every head,
+the linear probe against a random trunk, and the gate's verdict (evaluation.trunk_gate)."""
+from relattr_tf.data import pipeline
+from relattr_tf.evaluation.ledger import record_of
+from relattr_tf.training import run
+
+
+def pretrain_cell(config):
+    return dict(image_size=config.data.image_size, precision=config.train.mixed_precision,
+                seed=config.train.seed)
+
+
+def pretrain_and_record(config, model_dir, ledger, command):
+    """Pretrains into model_dir unless a run there finished with this config, and records the
+    cell unless the ledger has it. Returns (eval_pretrain result, record)."""
+    run.ensure_data(config)
+    data_hash = pipeline.data_hash(config.data.data_dir)
+    cell = pretrain_cell(config)
+    record = ledger.finished(cell, config, data_sha256=data_hash)  # another recipe: an error
+    result = run.train_or_reuse(config, model_dir)["pretrain"]
+    if record is None:
+        metrics = {k: result[k] for k in ("heldout_accuracy", "chance_accuracy",
+                                          "heldout_images", "probe", "gate")}
+        record = ledger.write(cell, record_of(
+            "pretrain", ledger.study, cell, command, config, metrics,
+            run.read_summary(model_dir)["seconds"], config.data.data_dir, data_hash))
+    return result, record
