@@ -8,8 +8,8 @@ weight file, the embedded benchmark's stand-in for ImageNet's.
 The task is what is in each picture (make_synthetic's `pretrain` table: ten heads about the
 distractors, the background texture, the light and where the subject is), disjoint from the
 ranked attributes as ImageNet's classes are from "smiling". It trains with the same machinery
-as every model, then writes <model_dir>/vgg16_notop.h5 and eval_pretrain.json: held-out accuracy per
-head, a linear probe of the frozen features against each attribute's strength, and the
+as every model, then writes <model_dir>/vgg16_notop.h5 and eval_pretrain.json: held-out
+accuracy per head, a linear probe of the frozen features against each attribute's strength, and the
 acceptance gate's verdict (printed). The same goes into the ledger, <results_dir>/<study>/
 (one cell per image size, precision and seed); a run that finished in model_dir is reused.
 Same flags as relattr_tf.train, plus --results_dir and --study.
@@ -32,10 +32,11 @@ def main(argv):
     cli.check_family("relattr_tf.pretrain", "pretrain")
     config = cli.prepare()
     from relattr_tf.experiments import trunk_pretraining
+    ledger = cli.ledger()
     result, record = trunk_pretraining.pretrain_and_record(
-        config, FLAGS.model_dir, cli.ledger(), cli.command_line("relattr_tf.pretrain"))
+        config, FLAGS.model_dir, ledger, cli.command_line("relattr_tf.pretrain"))
     print(f"gate {'PASSED' if result['gate']['passed'] else 'FAILED'}; ledger: "
-          f"{cli.ledger().path(record['cell'])}")
+          f"{ledger.path(record['cell'])}")
 
 
 if __name__ == "__main__":

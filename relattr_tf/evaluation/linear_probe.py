@@ -10,16 +10,22 @@ from relattr_tf.data import images as images_lib, schema
 RIDGE_CANDIDATES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
-def trunk_features(trunk, store, batch_size, pool=False):
-    """Flattened trunk features (float64) of every image of an ImageStore; pool: averaged over
-    the positions instead (one value per channel)."""
-    out = []
+def trunk_features(trunk, store, batch_size, pooled_layers=()):
+    """[flattened trunk output] + [each of `pooled_layers`' output averaged over positions],
+    float64, of every image of an ImageStore, in one pass over the images."""
+    network = keras.Model(trunk.inputs, [trunk.output] +
+                          [trunk.get_layer(name).output for name in pooled_layers])
+    out = [[] for _ in range(1 + len(pooled_layers))]
     for start in range(0, store.count, batch_size):
         rows = tf.range(start, min(start + batch_size, store.count), dtype=tf.int64)
         images = tf.cast(store.images(rows), tf.float32) / 255.0
-        features = np.asarray(trunk(images, training=False), np.float64)
-        out.append(features.mean(axis=(1, 2)) if pool else features.reshape(len(rows), -1))
-    return np.concatenate(out)
+        features = network(images, training=False)
+        features = [np.asarray(f, np.float64) for f in
+                    (features if isinstance(features, (list, tuple)) else [features])]
+        out[0].append(features[0].reshape(len(rows), -1))
+        for part, f in zip(out[1:], features[1:]):
+            part.append(f.mean(axis=(1, 2)))
+    return [np.concatenate(part) for part in out]
 
 
 def ridge_fit(x, y, alpha):
@@ -44,9 +50,8 @@ def probe_attribute(fit_x, fit_y, test_x, test_y):
     return float(score(alpha, np.ones(len(x), bool), test_x[test_ok], test_y[test_ok])), alpha
 
 
-def _probe_all(network, stores, names, batch_size, pool=False):
-    """{attribute: (rho, ridge)} of a probe on `network`'s features."""
-    fit_x, test_x = (trunk_features(network, s, batch_size, pool) for s in stores)
+def _probe_all(fit_x, test_x, stores, names):
+    """{attribute: (rho, ridge)} of a probe on features of the fitting and test tables."""
     mean, std = fit_x.mean(0), fit_x.std(0) + 1e-6
     fit_x, test_x = (fit_x - mean) / std, (test_x - mean) / std
     columns = range(min(len(names), stores[0].strengths.shape[1]))
@@ -64,16 +69,16 @@ def linear_probe(trunk, random_trunk, data_dir, tables, image_size, batch_size=6
     fit_table, test_table = tables
     stores = [images_lib.ImageStore(data_dir, [t], image_size, meta=meta) for t in tables]
     names = meta.get("strength_names") or meta["attributes"]
-    out = {}
-    for key, network in (("spearman", trunk), ("spearman_random_trunk", random_trunk)):
-        for name, (rho, alpha) in _probe_all(network, stores, names, batch_size).items():
+    out, by_block = {}, {}
+    for key, network, layers in (("spearman", trunk, tuple(blocks)),
+                                 ("spearman_random_trunk", random_trunk, ())):
+        fit, test = (trunk_features(network, s, batch_size, layers) for s in stores)
+        for name, (rho, alpha) in _probe_all(fit[0], test[0], stores, names).items():
             out.setdefault(name, {})[key] = rho
             out[name][f"ridge_{key}"] = alpha
-    by_block = {}
-    for layer in blocks:
-        inner = keras.Model(trunk.inputs, trunk.get_layer(layer).output)
-        by_block[layer] = {name: rho for name, (rho, _) in
-                           _probe_all(inner, stores, names, batch_size, pool=True).items()}
+        for layer, fit_x, test_x in zip(layers, fit[1:], test[1:]):
+            by_block[layer] = {name: rho for name, (rho, _) in
+                               _probe_all(fit_x, test_x, stores, names).items()}
     return dict(attributes=out, fit_table=fit_table, test_table=test_table, blocks=by_block,
                 mean=float(np.mean([v["spearman"] for v in out.values()])),
                 mean_random_trunk=float(np.mean([v["spearman_random_trunk"]

@@ -2,8 +2,7 @@
 keep what relative attributes need?
 
   * every head reaches HEAD_ACCURACY held-out accuracy, or, for a head whose label cannot be
-    read that well from the pixels, its measured ceiling (the head's "ceiling" entry, with the
-    reading that measured it in "ceiling_reading");
+    read that well from the pixels, its measured ceiling (the head's "ceiling" entry);
   * a linear probe of the frozen trunk reads every ranked attribute at least as well as a
     random trunk of the same shape does (Spearman, held-out images), and each global attribute
     (brightness, warmth, contrast: what the whole picture shows) at GLOBAL_SPEARMAN or more.

@@ -35,10 +35,9 @@ def build_vgg16_trunk(image_size, width=1.0, name="trunk", init="glorot"):
     init: the conv kernels' initialisation from scratch. "glorot" (Keras' VGG16) shrinks the
     signal about 2x per ReLU layer, 8,000x over the 13; "he" keeps its scale (He et al.
     2015), which a trunk trained from scratch needs to learn more than its strongest cue, with
-    its input divided by PIXEL_STD so the trunk starts near unit scale (dividing the input, not
-    block1_conv1's initial weights, keeps that layer's weights at the others' scale, where
-    Adam's steps, the same size for every weight, are as large relative to them as to the
-    others'). Glorot is left as Keras has it: its shrinking, not the input, sets its scale."""
+    its input divided by PIXEL_STD so the trunk starts near unit scale (the same function as
+    block1_conv1's initial weights divided by it, with that layer's weights kept at the others'
+    scale). Glorot is left as Keras has it: its shrinking, not the input, sets its scale."""
     image = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Rescaling(255.0, name="to_pixels")(image)
     scale = PIXEL_STD if init == "he" else 1.0

@@ -62,8 +62,8 @@ def render(y, rng, size=64, scene=None):
     A dict passed as `scene` receives what else is in the picture (see `scene_labels`): the
     texture's orientation and frequency, each distractor's colour index, shape exponent,
     stripe depth, radius and visible area, the subject's centre, and the light's direction and
-    strength. Recording it draws nothing
-    from `rng`, so the pictures are the same with or without it.
+    strength. Recording it draws nothing from `rng`, so the pictures are the same with or
+    without it.
     """
     y = np.clip(np.asarray(y, np.float64), 0.0, 1.0)
     v = dict(zip(ATTRIBUTE_NAMES, y))
@@ -109,11 +109,8 @@ def render(y, rng, size=64, scene=None):
     # the subject.
     for index, d in enumerate(scene["distractors"]):
         d["visible_px"] = float(np.count_nonzero(owner == index)) / SUPERSAMPLE ** 2
-    inside = _paint(canvas, xx, yy, size, colour, cx, cy, s["a"] * SUPERSAMPLE,
-                    s["b"] * SUPERSAMPLE, s["exponent"], s["angle"], s["stripes"])
-    for index, d in enumerate(scene["distractors"]):
-        d["visible_px_with_subject"] = float(
-            np.count_nonzero((owner == index) & ~inside)) / SUPERSAMPLE ** 2
+    _paint(canvas, xx, yy, size, colour, cx, cy, s["a"] * SUPERSAMPLE, s["b"] * SUPERSAMPLE,
+           s["exponent"], s["angle"], s["stripes"])
 
     image = canvas.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(1, 3))
 
@@ -137,8 +134,8 @@ def render(y, rng, size=64, scene=None):
 GRID = 3  # subject position: which cell of a GRID x GRID grid holds its centre
 ORIENTATION_BINS = 6  # background texture orientation, binned over [0, pi)
 FINE_TEXTURE_CYCLES = 5.0  # texture cycles per image side: 3-7, "fine" from 5
-# The main distractor (the one showing most pixels): its shape, stripes and size, each split at
-# the middle of the range it is drawn from.
+# The main distractor (the one showing most pixels): its shape and stripes split at the middle
+# of the range they are drawn from, its size near its median.
 POINTED_EXPONENT = 2.0 * (0.75 / 2.0) ** 0.5  # superellipse exponent of pointy = 0.5
 STRIPED_DEPTH = 0.1  # stripe depth 0 (plain) to 0.5
 # Large: an equal-area radius (of the image side) above that of size = 2/3. The main distractor
