@@ -3,6 +3,7 @@ Keras-layout weight file the rankers load, the linear probe, and one-line errors
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -94,7 +95,6 @@ def test_no_label_reads_the_subjects_strengths():
 def test_every_head_starts_within_twice_its_chance_loss(init):
     """The trunk's input scale: with 0-255 pixels into an unscaled He initialisation the
     softmaxes start saturated (initial losses 4-11x chance at this size)."""
-    import keras
     from relattr_tf.models.scene_classifier import build_scene_classifier
     from relattr_tf.training import pretrain
     rng = np.random.default_rng(0)
@@ -122,8 +122,22 @@ def pretrained(pretrain_data, tmp_path_factory):
     proc = run_module("relattr_tf.pretrain", "--flagfile=configs/pretrain_smoke.flags",
                       f"--data_dir={pretrain_data}", f"--model_dir={model_dir}",
                       "--validation_fraction=0.25", f"--results_dir={model_dir}/results",
-                      "--study=smoke")
+                      "--study=smoke", "--width=0.125")
     return model_dir, proc.stdout
+
+
+def test_the_smoke_config_writes_a_file_keras_vgg16_loads_and_the_gate_verdict(tmp_path):
+    """The smoke config as a user runs it (its own data built by --make_data), at width 1."""
+    model_dir = tmp_path / "model"
+    proc = run_module("relattr_tf.pretrain", "--flagfile=configs/pretrain_smoke.flags",
+                      f"--data_dir={tmp_path / 'data'}", f"--model_dir={model_dir}",
+                      f"--results_dir={tmp_path / 'results'}")
+    path = str(model_dir / "vgg16_notop.h5")
+    reference = keras.applications.VGG16(weights=path, include_top=False, input_shape=(32, 32, 3))
+    assert reference.get_layer("block1_conv1").kernel.shape == (3, 3, 3, 64)
+    gate = json.load(open(model_dir / "eval_pretrain.json"))["gate"]
+    assert isinstance(gate["passed"], bool) and gate["checks"]
+    assert ("gate: PASSED" if gate["passed"] else "gate: FAILED: ") in proc.stdout
 
 
 def test_pretrain_command_writes_the_weight_file_accuracy_and_probe(pretrained, tiny_data_dir):
