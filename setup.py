@@ -26,12 +26,14 @@ setuptools.setup(
         "matplotlib>=3.8",  # the ATTIC learning-curve plot, the heat maps' colours, notebooks
     ],
     extras_require={
-        # pytest-xdist runs the tests in two processes; papermill and ipykernel execute the
-        # notebooks in the tests; mkdocs-material builds the docs site (tests/test_docs.py runs
-        # `mkdocs build --strict`)
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "papermill>=2.6", "ipykernel>=6",
-                 "mkdocs-material>=9.5"],
+        # pytest-xdist runs the tests in two processes; dask runs the Beam jobs on a local
+        # cluster (tests/test_dask.py); papermill and ipykernel execute the notebooks in the
+        # tests; mkdocs-material builds the docs site (tests/test_docs.py: mkdocs build --strict)
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "dask[distributed]>=2024.4", "papermill>=2.6",
+                 "ipykernel>=6", "mkdocs-material>=9.5"],
         "docs": ["mkdocs-material>=9.5"],  # the docs site: mkdocs serve / mkdocs build
         "gcp": ["apache-beam[gcp]>=2.77,<2.78"],
+        # Beam's DaskRunner (--runner=dask): a local Dask cluster or an existing one
+        "dask": ["dask[distributed]>=2024.4"],
     },
 )

@@ -12,7 +12,8 @@ table generator has no pairs. With --pretrain_images=N a `pretrain` table of N m
 added, labelled with what is in each picture rather than how much of an attribute it shows
 (distractor count and colours, the subject's grid cell, the texture's orientation: the
 pretraining task); the other tables stay exactly as without it. Any other flag is a Beam
-pipeline option (--runner, --direct_num_workers, --setup_file, ...).
+pipeline option (--runner, --direct_num_workers, --setup_file, ...); --runner=dask runs it on
+Dask (beam_jobs.runners).
 """
 import argparse
 import io
@@ -20,10 +21,9 @@ import time
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.options.pipeline_options import PipelineOptions
 from PIL import Image
 
-from beam_jobs import cli, counters, records, transforms
+from beam_jobs import cli, counters, records, runners, transforms
 from relattr_tf.data import schema
 from relattr_tf.data.synthetic import attributes, crowd, pairs, render
 from relattr_tf.data.synthetic.measure import measure, subject_box
@@ -115,8 +115,8 @@ class MakePairs(beam.DoFn):
 
 
 class CrowdLabel(beam.DoFn):
-    """A batch of unlabelled pairs -> the list of pair dicts the simulated crowd could label;
-    illegible pairs are counted and dropped."""
+    """A batch of unlabelled pairs -> dict(pairs=[the pair dicts the simulated crowd could
+    label], illegible=pairs it could not, equal=pairs labelled equal)."""
 
     def __init__(self, seed):
         self.seed, self.crowd = seed, crowd.Crowd()
@@ -140,8 +140,7 @@ class CrowdLabel(beam.DoFn):
                                  source=SOURCE))
         self.illegible.inc(illegible)
         self.equal.inc(int(equal))
-        if labelled:
-            yield labelled
+        yield dict(pairs=labelled, illegible=illegible, equal=int(equal))
 
 
 def split_fractions(text):
@@ -220,24 +219,33 @@ def run(argv=None):
                        pairs.FINE_DIFFERENCE)},
         command=cli.command_line("beam_jobs.make_synthetic", argv))
 
-    with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
+    with runners.job_pipeline(beam_args) as p:
         images = (p
                   | "Indices" >> beam.Create(items)
                   | "Spread" >> beam.Reshuffle()
                   | "Render" >> beam.ParDo(RenderImage(args.seed, args.image_size)))
-        labelled = (images
-                    | "Paired" >> beam.Filter(lambda r: r["table"] in ("train", "test"))
-                    | "BySplit" >> beam.Map(lambda r: (r["table"], (r["id"], r["strengths"])))
-                    | "GroupSplit" >> beam.GroupByKey()
-                    | "MakePairs" >> beam.ParDo(MakePairs(args.seed, names, counts))
-                    | "SpreadPairs" >> beam.Reshuffle()  # labelling is the costly step
-                    | "Crowd" >> beam.ParDo(CrowdLabel(args.seed)))
-        _ = ((images, labelled)
+        crowd_batches = (images
+                         | "Paired" >> beam.Filter(lambda r: r["table"] in ("train", "test"))
+                         | "BySplit" >> beam.Map(
+                             lambda r: (r["table"], (r["id"], r["strengths"])))
+                         | "GroupSplit" >> beam.GroupByKey()
+                         | "MakePairs" >> beam.ParDo(MakePairs(args.seed, names, counts))
+                         | "SpreadPairs" >> beam.Reshuffle()  # labelling is the costly step
+                         | "Crowd" >> beam.ParDo(CrowdLabel(args.seed)))
+        labelled = crowd_batches | "Labelled" >> beam.FlatMap(
+            lambda batch: [batch["pairs"]] if batch["pairs"] else [])
+        job_counts = (
+            images | "CountRendered" >> counters.CountElements("images_rendered"),
+            images | "CountNoSubject" >> counters.CountElements(
+                "images_subject_not_found", lambda r: r["box"] is None),
+            crowd_batches | "CountIllegible" >> counters.CountElements(
+                "pairs_rejected_illegible", lambda batch: batch["illegible"]),
+            crowd_batches | "CountEqual" >> counters.CountElements(
+                "pairs_labelled_equal", lambda batch: batch["equal"])) | counters.SumCounts()
+        _ = ((images, labelled, job_counts)
              | "Write" >> records.WriteDataDir(out, base_meta, tables, splits,
                                                args.num_shards))
-    result = p.result
-    transforms.print_summary("make_synthetic", out, result, started)
-    return result
+    return transforms.print_summary("make_synthetic", out, started)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,14 @@
 and metadata.json.
 
 A job produces image dicts (`table`, `id`, `image` bytes, optional `strengths`, `box`, `labels`,
-`source`)
-and batches of pair dicts (the arguments of `schema.encode_pair`). `WriteDataDir` encodes both
-through the schema module (`EncodeImage`, `EncodePairBatch`), writes one deterministic shard
-set per image table and per pair split (`WriteRecordSets`) and then metadata.json
-(`WriteMetadata`). `clear_output` deletes what an earlier run wrote.
+`source`) and batches of pair dicts (the arguments of `schema.encode_pair`). `WriteDataDir`
+encodes both through the schema module (`EncodeImage`, `EncodePairBatch`), writes one
+deterministic shard set per image table and per pair split (shards.WriteRecordSets) and then
+metadata.json with the job's counts (`WriteMetadata`, the job's last step). `clear_output`
+deletes what an earlier run wrote.
 
 Records travel as batches (lists) of keyed records `(set prefix, sort key, serialized bytes)`:
-a million pairs are then a few hundred Beam elements, not a million. Shard files do not depend
-on the runner, the batching or the worker count: the shard count of a set follows from its
-total size, a record's shard from a hash of its sort key, and a shard's records are sorted, so
-the same inputs give byte-identical files with the same names (as `writer.write_record_set`).
+a million pairs are then a few hundred Beam elements, not a million.
 """
 import logging
 import os
@@ -20,9 +17,11 @@ import os
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.counters import counter
-from relattr_tf.data import schema, writer
+from beam_jobs.counters import CountElements, SumCounts, counter
+from beam_jobs.shards import WriteRecordSets
+from relattr_tf.data import schema
 
+JOB_COUNTS = "job_counts"  # metadata.json's key for what the job counted
 REJECTED_FILE = "rejected.csv"  # written by transforms.WriteRejected, deleted by clear_output
 # encode_pair's arguments: other keys a job carries on its pair dicts are left out of records.
 PAIR_FIELDS = ("id_a", "id_b", "attribute", "target", "source", "split", "agreement",
@@ -149,98 +148,23 @@ class CountEqualPairs(beam.PTransform):
                 | "Sum" >> beam.CombinePerKey(sum))
 
 
-# --------------------------------------------------------------------------- sharding
-def _sum_pairs(values):
-    count = size = 0
-    for c, s in values:
-        count, size = count + c, size + s
-    return count, size
-
-
-def _batch_sizes(batch):
-    sizes = {}
-    for prefix, _, record in batch:
-        count, size = sizes.get(prefix, (0, 0))
-        sizes[prefix] = (count + 1, size + len(record))
-    return sizes.items()
-
-
-class AssignShards(beam.DoFn):
-    """A batch of keyed records -> ((prefix, shard index), [(sort key, record)]) per shard."""
-
-    def process(self, batch, shard_counts):
-        shards = {}
-        for prefix, key, record in batch:
-            index = schema.shard_of(key, shard_counts[prefix])
-            shards.setdefault((prefix, index), []).append((key, record))
-        yield from shards.items()
-
-
-class WriteShard(beam.DoFn):
-    """((prefix, index), [record lists]) -> writes the shard, records sorted by (key, bytes);
-    outputs (prefix, shard name relative to the data directory)."""
-
-    def __init__(self, output_dir):
-        self.output_dir = output_dir
-
-    def process(self, item, shard_counts):
-        (prefix, index), groups = item
-        name = schema.shard_name(prefix, index, shard_counts[prefix])
-        writer.write_sorted_shard(schema.join(self.output_dir, name),
-                                  (r for group in groups for r in group))
-        yield prefix, name
-
-
-def _set_summary(item):
-    prefix, groups = item
-    count, size = _sum_pairs(groups["sizes"])
-    shards = sorted(name for names in groups["shards"] for name in names)
-    return prefix, {"count": count, "bytes": size, "shards": shards}
-
-
-class WriteRecordSets(beam.PTransform):
-    """Batches of keyed records (prefix, sort key, bytes) -> one shard set per prefix.
-
-    The shard count of a set is schema.shard_count(its bytes, num_shards) (0: by size), a
-    record's shard schema.shard_of(its key); every shard 0..n-1 is written, empty ones too. A
-    prefix in `prefixes` without records is reported with no shards. Returns a PCollection of
-    (prefix, {"count": n, "bytes": b, "shards": [names relative to output_dir]}).
-    """
-
-    def __init__(self, output_dir, prefixes, num_shards=0):
-        super().__init__()
-        self.output_dir, self.prefixes, self.num_shards = output_dir, list(prefixes), num_shards
-
-    def expand(self, batches):
-        num_shards = self.num_shards
-        listed = batches.pipeline | "Listed" >> beam.Create([(p, (0, 0)) for p in self.prefixes])
-        sizes = ((batches | "Sizes" >> beam.FlatMap(_batch_sizes), listed)
-                 | "AllSizes" >> beam.Flatten()
-                 | "SumSizes" >> beam.CombinePerKey(_sum_pairs))
-        counts = sizes | "ShardCount" >> beam.Map(
-            lambda kv: (kv[0], schema.shard_count(kv[1][1], num_shards) if kv[1][0] else 0))
-        shard_counts = beam.pvalue.AsDict(counts)
-        # Every shard index gets an (empty) entry, so shards that no key hashes to are written.
-        slots = counts | "Slots" >> beam.FlatMap(
-            lambda kv: [((kv[0], index), []) for index in range(kv[1])])
-        names = ((batches | "Assign" >> beam.ParDo(AssignShards(), shard_counts), slots)
-                 | "WithSlots" >> beam.Flatten()
-                 | "ByShard" >> beam.GroupByKey()
-                 | "Write" >> beam.ParDo(WriteShard(self.output_dir), shard_counts)
-                 | "BySet" >> beam.GroupByKey())
-        return ({"sizes": sizes, "shards": names}
-                | "Join" >> beam.CoGroupByKey()
-                | "Summary" >> beam.Map(_set_summary))
-
-
 # --------------------------------------------------------------------------- metadata
 def _table_entries(tables):
     """Image tables as {table: extra metadata keys}, from a list or such a dict."""
     return dict(tables) if isinstance(tables, dict) else {table: {} for table in tables}
 
 
-def _write_metadata(_, output_dir, base, tables, splits, set_summaries, equal_pairs):
-    by_prefix = dict(set_summaries)
+def _write_metadata(group, output_dir, base, tables, splits):
+    """Writes metadata.json from WriteMetadata's one group of tagged parts."""
+    _, parts = group
+    by_prefix, equal_pairs, counts = {}, {}, {}
+    for tag, value in parts:
+        if tag == "set":
+            by_prefix[value[0]] = value[1]
+        elif tag == "equal":
+            equal_pairs[value[0]] = value[1]
+        elif tag == "count":
+            counts[value[0]] = counts.get(value[0], 0) + value[1]
     listed = {schema.image_table_prefix(t) for t in tables} | {
         schema.pair_split_prefix(a, s) for a, s in splits}
     if set(by_prefix) - listed:  # shards no metadata entry would point at: a job's bug
@@ -258,14 +182,23 @@ def _write_metadata(_, output_dir, base, tables, splits, set_summaries, equal_pa
             "pairs": summary["count"], "equal_pairs": equal_pairs.get(prefix, 0),
             "bytes": summary["bytes"], "shards": summary["shards"],
             "image_tables": list(image_tables)}
+    meta[JOB_COUNTS] = dict(sorted(counts.items()))
     schema.write_metadata(output_dir, meta)
     return meta
 
 
+def _tagged(tag):
+    return lambda value: (tag, value)
+
+
 class WriteMetadata(beam.PTransform):
-    """(set summaries, equal pair counts) -> metadata.json, written once every shard is
-    written (both are side inputs). tables: the image tables; splits: {(attribute, split):
-    [image tables its ids refer to]}. Every listed table and split appears, empty ones too."""
+    """(set summaries, equal pair counts, job counts, files) -> metadata.json, written once
+    every shard and file is written. The four arrive as one grouped main input, not as side
+    inputs, so the write is the job's last step on every runner (the DaskRunner runs only what
+    its last step depends on) and nothing upstream is computed twice. files: names of other
+    outputs (rejected.csv) the write must wait for. tables: the image tables; splits:
+    {(attribute, split): [image tables its ids refer to]}. Every listed table and split
+    appears, empty ones too; the counts go to metadata.json's `job_counts`."""
 
     def __init__(self, output_dir, base, tables, splits):
         super().__init__()
@@ -273,20 +206,28 @@ class WriteMetadata(beam.PTransform):
         self.tables, self.splits = _table_entries(tables), dict(splits)
 
     def expand(self, pcolls):
-        set_summaries, equal_pairs = pcolls
-        return (set_summaries.pipeline
-                | "Once" >> beam.Create([None])
+        set_summaries, equal_pairs, counts, files = pcolls
+        parts = [pcoll | f"Tag{tag}" >> beam.Map(_tagged(tag)) for tag, pcoll in
+                 (("set", set_summaries), ("equal", equal_pairs), ("count", counts),
+                  ("file", files))]
+        parts.append(set_summaries.pipeline | "Start" >> beam.Create([("start", None)]))
+        return (parts
+                | "AllParts" >> beam.Flatten()
+                | "OneKey" >> beam.Map(lambda part: (None, part))
+                | "Gather" >> beam.GroupByKey()
                 | "WriteMeta" >> beam.Map(_write_metadata, self.output_dir, self.base,
-                                          self.tables, self.splits,
-                                          beam.pvalue.AsList(set_summaries),
-                                          beam.pvalue.AsDict(equal_pairs)))
+                                          self.tables, self.splits))
 
 
 class WriteDataDir(beam.PTransform):
-    """(image dicts, batches of pair dicts) -> image tables, pair splits and metadata.json.
+    """(image dicts, batches of pair dicts[, job counts, files]) -> image tables, pair splits
+    and metadata.json, the job's last step.
 
-    tables: every image table to list (or {table: more keys of its metadata entry, e.g.
-    label_heads}); splits: {(attribute, split): [image tables]}.
+    job counts: (name, n) the job counted (counters.CountElements), stored with
+    images_written and pairs_written in metadata.json's `job_counts`; files: names of the
+    job's other outputs, written before metadata.json. tables: every image table to list (or
+    {table: more keys of its metadata entry, e.g. label_heads}); splits: {(attribute, split):
+    [image tables]}.
     """
 
     def __init__(self, output_dir, base_meta, tables, splits, num_shards=0):
@@ -296,7 +237,10 @@ class WriteDataDir(beam.PTransform):
         self.num_shards = num_shards
 
     def expand(self, pcolls):
-        images, pair_batches = pcolls
+        images, pair_batches, *more = pcolls
+        pipeline = images.pipeline
+        counts = more[0] if more else pipeline | "NoCounts" >> beam.Create([])
+        files = more[1] if len(more) > 1 else pipeline | "NoFiles" >> beam.Create([])
         prefixes = ([schema.image_table_prefix(t) for t in self.tables]
                     + [schema.pair_split_prefix(a, s) for a, s in self.splits])
         image_records = images | "EncodeImages" >> beam.ParDo(EncodeImage())
@@ -305,6 +249,8 @@ class WriteDataDir(beam.PTransform):
                      | "AllRecords" >> beam.Flatten()
                      | "WriteSets" >> WriteRecordSets(self.output_dir, prefixes, self.num_shards))
         equal = pair_batches | "CountEqual" >> CountEqualPairs()
-        return ((summaries, equal)
+        written = (image_records | "CountImages" >> CountElements("images_written", len),
+                   pair_records | "CountPairs" >> CountElements("pairs_written", len), counts)
+        return ((summaries, equal, written | "JobCounts" >> SumCounts(), files)
                 | "Metadata" >> WriteMetadata(self.output_dir, self.base_meta, self.tables,
                                               self.splits))

@@ -79,15 +79,14 @@ def test_unreadable_images_are_rejected_listed_and_fail_past_the_threshold(tmp_p
     real_fixtures.make_pubfig(str(tmp_path / "pubfig"), bad_image="Cid_4.jpg")
     out = str(tmp_path / "out")
     args = ["--dataset=pubfig", f"--input_dir={tmp_path / 'pubfig'}", f"--output_dir={out}"]
-    result = convert_osr_pubfig.run(args + ["--max_rejected_fraction=0.1"])
+    counts = convert_osr_pubfig.run(args + ["--max_rejected_fraction=0.1"])
     rejected = open(os.path.join(out, "rejected.csv")).read().splitlines()
     assert len(rejected) == 2 and "Cid_4.jpg" in rejected[1]
     meta = schema.read_metadata(out)
     assert meta["splits"]["Smiling"]["test"]["pairs"] == 10  # 5 of 15 test pairs used Cid_4
     assert meta["images"]["test"]["count"] == 5 and "Cid_4.jpg" not in _images(out, "test")
-    from beam_jobs import transforms
-    counts = transforms.counters_of(result)
     assert counts["images_rejected"] == 1 and counts["pairs_missing_image"] == 2 * 5
+    assert meta["job_counts"] == counts
     with pytest.raises(SystemExit, match=r"1 of 12 images could not be read .*rejected.csv"):
         convert_osr_pubfig.run(args)  # default threshold 0.01
     assert not os.path.exists(os.path.join(out, "metadata.json"))
@@ -219,7 +218,7 @@ def test_lfw_attribute_scores_land_on_the_right_images(tmp_path):
     root = tmp_path / "LFW"
     scores = real_fixtures.make_lfw_attributes(str(root))
     out = str(tmp_path / "out")
-    result = convert_lfw_attributes.run([f"--input_dir={root}", f"--output_dir={out}",
+    counts = convert_lfw_attributes.run([f"--input_dir={root}", f"--output_dir={out}",
                                          "--max_rejected_fraction=0.5", "--image_size=16"])
     meta = schema.read_metadata(out)
     assert meta["attributes"] == [] and meta["splits"] == {}
@@ -238,8 +237,6 @@ def test_lfw_attribute_scores_land_on_the_right_images(tmp_path):
                for line in rejected)
     assert any("lfw_attributes.txt:8" in line and "non-numeric score 'abc' in column 'Asian'"
                in line for line in rejected)
-    from beam_jobs import transforms
-    counts = transforms.counters_of(result)
     assert counts["rows_rejected"] == 2 and counts["images_rejected"] == 1
     with pytest.raises(SystemExit, match=r"3 of 6 rows were rejected .*rejected.csv"):
         convert_lfw_attributes.run([f"--input_dir={root}", f"--output_dir={out}"])

@@ -10,7 +10,7 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs import make_synthetic, records, transforms
+from beam_jobs import make_synthetic, records, shards, transforms
 from relattr_tf.data import schema, writer
 from relattr_tf.data.synthetic import render
 from relattr_tf.data.synthetic.measure import subject_box, subject_mask
@@ -38,21 +38,24 @@ def test_crowd_label_drops_illegible_pairs_and_labels_the_rest():
                dict(attribute="tilt", split="train", id_a=["x"], id_b=["z"],
                     strength_a=np.array([0.0]), strength_b=np.array([np.nan]))]
     with test_pipeline.TestPipeline() as p:
-        out = (p | beam.Create(batches) | beam.ParDo(make_synthetic.CrowdLabel(seed=0))
-               | beam.FlatMap(lambda batch: batch))
-        assert_that(out | beam.Map(lambda r: (r["id_b"], r["target"], r["true_target"])),
-                    equal_to([("y", 1.0, 1.0)]))
-    assert transforms.counters_of(p.result)["pairs_rejected_illegible"] == 1
+        out = p | beam.Create(batches) | beam.ParDo(make_synthetic.CrowdLabel(seed=0))
+        pairs = out | "Pairs" >> beam.FlatMap(lambda batch: batch["pairs"])
+        assert_that(pairs | beam.Map(lambda r: (r["id_b"], r["target"], r["true_target"])),
+                    equal_to([("y", 1.0, 1.0)]), label="labelled")
+        assert_that(out | beam.Map(lambda batch: (len(batch["pairs"]), batch["illegible"])),
+                    equal_to([(1, 0), (0, 1)]), label="illegible")
 
 
 def test_pairs_missing_an_image_are_dropped_and_counted():
     pairs = [dict(id_a="1", id_b="2", tag="kept"), dict(id_a="1", id_b="9", tag="dropped"),
              dict(id_a="8", id_b="9", tag="dropped twice over")]
     with test_pipeline.TestPipeline() as p:
-        kept = (p | "Pairs" >> beam.Create(pairs),
-                p | "Ids" >> beam.Create(["1", "2", "3"])) | transforms.DropPairsMissingImages()
-        assert_that(kept | beam.Map(lambda r: r["tag"]), equal_to(["kept"]))
-    assert transforms.counters_of(p.result)["pairs_missing_image"] == 2  # once per pair
+        present = (p | "Pairs" >> beam.Create(pairs),
+                   p | "Ids" >> beam.Create(["1", "2", "3"])) | transforms.DropPairsMissingImages()
+        assert_that(present["kept"] | beam.Map(lambda r: r["tag"]), equal_to(["kept"]),
+                    label="kept")
+        assert_that(present["count"], equal_to([("pairs_missing_image", 2)]),  # once per pair
+                    label="count")
 
 
 def test_make_pairs_orders_members_and_gives_both_pair_sets_in_batches():
@@ -78,7 +81,7 @@ def test_record_sets_are_written_like_the_library_writer(tmp_path):
     out = str(tmp_path / "beam")
     with test_pipeline.TestPipeline() as p:
         batches = p | beam.Create([keyed[:7], keyed[7:30], keyed[30:]])
-        summaries = batches | records.WriteRecordSets(out, prefixes, num_shards=3)
+        summaries = batches | shards.WriteRecordSets(out, prefixes, num_shards=3)
         assert_that(summaries | beam.Map(lambda kv: (kv[0], kv[1]["count"], len(kv[1]["shards"]))),
                     equal_to([("pairs/a/train", 40, 3), ("images/t", 3, 3),
                               ("pairs/a/empty", 0, 0)]))

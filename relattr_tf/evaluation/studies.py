@@ -190,9 +190,40 @@ def splits_table(records):
     return header, rows, ["attribute", "mean_accuracy", "std", "splits"], rows
 
 
+# --------------------------------------------------------------------------- runners
+def runners_table(records):
+    """Wall seconds per (job, runner): median (min-max over repeats), the ratio to the first
+    runner's median, and whether the runner wrote the first runner's shard files."""
+    jobs = _ordered([r["cell"]["job"] for r in records])
+    runners = _ordered([r["cell"]["runner"] for r in records],
+                       ("direct", "direct_multiprocessing", "dask"))
+    rows = []
+    for job in jobs:
+        cells = {runner: [r for r in records if r["cell"]["job"] == job
+                          and r["cell"]["runner"] == runner] for runner in runners}
+        cells = {k: v for k, v in cells.items() if v}
+        first = next(iter(cells))
+        base = float(np.median([r["seconds"] for r in cells[first]]))
+        reference = cells[first][0]["metrics"]["shards_sha256"]
+        for runner, runs in cells.items():
+            seconds = [r["seconds"] for r in runs]
+            median = float(np.median(seconds))
+            counts = runs[0]["metrics"]["counts"]
+            same = all(r["metrics"]["shards_sha256"] == reference for r in runs)
+            rows.append([job, runner, f"{median:.1f}", f"{min(seconds):.1f}-{max(seconds):.1f}",
+                         str(len(runs)), f"{median / base:.2f}", "yes" if same else "**no**",
+                         str(counts.get("images_written", 0)),
+                         str(counts.get("pairs_written", 0))])
+    header = ["job", "runner", "median s", "min-max s", "runs", f"x {runners[0]}",
+              "same files", "images", "pairs"]
+    csv_header = ["job", "runner", "median_seconds", "range_seconds", "runs", "ratio",
+                  "same_files", "images_written", "pairs_written"]
+    return header, rows, csv_header, rows
+
+
 # --------------------------------------------------------------------------- any study
 TABLES = {"ablation": ablation_table, "attic": attic_table, "splits": splits_table,
-          "pretrain": pretrain_table.pretrain_table}
+          "pretrain": pretrain_table.pretrain_table, "runners": runners_table}
 PLOTS = {"ablation": ablation_plot, "attic": attic_plot}
 
 
@@ -224,7 +255,8 @@ def provenance(records, study, results_dir):
             (r["config"].get(path_key), r.get("inputs", {}).get(hash_key)) for r in records
             if r.get("inputs", {}).get(hash_key)}, key=str)]
     seeds = sorted({r["cell"]["seed"] for r in records if "seed" in r["cell"]})
-    lines.append(f"Seeds: {', '.join(map(str, seeds))}")
+    if seeds:
+        lines.append(f"Seeds: {', '.join(map(str, seeds))}")
     machines = distinct(f"{r['machine']['cpu']} ({r['machine']['cpu_count']} cores; "
                         f"{r['machine']['cpu_flags']})" for r in records if "machine" in r)
     lines += [f"Machine: {m}" for m in machines]
@@ -247,6 +279,12 @@ def _description(records):
     if kind == "splits":
         return [f"Evaluated on {splits}; accuracy in % (mean ± std over the splits, each "
                 f"split's accuracy averaged over its seeds first)"]
+    if kind == "runners":
+        workers = sorted({str(r["settings"].get("workers")) for r in records})
+        return [f"Wall time of each job's command in its own process, the runners taking "
+                f"turns; {'/'.join(workers)} worker processes for direct_multiprocessing and "
+                f"dask (a local cluster the job starts and closes); same files: the shard "
+                f"files hash as the first runner's"]
     if kind == "pretrain":
         images = sorted({r["metrics"]["heldout_images"] for r in records})
         return [f"Heads: accuracy in % on the pretrain table's held-out "
