@@ -182,6 +182,12 @@ def _write_metadata(group, output_dir, base, tables, splits):
             "pairs": summary["count"], "equal_pairs": equal_pairs.get(prefix, 0),
             "bytes": summary["bytes"], "shards": summary["shards"],
             "image_tables": list(image_tables)}
+    for unit, prefix in (("image", schema.IMAGES_DIR + "/"), ("pair", schema.PAIRS_DIR + "/")):
+        stored = sum(v["count"] for k, v in by_prefix.items() if k.startswith(prefix))
+        encoded = counts.get(f"{unit}s_written", stored)
+        if stored != encoded:  # a runner that lost records: no metadata.json points at them
+            raise ValueError(f"{output_dir}: {encoded} {unit} records were encoded but "
+                             f"{stored} reached the shards; metadata.json was not written")
     meta[JOB_COUNTS] = dict(sorted(counts.items()))
     schema.write_metadata(output_dir, meta)
     return meta

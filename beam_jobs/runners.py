@@ -6,12 +6,14 @@ the Dask client, when the job ends.
 
 Beam 2.77's DaskRunner, measured: it computes only the lineage of the pipeline's last transform
 (another sink is skipped without a word), it hands every output of a multi-output ParDo to
-each consumer, and it recomputes a side input's producers once per side input. The jobs are
-built for it: they end in one step (records.WriteMetadata) fed by every sink, use no tagged
-outputs, and count from PCollections (counters.CountElements), not from runner metrics, which
-the DaskRunner does not collect.
+each consumer, it recomputes a side input's producers for every partition that reads it, and
+it drops what a DoFn emits from finish_bundle. The jobs are built for it: they end in one
+step (records.WriteMetadata) fed by every sink, use no tagged outputs, no side inputs on the
+data's path and no finish_bundle output, and count from PCollections (counters.CountElements),
+not from runner metrics, which the DaskRunner does not collect (docs/scale.md).
 """
 import contextlib
+import importlib.util
 import logging
 import os
 
@@ -19,7 +21,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
-RUNNER_NAMES = {"dask": DASK_RUNNER, "direct": "DirectRunner", "dataflow": "DataflowRunner"}
+# Short names, lower case; Beam knows DirectRunner and DataflowRunner by name, not DaskRunner.
+RUNNER_NAMES = {"dask": DASK_RUNNER, "daskrunner": DASK_RUNNER, "direct": "DirectRunner",
+                "dataflow": "DataflowRunner"}
 DASK_ADDRESS_FLAGS = ("--dask_client_address", "--dask_scheduler_file")
 
 
@@ -61,7 +65,7 @@ def is_dask(runner):
 
 def dask_workers(beam_args):
     """The local cluster's worker processes: --direct_num_workers, 0 or absent giving one per
-    CPU (as the DirectRunner reads it)."""
+    CPU (the DirectRunner reads 0 so, and takes 1 when the flag is absent)."""
     text = _flag_value(beam_args, "--direct_num_workers")
     try:
         workers = int(text) if text is not None else 0
@@ -72,14 +76,16 @@ def dask_workers(beam_args):
     return workers or os.cpu_count() or 1
 
 
+def _require_dask():
+    if importlib.util.find_spec("distributed") is None:
+        raise SystemExit('--runner=dask needs Dask: pip install -e ".[dask]"')
+
+
 def _local_cluster(workers):
     quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
     if quiet:  # the cluster's start and shutdown chatter; the worker processes read the env
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
-    try:
-        from distributed import LocalCluster
-    except ImportError:
-        raise SystemExit('--runner=dask needs Dask: pip install -e ".[dask]"') from None
+    from distributed import LocalCluster
     if quiet:
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
     return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -98,6 +104,7 @@ def job_pipeline(beam_args):
     args, runner = resolve_runner(list(beam_args))
     cluster = None
     if is_dask(runner):
+        _require_dask()
         _quiet_dask_logs()
         if not any(_flag_value(args, flag) for flag in DASK_ADDRESS_FLAGS):
             cluster = _local_cluster(dask_workers(args))
@@ -107,8 +114,24 @@ def job_pipeline(beam_args):
         with beam.Pipeline(options=PipelineOptions(args)) as pipeline:
             yield pipeline
     finally:
-        client = getattr(getattr(pipeline, "result", None), "client", None)
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        try:
+            if is_dask(runner):
+                _close_client(pipeline, _flag_value(args, "--dask_client_address"))
+        finally:
+            if cluster is not None:
+                cluster.close()
+
+
+def _close_client(pipeline, address):
+    """Closes the client the DaskRunner opened, also when the job failed before its result
+    (then the current client, if it is connected to the job's scheduler)."""
+    from distributed import Client
+    client = getattr(getattr(pipeline, "result", None), "client", None)
+    if client is None:
+        try:
+            client = Client.current()
+        except ValueError:  # no client was opened
+            return
+        if address is None or client.scheduler.address != address:
+            return
+    client.close()

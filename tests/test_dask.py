@@ -27,6 +27,13 @@ def _shard_files(data_dir):
     return {os.path.relpath(p, data_dir): open(p, "rb").read() for p in sorted(paths)}
 
 
+def _tasks_run(address):
+    """How many task transitions the cluster's scheduler has made."""
+    from distributed import Client
+    with Client(address) as client:
+        return client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter)
+
+
 def _summary(stdout, job):
     line = next(line for line in stdout.splitlines() if line.startswith(f"{job}: wrote "))
     return line.split("(", 1)[1]  # the counts, without the path and the time
@@ -36,6 +43,7 @@ def test_short_runner_names_map_to_their_classes_and_dask_workers_default_to_the
     args, runner = runners.resolve_runner(["--runner", "dask", "--seed=1"])
     assert sorted(args) == ["--runner=" + runners.DASK_RUNNER, "--seed=1"]
     assert runner == runners.DASK_RUNNER and runners.is_dask(runner)
+    assert runners.resolve_runner(["--runner=DaskRunner"])[1] == runners.DASK_RUNNER
     assert runners.resolve_runner(["--runner=DirectRunner"])[1] == "DirectRunner"
     assert runners.resolve_runner([])[1] is None
     assert runners.dask_workers(["--direct_num_workers=3"]) == 3
@@ -46,10 +54,11 @@ def test_short_runner_names_map_to_their_classes_and_dask_workers_default_to_the
 
 
 def test_make_synthetic_on_a_local_dask_cluster_writes_the_direct_runners_files(tmp_path):
-    """As a user runs it: --runner=dask starts a 2-worker cluster and closes it."""
+    """As a user runs it: --runner=dask starts a 2-worker cluster and closes it. Partitions of
+    16 elements, so grouping and joining cross partitions and workers."""
     out = str(tmp_path / "dask")
     proc = run_module("beam_jobs.make_synthetic", f"--output_dir={out}", *TINY_ARGS,
-                      "--runner=dask", "--direct_num_workers=2")
+                      "--runner=dask", "--direct_num_workers=2", "--dask_partition_size=16")
     direct = run_module("beam_jobs.make_synthetic", f"--output_dir={tmp_path / 'direct'}",
                         *TINY_ARGS)
     assert _summary(proc.stdout, "make_synthetic") == _summary(direct.stdout, "make_synthetic")
@@ -67,13 +76,15 @@ def test_a_converter_on_an_existing_dask_cluster_rejects_and_fails_as_on_the_dir
         cluster, tmp_path):
     real_fixtures.make_pubfig(str(tmp_path / "pubfig"), bad_image="Cid_4.jpg")
     args = ["--dataset=pubfig", f"--input_dir={tmp_path / 'pubfig'}"]
-    on_dask = ["--runner=dask", f"--dask_client_address={cluster}"]
+    on_dask = ["--runner=dask", f"--dask_client_address={cluster}", "--dask_partition_size=4"]
     outs = {}
     for name, extra in (("dask", on_dask), ("direct", [])):
         outs[name] = str(tmp_path / name)
+        before = _tasks_run(cluster)
         counts = convert_osr_pubfig.run(args + [f"--output_dir={outs[name]}",
                                                 "--max_rejected_fraction=0.1"] + extra)
         assert counts["images_rejected"] == 1 and counts["pairs_missing_image"] == 10
+        assert (_tasks_run(cluster) > before + 20) == (name == "dask")  # where it ran
     assert _shard_files(outs["dask"]) == _shard_files(outs["direct"])
     rejected = [open(os.path.join(outs[n], "rejected.csv")).read() for n in ("dask", "direct")]
     assert rejected[0] == rejected[1] and "Cid_4.jpg" in rejected[0]

@@ -209,3 +209,19 @@ def test_flag_errors_are_one_line_naming_the_flag(tmp_path):
         make_synthetic.run([f"--output_dir={tmp_path}", "--split_fractions=1,0,1"])
     with pytest.raises(SystemExit, match="--seed: must be an integer >= 0, got '-1'"):
         make_synthetic.run([f"--output_dir={tmp_path}", *TINY_ARGS, "--seed=-1"])
+
+
+def test_metadata_is_not_written_when_records_went_missing_on_the_way_to_the_shards(tmp_path):
+    """A runner that drops records between encoding and the shards (seen with Beam 2.77's
+    multi-processing DirectRunner on a 1 GB table) fails the job instead of a short table."""
+    out = str(tmp_path / "dir")
+    summary = {"count": 2, "bytes": 10, "shards": ["images/all-00000-of-00001.tfrecord.gz"]}
+    parts = [("set", ("images/all", summary)), ("count", ("images_written", 3)),
+             ("count", ("pairs_written", 0)), ("start", None)]
+    with pytest.raises(ValueError, match=r"3 image records were encoded but 2 reached the "
+                                         r"shards; metadata.json was not written"):
+        records._write_metadata((None, parts), out, {"dataset": "d"}, {"all": {}}, {})
+    assert not os.path.exists(os.path.join(out, "metadata.json"))
+    parts[1] = ("count", ("images_written", 2))
+    assert records._write_metadata((None, parts), out, {"dataset": "d"}, {"all": {}},
+                                   {})["images"]["all"]["count"] == 2
