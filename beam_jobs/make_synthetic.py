@@ -31,6 +31,7 @@ from relattr_tf.data.synthetic.measure import measure, subject_box
 SOURCE = "synthetic"
 IMAGE_SPLITS = ("train", "test", "generator")
 PRETRAIN = "pretrain"
+GLOBAL_COLUMNS = [i for i, a in enumerate(attributes.ATTRIBUTES) if a.kind == "global"]
 
 
 def pair_splits(image_split):
@@ -58,8 +59,10 @@ class RenderImage(beam.DoFn):
     """(index, split) -> image dict (table = split, id, image PNG, strengths, box, source):
     render, measure, encode."""
 
-    def __init__(self, seed, image_size):
+    def __init__(self, seed, image_size, pretrain_scenery="benchmark", pretrain_global="drawn"):
         self.seed, self.image_size = seed, image_size
+        self.pretrain_scenery = render.SCENERIES[pretrain_scenery]
+        self.pretrain_global = pretrain_global
         self.rendered = counters.counter("images_rendered")
         self.unreadable = counters.counter("images_subject_not_found")
 
@@ -67,8 +70,13 @@ class RenderImage(beam.DoFn):
         index, split = item
         rng = np.random.default_rng([self.seed, 2, index])
         latent = rng.uniform(0.0, 1.0, len(attributes.ATTRIBUTE_NAMES))
+        scenery = render.BENCHMARK_SCENERY
+        if split == PRETRAIN:
+            scenery = self.pretrain_scenery
+            if self.pretrain_global == "middle":
+                latent[GLOBAL_COLUMNS] = 0.5
         scene = {}
-        pixels = render.to_uint8(render.render(latent, rng, self.image_size, scene))
+        pixels = render.to_uint8(render.render(latent, rng, self.image_size, scene, scenery))
         strengths = measure(pixels)  # measured on the stored pixels: the ground truth
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG")
@@ -78,7 +86,8 @@ class RenderImage(beam.DoFn):
             self.unreadable.inc()
         yield dict(table=split, id=image_id(index), image=buffer.getvalue(),
                    strengths=strengths, box=box, source=SOURCE,
-                   labels=render.scene_labels(scene) if split == PRETRAIN else None)
+                   labels=(render.scene_labels(scene, render.label_heads(scenery))
+                           if split == PRETRAIN else None))
 
 
 PAIR_BATCH_SIZE = 10000
@@ -165,6 +174,13 @@ def build_parser():
     parser.add_argument("--pretrain_images", type=cli.non_negative_int, default=0,
                         help="images of the labelled pretrain table (0: none), besides "
                              "--num_images")
+    parser.add_argument("--pretrain_scenery", choices=sorted(render.SCENERIES),
+                        default="benchmark",
+                        help="background and light ranges of the pretrain images; varied adds "
+                             "heads about the background's level, tint and texture strength")
+    parser.add_argument("--pretrain_global", choices=("drawn", "middle"), default="drawn",
+                        help="the pretrain images' global strengths (brightness, warmth, "
+                             "contrast): drawn as the benchmark's, or all held at 0.5")
     parser.add_argument("--pairs_per_attribute", type=cli.non_negative_int, default=1000,
                         help="train pairs per attribute and pair set (coarse, fine)")
     parser.add_argument("--test_pairs_per_attribute", type=cli.non_negative_int,
@@ -198,7 +214,10 @@ def run(argv=None):
     items += [(args.num_images + i, PRETRAIN) for i in range(args.pretrain_images)]
     tables = {split: {} for split in IMAGE_SPLITS}
     if args.pretrain_images:
-        tables[PRETRAIN] = {"label_heads": [dict(h) for h in render.LABEL_HEADS]}
+        tables[PRETRAIN] = {
+            "label_heads": [dict(h) for h in render.label_heads(
+                render.SCENERIES[args.pretrain_scenery])],
+            "scenery": args.pretrain_scenery, "global_strengths": args.pretrain_global}
     sizes = {split: sum(1 for _, s in items if s == split) for split in IMAGE_SPLITS}
     if min(sizes["train"], sizes["test"]) < 2:
         raise SystemExit(f"make_synthetic: --num_images={args.num_images} with "
@@ -223,7 +242,8 @@ def run(argv=None):
         images = (p
                   | "Indices" >> beam.Create(items)
                   | "Spread" >> beam.Reshuffle()
-                  | "Render" >> beam.ParDo(RenderImage(args.seed, args.image_size)))
+                  | "Render" >> beam.ParDo(RenderImage(
+                      args.seed, args.image_size, args.pretrain_scenery, args.pretrain_global)))
         crowd_batches = (images
                          | "Paired" >> beam.Filter(lambda r: r["table"] in ("train", "test"))
                          | "BySplit" >> beam.Map(

@@ -91,6 +91,59 @@ def test_no_label_reads_the_subjects_strengths():
         np.testing.assert_array_equal(labels[0], labels[2])
 
 
+def test_the_varied_scenery_labels_read_its_own_draws_and_never_the_subject():
+    heads = render.label_heads(render.VARIED_SCENERY)
+    columns = schema.label_columns(heads)
+    seen = set()
+    for seed in range(30):
+        labels = []
+        for strengths in (np.zeros(8), np.ones(8)):
+            scene = {}
+            render.render(strengths, np.random.default_rng(seed), 32, scene,
+                          render.VARIED_SCENERY)
+            labels.append(np.delete(render.scene_labels(scene, heads), 1))
+            level = render.scene_labels(scene, heads)[slice(*columns["background_level"])][0]
+            assert level == min(int(scene["background_grey"] * 3), 2)
+            seen.add(int(level))
+        np.testing.assert_array_equal(labels[0], labels[1])
+    assert seen == {0, 1, 2}
+    assert render.label_heads() == render.LABEL_HEADS  # the benchmark's table keeps its heads
+
+
+def test_pretrain_images_drawn_with_varied_scenery_and_middle_global_strengths(tmp_path):
+    data_dir = make_tiny(tmp_path / "d", "--pretrain_images=24", "--pretrain_scenery=varied",
+                         "--pretrain_global=middle")
+    table = schema.image_table(schema.read_metadata(data_dir), data_dir, "pretrain")
+    assert table["scenery"] == "varied" and table["global_strengths"] == "middle"
+    assert [h["name"] for h in table["label_heads"]][-3:] == [
+        "background_level", "background_tint", "texture_strong"]
+    records = _records(data_dir, "pretrain")
+    assert len(records[0]["labels"]) == sum(schema.label_columns(table["label_heads"])[
+        h["name"]][1] - schema.label_columns(table["label_heads"])[h["name"]][0]
+        for h in table["label_heads"])
+    # Global strengths held at 0.5: under the benchmark's scenery the pictures' measured
+    # warmth stays near one value, while drawn it spreads over about +-0.25.
+    from beam_jobs import make_synthetic
+    spread = {}
+    for drawn in ("drawn", "middle"):
+        render_image = make_synthetic.RenderImage(0, 32, "benchmark", drawn)
+        spread[drawn] = np.std([next(iter(render_image.process((i, "pretrain"))))[
+            "strengths"][1] for i in range(40)])
+    assert spread["middle"] < 0.25 * spread["drawn"]
+
+
+def test_the_oracle_ceilings_read_what_the_pictures_show():
+    from relattr_tf.evaluation import head_ceilings
+    benchmark = head_ceilings.head_ceilings(64, count=400)
+    assert set(benchmark) == {"main_distractor_colour", "distractor_colours",
+                              "main_distractor_pointed", "main_distractor_striped",
+                              "main_distractor_large", "light_side"}
+    assert benchmark["main_distractor_colour"] > 0.8 and benchmark["main_distractor_large"] > 0.75
+    assert 0.5 < benchmark["light_side"] < 0.97  # a faint gradient under the texture
+    varied = head_ceilings.head_ceilings(64, render.VARIED_SCENERY, count=400)
+    assert varied["light_side"] > max(0.9, benchmark["light_side"])  # up to 30 %, not 8 %
+
+
 @pytest.mark.parametrize("init", ["he", "glorot"])
 def test_every_head_starts_within_twice_its_chance_loss(init):
     """The trunk's input scale: with 0-255 pixels into an unscaled He initialisation the

@@ -5,31 +5,44 @@ the gate's verdict."""
 
 
 def _column(cell):
-    return f"{cell['image_size']} px {cell['precision']} seed {cell['seed']}"
+    drawn = "".join(f", {cell[k]} {k.replace('_', ' ')}" for k in ("scenery", "global_strengths")
+                    if k in cell)
+    return f"{cell['image_size']} px {cell['precision']} seed {cell['seed']}{drawn}"
 
 
 def _order(records):
     return sorted(records, key=lambda r: (r["cell"]["image_size"], r["cell"]["precision"],
-                                          r["cell"]["seed"]))
+                                          r["cell"]["seed"], r["cell"].get("scenery", ""),
+                                          r["cell"].get("global_strengths", "")))
+
+
+def _union(lists):
+    return list(dict.fromkeys(x for names in lists for x in names))
 
 
 def pretrain_table(records):
     """(header, rows, csv_header, csv_rows) for evaluation.studies."""
     records = _order(records)
     columns = [_column(r["cell"]) for r in records]
-    header = ["", "chance / random trunk"] + columns
+    header = ["", "chance (oracle ceiling) / random trunk"] + columns
     needed = [{c["check"]: c["needed"] for c in r["metrics"]["gate"]["checks"]}
               for r in records]
     rows = []
-    checks = [c["check"] for c in records[0]["metrics"]["gate"]["checks"]]  # the heads' order
+    checks = _union([c["check"] for c in r["metrics"]["gate"]["checks"]] for r in records)
     heads = [c[len("head "):] for c in checks if c.startswith("head ")]
     probed = [c[len("probe "):-len(" vs random trunk")] for c in checks
               if c.endswith(" vs random trunk")]
     for head in heads:
-        rows.append([f"head {head} (accuracy %)",
-                     f"{100 * records[0]['metrics']['chance_accuracy'][head]:.1f}"] +
+        having = [r for r in records if head in r["metrics"]["heldout_accuracy"]]
+        chance = f"{100 * having[0]['metrics']['chance_accuracy'][head]:.1f}"
+        ceilings = [f"{100 * r['metrics']['ceilings'][head]:.1f}" for r in having
+                    if head in r["metrics"].get("ceilings", {})]
+        if ceilings:
+            chance += f" ({' / '.join(dict.fromkeys(ceilings))})"
+        rows.append([f"head {head} (accuracy %)", chance] +
                     [_mark(100 * r["metrics"]["heldout_accuracy"][head],
-                           100 * n[f"head {head}"], ".1f") for r, n in zip(records, needed)])
+                           100 * n[f"head {head}"], ".1f") if r in having else ""
+                     for r, n in zip(records, needed)])
     for name in probed:
         random = [r["metrics"]["probe"]["attributes"][name]["spearman_random_trunk"]
                   for r in records]

@@ -1,14 +1,22 @@
 """The trunk's pretraining as a study: pretrain (or reuse a finished run in model_dir), then
 one ledger cell per (image size, precision, seed) with the held-out accuracy of every head,
 the linear probe against a random trunk, and the gate's verdict (evaluation.trunk_gate)."""
-from relattr_tf.data import pipeline
+from relattr_tf.data import pipeline, schema
 from relattr_tf.evaluation.ledger import record_of
 from relattr_tf.training import run
 
 
 def pretrain_cell(config):
-    return dict(image_size=config.data.image_size, precision=config.train.mixed_precision,
+    """The cell's key; a pretrain table drawn other than as the benchmark (make_synthetic's
+    --pretrain_scenery, --pretrain_global) adds how."""
+    cell = dict(image_size=config.data.image_size, precision=config.train.mixed_precision,
                 seed=config.train.seed)
+    table = schema.image_table(schema.read_metadata(config.data.data_dir), config.data.data_dir,
+                               config.family.pretrain_table)
+    for key, usual in (("scenery", "benchmark"), ("global_strengths", "drawn")):
+        if table.get(key, usual) != usual:
+            cell[key] = table[key]
+    return cell
 
 
 def pretrain_and_record(config, model_dir, ledger, command):
@@ -20,8 +28,9 @@ def pretrain_and_record(config, model_dir, ledger, command):
     record = ledger.finished(cell, config, data_sha256=data_hash)  # another recipe: an error
     result = run.train_or_reuse(config, model_dir)["pretrain"]
     if record is None:
-        metrics = {k: result[k] for k in ("heldout_accuracy", "chance_accuracy",
-                                          "heldout_images", "probe", "gate")}
+        metrics = {k: result.get(k, {}) for k in ("heldout_accuracy", "chance_accuracy",
+                                                  "ceilings", "heldout_images", "probe",
+                                                  "gate")}
         record = ledger.write(cell, record_of(
             "pretrain", ledger.study, cell, command, config, metrics,
             run.read_summary(model_dir)["seconds"], config.data.data_dir, data_hash))

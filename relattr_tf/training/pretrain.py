@@ -23,7 +23,8 @@ import tensorflow as tf
 from keras import ops
 
 from relattr_tf.data import pipeline, schema
-from relattr_tf.evaluation import linear_probe, report, trunk_gate
+from relattr_tf.data.synthetic import render
+from relattr_tf.evaluation import head_ceilings, linear_probe, report, trunk_gate
 from relattr_tf.models import vgg16
 from relattr_tf.models.scene_classifier import build_scene_classifier
 from relattr_tf.training import task
@@ -219,15 +220,34 @@ class PretrainTask(task.ImageTableTask):
         probe = linear_probe.linear_probe(
             trunk, random_trunk, data.data_dir, net.probe_tables, data.image_size, batch_size,
             blocks=[f"block{b}_pool" for b in range(1, len(vgg16.VGG16_BLOCKS) + 1)])
-        kinds = {name: info.get("kind") for name, info in
-                 schema.read_metadata(data.data_dir).get("attribute_info", {}).items()}
-        gate = trunk_gate.trunk_gate(heads, accuracy, probe["attributes"], kinds)
-        result = dict(heldout_accuracy=accuracy, chance_accuracy=chance,
+        meta = schema.read_metadata(data.data_dir)
+        kinds = {name: info.get("kind") for name, info in meta.get("attribute_info", {}).items()}
+        ceilings = self.head_ceilings(meta)
+        gate = trunk_gate.trunk_gate([dict(h, **({"ceiling": ceilings[h["name"]]}
+                                               if h["name"] in ceilings else {}))
+                                      for h in heads], accuracy, probe["attributes"], kinds)
+        result = dict(heldout_accuracy=accuracy, chance_accuracy=chance, ceilings=ceilings,
                       heldout_images=len(labels_seen), probe=probe, gate=gate,
                       weights_file=os.path.join(model_dir, WEIGHTS_FILE),
                       width=net.width, image_size=data.image_size)
         report.write_json(os.path.join(model_dir, RESULT_FILE), result)
         return {"pretrain": result}
+
+    def head_ceilings(self, meta):
+        """{head: the mask-given oracle's accuracy} (evaluation.head_ceilings) for a pretrain
+        table the embedded benchmark's renderer drew; {} for any other table."""
+        data = self.config.data
+        table = schema.image_table(meta, data.data_dir, self.config.family.pretrain_table)
+        scenery = render.SCENERIES.get(table.get("scenery", "benchmark"))
+        if meta.get("dataset") != "synthetic" or scenery is None or [
+                h["name"] for h in table.get("label_heads", [])] != [
+                h["name"] for h in render.label_heads(scenery)]:
+            return {}
+        # As many fresh scenes as the table has, from 200 (a test's table) to 3,000.
+        count = int(np.clip(table.get("count", 0), 200, 3000))
+        return head_ceilings.head_ceilings(data.image_size, scenery,
+                                           table.get("global_strengths", "drawn"), count=count,
+                                           seed=self.config.train.seed)
 
     def summary_line(self, name, result):
         heads = ", ".join(f"{k} {100 * v:.1f}%" for k, v in result["heldout_accuracy"].items())

@@ -5,6 +5,7 @@
 background texture, distractor objects, lighting gradient, sensor noise). Shapes are
 superellipses rendered at 2x and box-filtered, so edges are anti-aliased at every size.
 """
+import dataclasses
 import math
 
 import numpy as np
@@ -13,11 +14,29 @@ from scipy import special
 from relattr_tf.data.synthetic.attributes import ATTRIBUTE_NAMES
 
 SUPERSAMPLE = 2
+SUBJECT_OWNER = 9  # in a scene's "owner" map: -1 background, 0-2 distractors, 9 the subject
 STRIPE_PERIOD = 0.0625  # of the image side: 4 px at 64 px
 SUBJECT_RGB = (0.12, 0.85, 0.12)
 # Distractor colours never have green as the dominant channel, so the subject stays findable.
 DISTRACTOR_RGB = ((0.85, 0.15, 0.10), (0.15, 0.25, 0.85), (0.75, 0.10, 0.70),
                   (0.90, 0.50, 0.10), (0.30, 0.30, 0.30), (0.80, 0.80, 0.85))
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenery:
+    """The ranges a picture's background and light are drawn from (nuisance, never ranked)."""
+    grey: tuple = (0.45, 0.55)  # background level
+    texture_amplitude: tuple = (0.08, 0.12)
+    tint: float = 0.0  # the background's red-blue tint is drawn from [-tint, tint]
+    light: float = 0.08  # the lighting gradient's strength across the picture: [0, light]
+
+
+BENCHMARK_SCENERY = Scenery()
+# Wider draws for the pretrain table: backgrounds whose level, tint and texture strength vary
+# more than the global attributes do, so that labels about them ask the trunk to keep each
+# region's level and colour balance (which the benchmark's narrow draws never ask for).
+VARIED_SCENERY = Scenery(grey=(0.3, 0.7), texture_amplitude=(0.04, 0.16), tint=0.2, light=0.3)
+SCENERIES = {"benchmark": BENCHMARK_SCENERY, "varied": VARIED_SCENERY}
 
 
 def superellipse_fill(n):
@@ -56,14 +75,16 @@ def _paint(canvas, xx, yy, size, colour, cx, cy, a, b, exponent, angle, stripes)
     return inside
 
 
-def render(y, rng, size=64, scene=None):
+def render(y, rng, size=64, scene=None, scenery=BENCHMARK_SCENERY):
     """One image (size x size x 3, float32 in [0, 1]) for latent strengths y.
 
     A dict passed as `scene` receives what else is in the picture (see `scene_labels`): the
     texture's orientation and frequency, each distractor's colour index, shape exponent,
     stripe depth, radius and visible area, the subject's centre, and the light's direction and
-    strength. Recording it draws nothing from `rng`, so the pictures are the same with or
-    without it.
+    strength, and "owner": which object each supersampled pixel shows (-1 background,
+    distractor index, SUBJECT_OWNER). Recording it draws nothing from `rng`, so the pictures are the same with or
+    without it. `scenery` sets the background and light ranges; the benchmark's draws nothing
+    for the tint, so its pictures are those rendered before scenery existed.
     """
     y = np.clip(np.asarray(y, np.float64), 0.0, 1.0)
     v = dict(zip(ATTRIBUTE_NAMES, y))
@@ -71,18 +92,22 @@ def render(y, rng, size=64, scene=None):
     yy, xx = np.mgrid[0:big, 0:big].astype(np.float32) + 0.5
 
     # Background: neutral grey with an oriented, two-frequency texture.
-    grey = rng.uniform(0.45, 0.55)
-    amp = rng.uniform(0.08, 0.12)
+    grey = rng.uniform(*scenery.grey)
+    amp = rng.uniform(*scenery.texture_amplitude)
     theta, freq = rng.uniform(0, np.pi), rng.uniform(3, 7) / big
     phase = rng.uniform(0, 2 * np.pi, size=2)
+    tint = rng.uniform(-scenery.tint, scenery.tint) if scenery.tint else 0.0
     t = xx * math.cos(theta) + yy * math.sin(theta)
     t2 = -xx * math.sin(theta) + yy * math.cos(theta)
     texture = 0.6 * np.sin(2 * np.pi * freq * t + phase[0]) + 0.4 * np.sin(
         2 * np.pi * 2.3 * freq * t2 + phase[1])
-    canvas = np.repeat((grey + amp * texture)[..., None], 3, axis=2)
+    canvas = (grey + amp * texture)[..., None] * np.array([1 + tint, 1.0, 1 - tint], np.float32)
     scene = {} if scene is None else scene
     scene.update(texture_orientation=float(theta), texture_cycles=float(freq * big),
-                 distractor_colours=[], distractors=[])
+                 distractor_colours=[], distractors=[],
+                 background_grey=float(_fraction(grey, scenery.grey)),
+                 texture_amplitude=float(_fraction(amp, scenery.texture_amplitude)),
+                 background_tint=float(_fraction(tint, (-scenery.tint, scenery.tint))))
     owner = np.full((big, big), -1, np.int8)  # which object each supersampled pixel shows
 
     # Distractors first, so the subject is never occluded.
@@ -109,8 +134,9 @@ def render(y, rng, size=64, scene=None):
     # the subject.
     for index, d in enumerate(scene["distractors"]):
         d["visible_px"] = float(np.count_nonzero(owner == index)) / SUPERSAMPLE ** 2
-    _paint(canvas, xx, yy, size, colour, cx, cy, s["a"] * SUPERSAMPLE, s["b"] * SUPERSAMPLE,
-           s["exponent"], s["angle"], s["stripes"])
+    owner[_paint(canvas, xx, yy, size, colour, cx, cy, s["a"] * SUPERSAMPLE,
+                 s["b"] * SUPERSAMPLE, s["exponent"], s["angle"], s["stripes"])] = SUBJECT_OWNER
+    scene["owner"] = owner
 
     image = canvas.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(1, 3))
 
@@ -121,7 +147,7 @@ def render(y, rng, size=64, scene=None):
     image = 0.5 + (image - 0.5) * contrast + brightness
     image = image * np.array([1 + warmth, 1.0, 1 - warmth])
     gy, gx = np.mgrid[0:size, 0:size] / size - 0.5
-    direction, strength = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.08)
+    direction, strength = rng.uniform(0, 2 * np.pi), rng.uniform(0, scenery.light)
     scene.update(light_direction=float(direction), light_strength=float(strength))
     light = 1.0 + strength * (gx * math.cos(direction) + gy * math.sin(direction))
     image = image * light[..., None] + rng.normal(0, 0.012, image.shape)
@@ -163,23 +189,53 @@ def main_distractor(scene):
     return max(scene["distractors"], key=lambda d: d["visible_px"])
 
 
-def scene_labels(scene):
-    """The label vector of a rendered scene, laid out as LABEL_HEADS: one class index per
+# Heads about the varied scenery's background (thirds of each draw's range; the texture's
+# strength halved). Each reads one nuisance draw made before the subject and apart from it.
+SCENERY_HEADS = (
+    dict(name="background_level", kind="softmax", size=3),
+    dict(name="background_tint", kind="softmax", size=3),  # blue, neutral, red
+    dict(name="texture_strong", kind="softmax", size=2),
+)
+
+
+def label_heads(scenery=BENCHMARK_SCENERY):
+    """The pretrain table's heads for pictures drawn with `scenery`."""
+    return LABEL_HEADS + (SCENERY_HEADS if scenery != BENCHMARK_SCENERY else ())
+
+
+def _thirds(fraction):
+    return min(int(fraction * 3), 2)
+
+
+def scene_labels(scene, heads=LABEL_HEADS):
+    """The label vector of a rendered scene, laid out as `heads`: one class index per
     softmax head, one 0/1 column per sigmoid head's class."""
     x, y = scene["subject_centre"]
-    cell = min(int(y * GRID), GRID - 1) * GRID + min(int(x * GRID), GRID - 1)
-    orientation = min(int(scene["texture_orientation"] / np.pi * ORIENTATION_BINS),
-                      ORIENTATION_BINS - 1)
+    main = main_distractor(scene)
     colours = np.zeros(len(DISTRACTOR_RGB))
     colours[scene["distractor_colours"]] = 1.0
-    main = main_distractor(scene)
-    return np.concatenate([
-        [len(scene["distractor_colours"]) - 1, cell, orientation,
-         int(scene["texture_cycles"] >= FINE_TEXTURE_CYCLES)],
-        colours,
-        [main["colour"], int(main["exponent"] < POINTED_EXPONENT),
-         int(main["stripes"] >= STRIPED_DEPTH), int(main["radius"] >= LARGE_RADIUS),
-         int((scene["light_direction"] + np.pi / 4) % (2 * np.pi) // (np.pi / 2))]])
+    values = dict(
+        distractor_count=len(scene["distractor_colours"]) - 1,
+        subject_cell=min(int(y * GRID), GRID - 1) * GRID + min(int(x * GRID), GRID - 1),
+        texture_orientation=min(int(scene["texture_orientation"] / np.pi * ORIENTATION_BINS),
+                                ORIENTATION_BINS - 1),
+        texture_fine=int(scene["texture_cycles"] >= FINE_TEXTURE_CYCLES),
+        distractor_colours=colours,
+        main_distractor_colour=main["colour"],
+        main_distractor_pointed=int(main["exponent"] < POINTED_EXPONENT),
+        main_distractor_striped=int(main["stripes"] >= STRIPED_DEPTH),
+        main_distractor_large=int(main["radius"] >= LARGE_RADIUS),
+        light_side=int((scene["light_direction"] + np.pi / 4) % (2 * np.pi) // (np.pi / 2)),
+        background_level=_thirds(scene["background_grey"]),
+        background_tint=_thirds(scene["background_tint"]),
+        texture_strong=int(scene["texture_amplitude"] >= 0.5))
+    return np.concatenate([np.atleast_1d(values[h["name"]]).astype(np.float64) for h in heads])
+
+
+def _fraction(value, bounds):
+    """Where value lies in [lo, hi], 0 to 1 (0.5 for an empty range)."""
+    lo, hi = bounds
+    return (value - lo) / (hi - lo) if hi > lo else 0.5
 
 
 def to_uint8(image):
