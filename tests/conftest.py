@@ -48,6 +48,19 @@ def smoke_generator(tiny_data_dir, tmp_path_factory):
     return model_dir, proc.stdout
 
 
+@pytest.fixture(scope="session")
+def oracle_generator(tmp_path_factory):
+    """The oracle generator built by its command at 32 px, small: (model_dir, its stdout)."""
+    from tests.cli import run_module
+    root = tmp_path_factory.mktemp("oracle_generator")
+    model_dir = str(root / "oracle")
+    proc = run_module("relattr_tf.oracle_generator", "--flagfile=configs/oracle_synth.flags",
+                      f"--model_dir={model_dir}", "--image_size=32",
+                      "--calibration_images=300", "--sweep_samples=2", "--eval_pairs=40",
+                      f"--results_dir={root / 'results'}")
+    return model_dir, proc.stdout
+
+
 @pytest.fixture(scope="session", autouse=True)
 def the_committed_ledgers_stay_untouched():
     """Tests write their ledgers under tmp_path (--results_dir), never into results/."""

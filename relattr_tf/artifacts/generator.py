@@ -4,8 +4,9 @@
   saved_model/     SavedModel, signature decode(y, z) -> {"image"} (RGB in [0, 1]), loadable
                    with tf.saved_model.load and no relattr_tf
   decoder.keras    the decoder (raw y, z) -> (mean in [-1, 1], log-variance), safe-mode loadable
-  generator.json   attribute names, strength statistics (mean, std, min, max of the training
-                   set), z size, image size, value range
+  generator.json   kind ("learned", or "oracle": the benchmark's renderer, not the paper's
+                   generator), attribute names, strength statistics (mean, std, min, max of
+                   the training set), z size, image size, value range
 """
 import json
 import os
@@ -22,8 +23,11 @@ DECODER_FILE = "decoder.keras"
 SAVED_MODEL_DIR = "saved_model"
 
 
-def save_generator(decoder, directory, statistics, z_size, image_size):
-    """Writes the frozen-decoder artifact (module docstring) into `directory`."""
+def save_generator(decoder, directory, statistics, z_size, image_size, kind="learned",
+                   extra=None):
+    """Writes the frozen-decoder artifact (module docstring) into `directory`. kind: "learned"
+    (a trained decoder) or "oracle" (models.oracle_renderer, the benchmark's renderer: not
+    the paper's generator); extra: more entries for generator.json."""
     tf.io.gfile.makedirs(directory)
     decoder.save(os.path.join(directory, DECODER_FILE))
     y_size = len(statistics["names"])
@@ -38,14 +42,14 @@ def save_generator(decoder, directory, statistics, z_size, image_size):
         tf.TensorSpec((None, y_size), tf.float32, name="y"),
         tf.TensorSpec((None, z_size), tf.float32, name="z")])
     archive.write_out(os.path.join(directory, SAVED_MODEL_DIR), verbose=False)
-    info = dict(attributes=list(statistics["names"]),
+    info = dict(kind=kind, attributes=list(statistics["names"]),
                 strength_mean=list(statistics["mean"]), strength_std=list(statistics["std"]),
                 strength_min=list(statistics["min"]), strength_max=list(statistics["max"]),
                 unknown_fraction=list(statistics.get("unknown_fraction", [])),
                 training_images=statistics.get("images"), z_size=int(z_size),
                 image_size=int(image_size), value_range=[0.0, 1.0],
                 decode="decode(y, z) -> {'image'}: y raw strengths (float32, len(attributes)), "
-                       "z ~ N(0, I) (z_size); image RGB in value_range")
+                       "z ~ N(0, I) (z_size); image RGB in value_range", **(extra or {}))
     with tf.io.gfile.GFile(os.path.join(directory, INFO_FILE), "w") as f:
         f.write(json.dumps(info, indent=2))
 

@@ -166,9 +166,10 @@ def summary_line(result):
                          f"{100 * entry['illegible_rate']:.0f}%")
         elif len(parts) < 8:
             parts.append(f"{name} change {entry['sweep_change']:.3f}")
-    return (f"generator: held-out -ELBO {result['heldout_negative_elbo']:.1f} nats, "
-            f"reconstruction MSE {result['heldout_reconstruction_mse']:.4f}, "
-            f"{result['images_per_second']:.0f} images/s; " + "; ".join(parts))
+    fit = (f"held-out -ELBO {result['heldout_negative_elbo']:.1f} nats, reconstruction MSE "
+           f"{result['heldout_reconstruction_mse']:.4f}, " if "heldout_negative_elbo" in result
+           else f"{result.get('kind', 'generator')} (no fit), ")
+    return f"generator: {fit}{result['images_per_second']:.0f} images/s; " + "; ".join(parts)
 
 
 def sampling_speed(decoder, y_size, z_size, batch_size=64, repeats=5):

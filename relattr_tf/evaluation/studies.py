@@ -19,7 +19,7 @@ import os
 import matplotlib
 import numpy as np
 
-from relattr_tf.evaluation import pretrain_table, report
+from relattr_tf.evaluation import generator_table, pretrain_table, report
 
 matplotlib.use("Agg")
 from matplotlib import pyplot  # noqa: E402  after the backend is chosen
@@ -223,7 +223,8 @@ def runners_table(records):
 
 # --------------------------------------------------------------------------- any study
 TABLES = {"ablation": ablation_table, "attic": attic_table, "splits": splits_table,
-          "pretrain": pretrain_table.pretrain_table, "runners": runners_table}
+          "pretrain": pretrain_table.pretrain_table, "runners": runners_table,
+          "generator": generator_table.generator_table}
 PLOTS = {"ablation": ablation_plot, "attic": attic_plot}
 
 
@@ -285,6 +286,10 @@ def _description(records):
                 f"turns; {'/'.join(workers)} worker processes for direct_multiprocessing and "
                 f"dask (a local cluster the job starts and closes); same files: the shard "
                 f"files hash as the first runner's"]
+    if kind == "generator":
+        return ["Measured by the benchmark's own `measure` and simulated crowd on the "
+                "generator's pictures (evaluation.generator); in bold, a figure that misses "
+                "the layered generator's goal"]
     if kind == "pretrain":
         images = sorted({r["metrics"]["heldout_images"] for r in records})
         return [f"Heads: accuracy in % on the pretrain table's held-out "

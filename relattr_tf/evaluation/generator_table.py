@@ -1,0 +1,47 @@
+"""A generator study's table from its ledger (evaluation.generator's figures per cell): a row
+per attribute and goal, a column per cell (which generator, image size, seed), each goal's
+bar beside its row, and a figure that misses its bar in bold."""
+
+# (figure, what it reads, its bar, whether higher is better): the layered generator's goals.
+GOALS = (("sweep_spearman", "sweep Spearman, pooled", 0.9, True),
+         ("sweep_spearman_within", "sweep Spearman, within a sweep", None, True),
+         ("sweep_unreadable", "unreadable sweep images (%)", 0.05, False),
+         ("pair_agreement", "fine-step pairs: crowd agrees with the step (%)", 0.9, True),
+         ("illegible_rate", "fine-step pairs: illegible (%)", 0.10, False),
+         ("equal_rate", "fine-step pairs: answered equal (%)", None, False))
+PERCENT = {"sweep_unreadable", "pair_agreement", "illegible_rate", "equal_rate"}
+
+
+def _column(record):
+    cell = record["cell"]
+    return (f"{record['metrics'].get('kind', 'learned')} {cell.get('image_size', '')} px "
+            f"seed {cell.get('seed', '')}")
+
+
+def _format(key, value, bar, higher):
+    if value is None or value != value:  # missing or NaN
+        return ""
+    scale = 100 if key in PERCENT else 1
+    text = f"{scale * value:.1f}" if key in PERCENT else f"{value:.2f}"
+    missed = bar is not None and (value < bar if higher else value > bar)
+    return f"**{text}**" if missed else text
+
+
+def generator_table(records):
+    """(header, rows, csv_header, csv_rows) for evaluation.studies."""
+    records = sorted(records, key=_column)
+    columns = [_column(r) for r in records]
+    header = ["attribute", "figure", "goal"] + columns
+    names = list(dict.fromkeys(a for r in records for a in r["metrics"]["attributes"]))
+    rows = []
+    for name in names:
+        for key, label, bar, higher in GOALS:
+            goal = "" if bar is None else (
+                f"{'≥' if higher else '≤'} {100 * bar:.0f}" if key in PERCENT else f"≥ {bar}")
+            rows.append([name, label, goal] + [
+                _format(key, r["metrics"]["attributes"].get(name, {}).get(key), bar, higher)
+                for r in records])
+    rows.append(["", "images per second", ""] +
+                [f"{r['metrics'].get('images_per_second', float('nan')):.0f}" for r in records])
+    csv_rows = [[c.replace(",", ";") for c in row] for row in rows]
+    return header, rows, header, csv_rows
