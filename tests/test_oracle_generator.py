@@ -103,3 +103,15 @@ def test_report_makes_the_goal_table_from_the_oracles_ledger(oracle_generator, t
     for name in ATTRIBUTE_NAMES:
         assert f"| {name} | sweep Spearman, pooled | ≥ 0.9 | " in table
     assert "relattr_tf.oracle_generator" in table  # the command, from the ledger
+
+
+def test_blur_references_and_sharpness_read_what_they_say():
+    from relattr_tf.evaluation import generator as generator_eval
+    rng = np.random.default_rng(0)
+    images = np.stack([render.render(rng.uniform(size=8), rng, 32) for _ in range(6)])
+    refs = generator_eval.blur_references(images)
+    assert 0 < refs["blur_2px_mse"] < refs["blur_4px_mse"]
+    np.testing.assert_allclose(generator_eval.box_blur(np.ones((1, 5, 5, 3)), 4), 1.0)
+    blurred = generator_eval.box_blur(images, 4)
+    assert (generator_eval.high_frequency_energy(blurred) <
+            0.5 * generator_eval.high_frequency_energy(images))

@@ -8,10 +8,14 @@ On the embedded benchmark every generated image is measured by
     and measured strength over all sweep images pooled (offsets between samples count against
     it) and its mean within each sweep, and the share of images whose strength is unreadable;
   * pairs: `pairs` pairs per attribute generated with that attribute alone changed by a small
-    step (|step| uniform in the fine-grained range, FINE_DIFFERENCE x the attribute's scale),
-    the same z and other strengths; the crowd labels them from the measured strengths:
+    step (|step| uniform in the fine-grained range, FINE_DIFFERENCE x the attribute's scale)
+    and the other strengths the same; the crowd labels them from the measured strengths:
     illegible rate, equal rate, and agreement (how often a legible, non-equal label has the
-    sign of the requested change: what ATTIC's "Auto" labels rely on);
+    sign of the requested change: what ATTIC's "Auto" labels rely on). The headline figures
+    draw the two images with independent z, as ATTIC's pairs are; `same_z_*` repeats them
+    with one z for both;
+  * sharpness: the pictures' high-frequency energy (mean squared Laplacian of luminance) over
+    that of real images, when real images are given (1: as sharp as they are);
   * sampling speed (images / s).
 On other data (faces) no measurement function exists: the sweep reports how much the images
 change from one end to the other (mean absolute pixel difference) instead.
@@ -78,23 +82,80 @@ def step_strengths(info, attribute, count, rng):
     return y_a, y_b
 
 
-def step_pairs(decoder, info, attribute, count, rng, batch_size=256):
-    """(requested steps (count,), images a, images b) with only `attribute` changed."""
+def step_pairs(decoder, info, attribute, count, rng, batch_size=256, same_z=False):
+    """(requested steps (count,), images a, images b) with only `attribute` changed; z drawn
+    for each image (ATTIC's pairs) or, with same_z, one for both."""
     k = info["attributes"].index(attribute)
     y_a, y_b = step_strengths(info, attribute, count, rng)
-    z = rng.normal(size=(count, info["z_size"]))
-    return (y_a[:, k] - y_b[:, k], decode_images(decoder, y_a, z, batch_size),
-            decode_images(decoder, y_b, z, batch_size))
+    z_a = rng.normal(size=(count, info["z_size"]))
+    z_b = z_a if same_z else rng.normal(size=(count, info["z_size"]))
+    return (y_a[:, k] - y_b[:, k], decode_images(decoder, y_a, z_a, batch_size),
+            decode_images(decoder, y_b, z_b, batch_size))
+
+
+def high_frequency_energy(images):
+    """Mean squared discrete Laplacian of the luminance of (N, S, S, 3) images in [0, 1]."""
+    luma = np.asarray(images, np.float64) @ np.array([0.299, 0.587, 0.114])
+    laplacian = (luma[:, 1:-1, :-2] + luma[:, 1:-1, 2:] + luma[:, :-2, 1:-1] +
+                 luma[:, 2:, 1:-1] - 4 * luma[:, 1:-1, 1:-1])
+    return float(np.mean(laplacian ** 2))
+
+
+def box_blur(images, width):
+    """Each pixel the mean of the width x width block around it (edges repeated)."""
+    images = np.asarray(images, np.float64)
+    before, after = (width - 1) // 2, width // 2
+    padded = np.pad(images, ((0, 0), (before, after), (before, after), (0, 0)), mode="edge")
+    total = np.zeros_like(images)
+    size = images.shape[1]
+    for dy in range(width):
+        for dx in range(width):
+            total += padded[:, dy:dy + size, dx:dx + size]
+    return total / width ** 2
+
+
+def blur_references(images, widths=(2, 4)):
+    """The reconstruction MSE a model would have that returned each image box-blurred over 2
+    and 4 px: what a reconstruction MSE is judged against."""
+    images = np.asarray(images, np.float64)
+    return {f"blur_{w}px_mse": float(np.mean((box_blur(images, w) - images) ** 2))
+            for w in widths}
+
+
+def _crowd_figures(crowd, seed, attribute, step, strength_a, strength_b, scale):
+    """{illegible_rate, equal_rate, pair_agreement} of the simulated crowd on pairs."""
+    illegible = equal = agree = decided = 0
+    for j in range(len(step)):
+        label = crowd.label(strength_a[j], strength_b[j], scale,
+                            crowd_lib.pair_rng(seed, "generator-crowd", attribute, j))
+        if label is None:
+            illegible += 1
+        elif label["target"] == 0.5:
+            equal += 1
+        else:
+            decided += 1
+            agree += (label["target"] == 1.0) == (step[j] > 0)
+    count = len(step)
+    return dict(illegible_rate=illegible / count, equal_rate=equal / count,
+                pair_agreement=agree / decided if decided else float("nan"))
 
 
 def evaluate_generator(decoder, info, meta, *, sweep_steps=9, sweep_samples=16, pairs=400,
-                       seed=0, batch_size=64):
-    """The generator's figures (module docstring) as a dict."""
+                       seed=0, batch_size=64, real_images=None):
+    """The generator's figures (module docstring) as a dict. real_images: (N, S, S, 3) in
+    [0, 1], the reference of the sharpness figure."""
     measurable = meta.get("dataset") == "synthetic"
     crowd = crowd_lib.Crowd()
     out = {"attributes": {}, "measured": measurable,
            "images_per_second": sampling_speed(decoder, len(info["attributes"]),
                                                info["z_size"], batch_size)}
+    if real_images is not None and len(real_images):
+        rng = np.random.default_rng([seed, 19])
+        prior = decode_images(decoder, _base(info, rng, len(real_images)),
+                              rng.normal(size=(len(real_images), info["z_size"])), batch_size)
+        out.update(high_frequency_energy=high_frequency_energy(prior),
+                   real_high_frequency_energy=high_frequency_energy(real_images))
+        out["sharpness"] = out["high_frequency_energy"] / out["real_high_frequency_energy"]
     for attribute in info["attributes"]:
         rng = crowd_lib.pair_rng(seed, "generator-eval", attribute)
         requested, images = sweep(decoder, info, attribute, sweep_steps, sweep_samples, rng,
@@ -115,23 +176,15 @@ def evaluate_generator(decoder, info, meta, *, sweep_steps=9, sweep_samples=16, 
                 if ok.sum() > 2 else float("nan"),
                 sweep_spearman_within=float(np.nanmean(within)) if within else float("nan"),
                 sweep_unreadable=float(1 - ok.mean()))
-            step, image_a, image_b = step_pairs(decoder, info, attribute, pairs, rng,
-                                                batch_size)
-            strength_a, strength_b = measure_all(image_a)[:, k], measure_all(image_b)[:, k]
             scale = attributes.BY_NAME[attribute].scale
-            illegible = equal = agree = decided = 0
-            for j in range(pairs):
-                label = crowd.label(strength_a[j], strength_b[j], scale,
-                                    crowd_lib.pair_rng(seed, "generator-crowd", attribute, j))
-                if label is None:
-                    illegible += 1
-                elif label["target"] == 0.5:
-                    equal += 1
-                else:
-                    decided += 1
-                    agree += (label["target"] == 1.0) == (step[j] > 0)
-            entry.update(pairs=pairs, illegible_rate=illegible / pairs, equal_rate=equal / pairs,
-                         pair_agreement=agree / decided if decided else float("nan"))
+            entry["pairs"] = pairs
+            for prefix, same_z in (("", False), ("same_z_", True)):
+                step, image_a, image_b = step_pairs(decoder, info, attribute, pairs, rng,
+                                                    batch_size, same_z=same_z)
+                figures = _crowd_figures(crowd, seed, attribute, step,
+                                         measure_all(image_a)[:, k],
+                                         measure_all(image_b)[:, k], scale)
+                entry.update({prefix + key: value for key, value in figures.items()})
         out["attributes"][attribute] = entry
     return out
 

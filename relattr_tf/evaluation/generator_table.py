@@ -8,8 +8,17 @@ GOALS = (("sweep_spearman", "sweep Spearman, pooled", 0.9, True),
          ("sweep_unreadable", "unreadable sweep images (%)", 0.05, False),
          ("pair_agreement", "fine-step pairs: crowd agrees with the step (%)", 0.9, True),
          ("illegible_rate", "fine-step pairs: illegible (%)", 0.10, False),
-         ("equal_rate", "fine-step pairs: answered equal (%)", None, False))
-PERCENT = {"sweep_unreadable", "pair_agreement", "illegible_rate", "equal_rate"}
+         ("equal_rate", "fine-step pairs: answered equal (%)", None, False),
+         ("same_z_pair_agreement", "same z for both: crowd agrees (%)", None, True),
+         ("same_z_illegible_rate", "same z for both: illegible (%)", None, False))
+PERCENT = {"sweep_unreadable", "pair_agreement", "illegible_rate", "equal_rate",
+           "same_z_pair_agreement", "same_z_illegible_rate"}
+# Whole-generator figures: (key, what it reads, format).
+OVERALL = (("sharpness", "sharpness: high-frequency energy / real images'", ".2f"),
+           ("heldout_reconstruction_mse", "reconstruction MSE (held out)", ".4f"),
+           ("blur_2px_mse", "MSE of a 2 px box blur (reference)", ".4f"),
+           ("blur_4px_mse", "MSE of a 4 px box blur (reference)", ".4f"),
+           ("images_per_second", "images per second", ".0f"))
 
 
 def _column(record):
@@ -41,7 +50,9 @@ def generator_table(records):
             rows.append([name, label, goal] + [
                 _format(key, r["metrics"]["attributes"].get(name, {}).get(key), bar, higher)
                 for r in records])
-    rows.append(["", "images per second", ""] +
-                [f"{r['metrics'].get('images_per_second', float('nan')):.0f}" for r in records])
+    for key, label, spec in OVERALL:
+        if any(key in r["metrics"] for r in records):
+            rows.append(["", label, ""] + [format(r["metrics"][key], spec)
+                                           if key in r["metrics"] else "" for r in records])
     csv_rows = [[c.replace(",", ";") for c in row] for row in rows]
     return header, rows, header, csv_rows

@@ -5,7 +5,10 @@ per (image size, seed)."""
 import os
 import time
 
+import numpy as np
+
 from relattr_tf.artifacts import generator as generator_artifact
+from relattr_tf.data.synthetic import render
 from relattr_tf.data.synthetic.attributes import ATTRIBUTE_NAMES
 from relattr_tf.evaluation import generator as generator_eval, report
 from relattr_tf.evaluation.ledger import record_of
@@ -16,6 +19,14 @@ RESULT_FILE = "eval_generator.json"
 SWEEP_FILE = "sweeps.png"
 # What the evaluation needs of a data directory: the oracle draws the benchmark's own scenes.
 BENCHMARK_META = {"dataset": "synthetic", "strength_names": list(ATTRIBUTE_NAMES)}
+
+
+def benchmark_pictures(size, count=256, seed=0):
+    """Pictures of the numpy renderer (the benchmark's), floats in [0, 1]: the sharpness
+    reference."""
+    rng = np.random.default_rng([seed, 23])
+    return np.stack([render.to_uint8(render.render(rng.uniform(size=len(ATTRIBUTE_NAMES)),
+                                                   rng, size)) for _ in range(count)]) / 255.0
 
 
 def build_and_record(settings, model_dir, ledger, command, progress=print):
@@ -37,7 +48,7 @@ def build_and_record(settings, model_dir, ledger, command, progress=print):
     result = generator_eval.evaluate_generator(
         decoder, info, BENCHMARK_META, sweep_steps=settings["sweep_steps"],
         sweep_samples=settings["sweep_samples"], pairs=settings["eval_pairs"],
-        seed=settings["seed"])
+        seed=settings["seed"], real_images=benchmark_pictures(settings["image_size"]))
     generator_eval.write_sweep_sheet(decoder, info, os.path.join(model_dir, SWEEP_FILE),
                                      seed=settings["seed"])
     result.update(kind="oracle", calibration_images=settings["calibration_images"])

@@ -258,9 +258,12 @@ class CvaeTask(task.ImageTableTask):
         vae.compile(optimizers={}, group_variables={})
         heldout = vae.evaluate(self.image_dataset("validation", False, meta), verbose=0,
                                return_dict=True)
+        real = self.validation_images(meta)
         result = generator_eval.evaluate_generator(
             decoder, info, meta, sweep_steps=net.sweep_steps, sweep_samples=net.sweep_samples,
-            pairs=net.eval_pairs, seed=self.config.train.seed, batch_size=batch_size)
+            pairs=net.eval_pairs, seed=self.config.train.seed, batch_size=batch_size,
+            real_images=real)
+        result.update(generator_eval.blur_references(real))
         generator_eval.write_sweep_sheet(decoder, info, os.path.join(model_dir, SWEEP_FILE),
                                          seed=self.config.train.seed)
         result.update(heldout_negative_elbo=float(heldout["neg_elbo"]),
@@ -269,6 +272,16 @@ class CvaeTask(task.ImageTableTask):
                       kl_weight=net.kl_weight, data_dir=data.data_dir, table=net.image_table)
         report.write_json(os.path.join(model_dir, RESULT_FILE), result)
         return {"generator": result}
+
+    def validation_images(self, meta, count=512):
+        """Up to `count` validation images, (N, S, S, 3) floats in [0, 1]."""
+        out, seen = [], 0
+        for images, _ in self.image_dataset("validation", False, meta):
+            out.append(np.asarray(images, np.float32))
+            seen += len(out[-1])
+            if seen >= count:
+                break
+        return np.concatenate(out)[:count]
 
     def summary_line(self, name, result):
         return generator_eval.summary_line(result)
