@@ -200,7 +200,20 @@ class GeneratorConfig:
                           architecture=True)
     cvae_width: float = setting(1.0, "Channel multiplier of every conv and FC layer; 1 = the "
                                 "reference's.", lower=0.01, upper=4.0, architecture=True)
+    fc_width: float = setting(0.0, "Channel multiplier of the FC layers (0 = --cvae_width; 1 "
+                              "= the reference's widths).", lower=0.0, upper=4.0,
+                              architecture=True)
+    coordconv: bool = setting(False, "Feed two coordinate channels into every conv.",
+                              architecture=True)
     kl_weight: float = setting(1.0, "Weight of the KL term of the ELBO.", lower=0.0)
+    kl_warmup_steps: int = setting(0, "The KL weight rises linearly from 0 to --kl_weight "
+                                   "over this many steps (0: none).", lower=0)
+    likelihood: str = setting("learned_gaussian", "Reconstruction term: a Gaussian with the "
+                              "decoder's per-pixel variance, one with a fixed --likelihood_sigma,"
+                              " or SmoothL1 summed over pixels (the layered reference's).",
+                              choices=("learned_gaussian", "fixed_gaussian", "smooth_l1"))
+    likelihood_sigma: float = setting(0.05, "The fixed Gaussian's std, in [-1, 1] image units.",
+                                      lower=1e-4)
     generator_lr: float = setting(3e-4, "Learning rate of the encoder and the decoder.",
                                   lower=0.0)
     sweep_steps: int = setting(9, "Evaluation: strengths along each attribute's sweep.",

@@ -3,7 +3,8 @@ batch and initial weights; prints the largest weight difference as JSON. With --
 is a hand-written mean (the Keras 3 pitfall), which must show a difference. With
 --mixed_float16 the step runs under the float16 policy with the shared dynamic loss scale;
 --model=NAME checks another model (DACRL by default): any pair model, vgg16_scenes (the
-pretraining task), cvae or attic (both players' steps, an untrained generator)."""
+pretraining task), cvae or attic (both players' steps, an untrained generator);
+--set=NAME=VALUE changes one config setting (a CVAE's --likelihood, say)."""
 import json
 import sys
 
@@ -112,6 +113,14 @@ def main():
     else:
         config = Config(model=model_name, data=DataConfig(image_size=32), train=TRAIN,
                         family=FAMILY_SECTIONS[family])
+    for arg in sys.argv[1:]:  # --set=name=value: one more config setting (JSON or text)
+        if arg.startswith("--set="):
+            name, value = arg[len("--set="):].split("=", 1)
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+            config = config.with_values(**{name: value})
     if "--mixed_float16" in sys.argv:
         config = config.with_values(mixed_precision="mixed_float16")
         keras.mixed_precision.set_global_policy("mixed_float16")

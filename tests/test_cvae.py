@@ -41,6 +41,32 @@ def test_the_loss_terms_are_the_gaussian_likelihood_and_kl():
     np.testing.assert_allclose(cvae.gaussian_kl(mu, lv), kl, rtol=1e-6)
 
 
+def test_the_other_likelihoods_and_the_kl_warm_up():
+    rng = np.random.default_rng(1)
+    x, mean = rng.normal(size=(2, 4, 4, 3)), rng.normal(size=(2, 4, 4, 3))
+    d = np.abs(x - mean)
+    huber = np.where(d < 1, 0.5 * d ** 2, d - 0.5).reshape(2, -1).sum(1)
+    np.testing.assert_allclose(cvae.reconstruction_nll("smooth_l1", x, mean, None), huber,
+                               rtol=1e-6)
+    fixed = -stats.norm.logpdf(x, mean, 0.1).reshape(2, -1).sum(1)
+    np.testing.assert_allclose(cvae.reconstruction_nll("fixed_gaussian", x, mean, None, 0.1),
+                               fixed, rtol=1e-5)
+    from relattr_tf.models import cvae as cvae_models
+    encoder = cvae_models.build_encoder(16, 2, 3, 0.0625, seed=0, coordconv=True)
+    decoder = cvae_models.build_decoder(16, 2, 3, 0.0625, seed=0, fc_width=1.0, coordconv=True)
+    assert decoder.get_layer("dec_fc1").units == 256  # the reference's width, not 16
+    assert decoder.get_layer("dec_conv0_coords").output.shape[-1] == 16 + 2
+    vae = cvae.ConditionalVAE(encoder, decoder, kl_weight=2.0, kl_warmup_steps=4, seed=0)
+    vae.compile({"all": keras.optimizers.SGD(0.0)}, {"all": vae.trainable_variables})
+    images = rng.uniform(size=(4, 16, 16, 3)).astype("float32")
+    y = rng.normal(size=(4, 2)).astype("float32")
+    assert float(vae.current_kl_weight()) == 0.0
+    vae.fit(images, y, batch_size=4, epochs=2, verbose=0)
+    assert float(vae.current_kl_weight()) == pytest.approx(1.0)  # 2 of 4 steps: half of 2
+    vae.fit(images, y, batch_size=4, epochs=3, verbose=0)
+    assert float(vae.current_kl_weight()) == pytest.approx(2.0)  # capped at kl_weight
+
+
 def test_cvae_trains_exports_and_evaluates_through_the_cli(trained, tiny_data_dir):
     model_dir, stdout = trained
     assert "epoch 2/2" in stdout and "generator: held-out -ELBO" in stdout
@@ -139,8 +165,11 @@ def test_the_loaded_generator_is_frozen_under_another_models_training_step(train
         np.testing.assert_array_equal(a, b)
 
 
-def test_cvae_takes_the_same_step_on_one_and_two_replicas():
-    result = _replica_check("--model=cvae")
+@pytest.mark.parametrize("settings", [
+    (), ("--set=likelihood=fixed_gaussian", "--set=kl_warmup_steps=4"),
+    ("--set=likelihood=smooth_l1", "--set=coordconv=true", "--set=fc_width=0.25")])
+def test_cvae_takes_the_same_step_on_one_and_two_replicas(settings):
+    result = _replica_check("--model=cvae", *settings)
     assert result["step_one"] > 1e-4
     assert result["max_weight_diff"] < 1e-5 * max(1.0, result["step_one"] * 1e3)
     assert result["loss_one"] == pytest.approx(result["loss_two"], rel=1e-5)

@@ -18,6 +18,12 @@ the training set's statistics, which are weights of the model, so they travel wi
 strengths, NaN, become the mean); it computes in float32 under mixed precision, where float16
 would round a strength near 1 to steps of 0.001-0.004. The decoder's log-variance has a soft floor (LOGVAR_FLOOR),
 so the likelihood cannot run off to infinity on flat pixels.
+
+Two options leave the reference's shapes: `fc_width` sets the FC layers' multiplier apart from
+the convs' (the reference's FC widths at a quarter of its channels: at width 0.25 the decoder's
+[z, y] of 192 values otherwise goes through 64 units), and `coordconv` feeds two coordinate
+channels (x, y in [-1, 1]) into every conv, so a conv can place a subject anywhere (Liu et al.,
+2018).
 """
 import keras
 from keras import layers, ops
@@ -44,6 +50,27 @@ class SoftFloor(layers.Layer):
         return dict(super().get_config(), floor=self.floor)
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AddCoords(layers.Layer):
+    """Appends two channels, the pixel's column and row in [-1, 1] (CoordConv)."""
+
+    def call(self, x):
+        shape = ops.shape(x)
+        height, width = shape[1], shape[2]
+        rows = ops.linspace(-1.0, 1.0, height)
+        cols = ops.linspace(-1.0, 1.0, width)
+        grid = ops.stack(ops.meshgrid(cols, rows, indexing="xy"), axis=-1)
+        grid = ops.broadcast_to(ops.cast(grid, x.dtype)[None], (shape[0], height, width, 2))
+        return ops.concatenate([x, grid], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (input_shape[-1] + 2,)
+
+
+def _coords(x, coordconv, name):
+    return AddCoords(name=f"{name}_coords")(x) if coordconv else x
+
+
 def _channels(filters, width):
     return max(4, int(round(filters * width)))
 
@@ -64,22 +91,26 @@ def _dense(units, name, seed, activation=None, zeros=False):
     return layers.Dense(units, activation=activation, kernel_initializer=init, name=name)
 
 
-def build_encoder(image_size, y_size, z_size, width=1.0, seed=None):
-    """(image in [-1, 1], raw y) -> (mean, log-variance) of q(z | x, y)."""
+def build_encoder(image_size, y_size, z_size, width=1.0, seed=None, fc_width=None,
+                  coordconv=False, channels=3):
+    """(image in [-1, 1], raw y) -> (mean, log-variance) of q(z | x, y). fc_width: the FC
+    layers' multiplier (None: width); channels: of the image input."""
     if image_size % 16:
         raise ValueError(f"the CVAE needs an image size divisible by 16, got {image_size}")
-    image = keras.Input((image_size, image_size, 3), name="image")
+    fc_width = width if fc_width is None else fc_width
+    image = keras.Input((image_size, image_size, channels), name="image")
     y = keras.Input((y_size,), name="y")
-    x = _conv(image, _channels(64, width), 5, "enc_conv1", seed, batch_norm=False)
+    x = _conv(_coords(image, coordconv, "enc_conv1"), _channels(64, width), 5, "enc_conv1",
+              seed, batch_norm=False)
     x = layers.MaxPooling2D(2, name="enc_pool1")(x)
-    x = _conv(x, _channels(128, width), 5, "enc_conv2", seed)
+    x = _conv(_coords(x, coordconv, "enc_conv2"), _channels(128, width), 5, "enc_conv2", seed)
     x = layers.MaxPooling2D(2, name="enc_pool2")(x)
-    x = _conv(x, _channels(256, width), 3, "enc_conv3", seed)
+    x = _conv(_coords(x, coordconv, "enc_conv3"), _channels(256, width), 3, "enc_conv3", seed)
     x = layers.MaxPooling2D(2, name="enc_pool3")(x)
     x = _conv(x, _channels(256, width), 3, "enc_conv4", seed, strides=2)
     x = _conv(x, _channels(1024, width), image_size // 16, "enc_conv5", seed, padding="valid")
     x = layers.Flatten(name="enc_flatten")(x)
-    x = _dense(_channels(1024, width), "enc_fc", seed, activation="relu")(x)
+    x = _dense(_channels(1024, fc_width), "enc_fc", seed, activation="relu")(x)
     x = layers.Dropout(0.5, seed=layer_seed(seed, "enc_dropout"), name="enc_dropout")(x)
     y_embedding = _dense(z_size, "enc_y_fc", seed, activation="relu")(
         StrengthScale(y_size, name="enc_standardize", dtype="float32")(y))
@@ -89,23 +120,37 @@ def build_encoder(image_size, y_size, z_size, width=1.0, seed=None):
     return keras.Model([image, y], [mean, logvar], name="encoder")
 
 
-def build_decoder(image_size, y_size, z_size, width=1.0, seed=None):
+def decoder_features(y, z, image_size, width, seed, fc_width=None, coordconv=False,
+                     prefix="dec"):
+    """[z, y embedding] (y None: z alone) -> the last upsampling stage's features (S x S)."""
+    fc_width = width if fc_width is None else fc_width
+    z_size = z.shape[-1]
+    start, channels = image_size // 8, _channels(256, width)
+    x = z
+    if y is not None:
+        y_size = y.shape[-1]
+        y_embedding = _dense(2 * z_size, f"{prefix}_y_fc", seed, activation="relu")(
+            StrengthScale(y_size, name=f"{prefix}_standardize", dtype="float32")(y))
+        x = layers.Concatenate(name=f"{prefix}_concat")([z, y_embedding])
+    x = _dense(_channels(256, fc_width), f"{prefix}_fc1", seed, activation="relu")(x)
+    x = _dense(start * start * channels, f"{prefix}_fc2", seed, activation="relu")(x)
+    x = layers.Reshape((start, start, channels), name=f"{prefix}_reshape")(x)
+    x = _conv(_coords(x, coordconv, f"{prefix}_conv0"), channels, 3, f"{prefix}_conv0", seed)
+    for i, filters in enumerate((256, 128, 64), start=1):
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"{prefix}_up{i}")(x)
+        x = _conv(_coords(x, coordconv, f"{prefix}_conv{i}"), _channels(filters, width), 5,
+                  f"{prefix}_conv{i}", seed)
+    return x
+
+
+def build_decoder(image_size, y_size, z_size, width=1.0, seed=None, fc_width=None,
+                  coordconv=False):
     """(raw y, z) -> (mean image in [-1, 1], per-pixel log-variance)."""
     if image_size % 16:
         raise ValueError(f"the CVAE needs an image size divisible by 16, got {image_size}")
     y = keras.Input((y_size,), name="y")
     z = keras.Input((z_size,), name="z")
-    start, channels = image_size // 8, _channels(256, width)
-    y_embedding = _dense(2 * z_size, "dec_y_fc", seed, activation="relu")(
-        StrengthScale(y_size, name="dec_standardize", dtype="float32")(y))
-    x = layers.Concatenate(name="dec_concat")([z, y_embedding])
-    x = _dense(_channels(256, width), "dec_fc1", seed, activation="relu")(x)
-    x = _dense(start * start * channels, "dec_fc2", seed, activation="relu")(x)
-    x = layers.Reshape((start, start, channels), name="dec_reshape")(x)
-    x = _conv(x, channels, 3, "dec_conv0", seed)
-    for i, filters in enumerate((256, 128, 64), start=1):
-        x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec_up{i}")(x)
-        x = _conv(x, _channels(filters, width), 5, f"dec_conv{i}", seed)
+    x = decoder_features(y, z, image_size, width, seed, fc_width, coordconv)
     mean = layers.Conv2D(3, 5, padding="same", activation="tanh", dtype="float32",
                          kernel_initializer=keras.initializers.GlorotUniform(
                              seed=layer_seed(seed, "dec_mean")), name="dec_mean")(x)

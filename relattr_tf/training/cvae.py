@@ -2,7 +2,8 @@
 vectors, and the frozen decoder it leaves for ATTIC.
 
 Loss: the negative ELBO per image, -log N(x; mean, exp(logvar)) summed over pixels (z drawn
-from q) plus kl_weight * KL(q(z | x, y) || N(0, I)), averaged over the global batch with
+from q; --likelihood: the decoder's variance, a fixed sigma, or SmoothL1) plus kl_weight *
+KL(q(z | x, y) || N(0, I)) (kl_weight ramped up from 0 over --kl_warmup_steps), averaged over the global batch with
 `tf.nn.compute_average_loss`, so a replica's loss is its share of the global mean
 (tests/test_cvae.py checks 1 vs 2 replicas). Images are in [-1, 1] inside the model, so the
 likelihood is a density on that scale (no dequantisation): compare figures with each other.
@@ -42,6 +43,25 @@ def gaussian_nll(x, mean, logvar):
     return ops.sum(ops.reshape(per_pixel, (ops.shape(x)[0], -1)), axis=-1)
 
 
+def smooth_l1(x, mean):
+    """SmoothL1 (Huber, beta 1, as Torch's SmoothL1Criterion) summed over each image: (B,)."""
+    d = ops.abs(x - mean)
+    per_pixel = ops.where(d < 1.0, 0.5 * ops.square(d), d - 0.5)
+    return ops.sum(ops.reshape(per_pixel, (ops.shape(x)[0], -1)), axis=-1)
+
+
+def reconstruction_nll(likelihood, x, mean, logvar, sigma=0.05):
+    """The reconstruction term per image (B,): -log N with the decoder's variance or a fixed
+    sigma, or SmoothL1."""
+    if likelihood == "learned_gaussian":
+        return gaussian_nll(x, mean, logvar)
+    if likelihood == "fixed_gaussian":
+        return gaussian_nll(x, mean, ops.full_like(mean, 2.0 * float(np.log(sigma))))
+    if likelihood == "smooth_l1":
+        return smooth_l1(x, mean)
+    raise ValueError(f"unknown likelihood {likelihood!r}")
+
+
 def gaussian_kl(mean, logvar):
     """KL(N(mean, exp(logvar)) || N(0, I)) summed over z: (B,)."""
     return 0.5 * ops.sum(ops.square(mean) + ops.exp(logvar) - 1.0 - logvar, axis=-1)
@@ -52,10 +72,17 @@ class ConditionalVAE(task.TaskModel):
     """Trains encoder q(z | x, y) and decoder p(x | y, z) on (image in [0, 1], y) batches."""
 
     def __init__(self, encoder, decoder, kl_weight=1.0, seed=None, sample_posterior=True,
+                 likelihood="learned_gaussian", likelihood_sigma=0.05, kl_warmup_steps=0,
                  **kwargs):
         super().__init__(**kwargs)
         self.encoder, self.decoder = encoder, decoder
         self.kl_weight = float(kl_weight)
+        self.likelihood, self.likelihood_sigma = likelihood, float(likelihood_sigma)
+        self.kl_warmup_steps = int(kl_warmup_steps)
+        # Training steps taken: a weight, so the warm-up resumes where a checkpoint left it.
+        self.steps_taken = self.add_weight(name="steps_taken", shape=(), initializer="zeros",
+                                           trainable=False, dtype="float32",
+                                           aggregation="only_first_replica")
         self.sample_posterior = sample_posterior  # False: z = the mean of q (tests)
         self.noise = keras.random.SeedGenerator(seed)
         self.loss_tracker = keras.metrics.Mean(name="loss")  # the objective (kl_weight)
@@ -93,14 +120,20 @@ class ConditionalVAE(task.TaskModel):
         # Held out too, z is drawn from q: the -ELBO is an expectation over q.
         mean, logvar, z_mean, z_logvar = self((image, y), training=training, sample=True)
         target = ops.cast(image, "float32") * 2.0 - 1.0
-        nll = gaussian_nll(target, mean, logvar)
+        nll = reconstruction_nll(self.likelihood, target, mean, logvar, self.likelihood_sigma)
         kl = gaussian_kl(z_mean, z_logvar)
         mse = ops.mean(ops.reshape(ops.square((mean - target) / 2.0), (ops.shape(image)[0], -1)),
                        axis=-1)  # in [0, 1] units
         return nll, kl, mse
 
+    def current_kl_weight(self):
+        """kl_weight, ramped linearly from 0 over the first kl_warmup_steps steps."""
+        if not self.kl_warmup_steps:
+            return self.kl_weight
+        return self.kl_weight * ops.minimum(1.0, self.steps_taken / self.kl_warmup_steps)
+
     def _update_metrics(self, nll, kl, mse):
-        for tracker, value in ((self.loss_tracker, nll + self.kl_weight * kl),
+        for tracker, value in ((self.loss_tracker, nll + self.current_kl_weight() * kl),
                                (self.elbo_tracker, nll + kl),
                                (self.nll_tracker, nll), (self.kl_tracker, kl),
                                (self.mse_tracker, mse)):
@@ -111,8 +144,9 @@ class ConditionalVAE(task.TaskModel):
         image, y = data
         with tf.GradientTape() as tape:
             nll, kl, mse = self._loss_terms(image, y, training=True)
-            loss = tf.nn.compute_average_loss(nll + self.kl_weight * kl)
+            loss = tf.nn.compute_average_loss(nll + self.current_kl_weight() * kl)
         self.apply_gradients_of(tape, loss)
+        self.steps_taken.assign_add(1.0)
         return self._update_metrics(nll, kl, mse)
 
     def test_step(self, data):
@@ -203,13 +237,18 @@ class CvaeTask(task.ImageTableTask):
         net, size = self.config.family, self.config.data.image_size
         stats = self.strength_statistics()
         y_size, seed = len(stats["names"]), self.config.train.seed
-        encoder = cvae_lib.build_encoder(size, y_size, net.z_size, net.cvae_width, seed)
-        decoder = cvae_lib.build_decoder(size, y_size, net.z_size, net.cvae_width, seed)
+        fc_width = net.fc_width or None
+        encoder = cvae_lib.build_encoder(size, y_size, net.z_size, net.cvae_width, seed,
+                                         fc_width=fc_width, coordconv=net.coordconv)
+        decoder = cvae_lib.build_decoder(size, y_size, net.z_size, net.cvae_width, seed,
+                                         fc_width=fc_width, coordconv=net.coordconv)
         for model in (encoder, decoder):
             cvae_lib.set_strength_statistics(model, np.asarray(stats["mean"], np.float32),
                                              np.asarray(stats["std"], np.float32))
         self.model = ConditionalVAE(encoder, decoder, kl_weight=net.kl_weight, seed=seed,
-                                    name="cvae")
+                                    likelihood=net.likelihood,
+                                    likelihood_sigma=net.likelihood_sigma,
+                                    kl_warmup_steps=net.kl_warmup_steps, name="cvae")
         self.model((tf.zeros((1, size, size, 3)), tf.zeros((1, y_size))))
         return self.model
 
@@ -254,7 +293,8 @@ class CvaeTask(task.ImageTableTask):
         encoder = keras.saving.load_model(os.path.join(model_dir, "encoder.keras"),
                                           safe_mode=True)
         meta = schema.read_metadata(data.data_dir)
-        vae = ConditionalVAE(encoder, decoder, kl_weight=net.kl_weight)
+        vae = ConditionalVAE(encoder, decoder, kl_weight=net.kl_weight,
+                             likelihood=net.likelihood, likelihood_sigma=net.likelihood_sigma)
         vae.compile(optimizers={}, group_variables={})
         heldout = vae.evaluate(self.image_dataset("validation", False, meta), verbose=0,
                                return_dict=True)
