@@ -31,6 +31,7 @@ from relattr_tf.data.synthetic.measure import measure, subject_box
 SOURCE = "synthetic"
 IMAGE_SPLITS = ("train", "test", "generator")
 PRETRAIN = "pretrain"
+GENERATOR = "generator"
 GLOBAL_COLUMNS = [i for i, a in enumerate(attributes.ATTRIBUTES) if a.kind == "global"]
 
 
@@ -59,8 +60,9 @@ class RenderImage(beam.DoFn):
     """(index, split) -> image dict (table = split, id, image PNG, strengths, box, source):
     render, measure, encode."""
 
-    def __init__(self, seed, image_size, pretrain_scenery="benchmark", pretrain_global="drawn"):
-        self.seed, self.image_size = seed, image_size
+    def __init__(self, seed, image_size, pretrain_scenery="benchmark", pretrain_global="drawn",
+                 subject_masks=False):
+        self.seed, self.image_size, self.subject_masks = seed, image_size, subject_masks
         self.pretrain_scenery = render.SCENERIES[pretrain_scenery]
         self.pretrain_global = pretrain_global
         self.rendered = counters.counter("images_rendered")
@@ -79,7 +81,12 @@ class RenderImage(beam.DoFn):
         pixels = render.to_uint8(render.render(latent, rng, self.image_size, scene, scenery))
         strengths = measure(pixels)  # measured on the stored pixels: the ground truth
         buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG")
+        if self.subject_masks and split == GENERATOR:
+            # The renderer's subject coverage as the PNG's alpha: the layered generator's mask.
+            pixels_rgba = np.concatenate([pixels, render.subject_coverage(scene)], axis=-1)
+            Image.fromarray(pixels_rgba).save(buffer, format="PNG")
+        else:
+            Image.fromarray(pixels).save(buffer, format="PNG")
         self.rendered.inc()
         box = subject_box(pixels)
         if box is None:
@@ -178,6 +185,9 @@ def build_parser():
                         default="benchmark",
                         help="background and light ranges of the pretrain images; varied adds "
                              "heads about the background's level, tint and texture strength")
+    parser.add_argument("--subject_masks", action="store_true",
+                        help="store each generator-table image's subject mask (the renderer's "
+                             "coverage) as its PNG's alpha channel, for the layered generator")
     parser.add_argument("--pretrain_global", choices=("drawn", "middle"), default="drawn",
                         help="the pretrain images' global strengths (brightness, warmth, "
                              "contrast): drawn as the benchmark's, or all held at 0.5")
@@ -213,6 +223,8 @@ def run(argv=None):
     items = assign_splits(args.num_images, args.split_fractions, args.seed)
     items += [(args.num_images + i, PRETRAIN) for i in range(args.pretrain_images)]
     tables = {split: {} for split in IMAGE_SPLITS}
+    if args.subject_masks:
+        tables[GENERATOR] = {"mask": "alpha"}
     if args.pretrain_images:
         tables[PRETRAIN] = {
             "label_heads": [dict(h) for h in render.label_heads(
@@ -243,7 +255,8 @@ def run(argv=None):
                   | "Indices" >> beam.Create(items)
                   | "Spread" >> beam.Reshuffle()
                   | "Render" >> beam.ParDo(RenderImage(
-                      args.seed, args.image_size, args.pretrain_scenery, args.pretrain_global)))
+                      args.seed, args.image_size, args.pretrain_scenery, args.pretrain_global,
+                      args.subject_masks)))
         crowd_batches = (images
                          | "Paired" >> beam.Filter(lambda r: r["table"] in ("train", "test"))
                          | "BySplit" >> beam.Map(

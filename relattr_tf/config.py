@@ -214,6 +214,11 @@ class GeneratorConfig:
                               choices=("learned_gaussian", "fixed_gaussian", "smooth_l1"))
     likelihood_sigma: float = setting(0.05, "The fixed Gaussian's std, in [-1, 1] image units.",
                                       lower=1e-4)
+    z_bg_size: int = setting(64, "layered_cvae: size of the background's latent (--z_size is "
+                             "the foreground's).", lower=1, architecture=True)
+    mask_weight: float = setting(0.3, "layered_cvae: weight of the gate's cross-entropy against "
+                                 "the subject mask (the reference's 0.3), when the table has "
+                                 "masks.", lower=0.0)
     generator_lr: float = setting(3e-4, "Learning rate of the encoder and the decoder.",
                                   lower=0.0)
     sweep_steps: int = setting(9, "Evaluation: strengths along each attribute's sweep.",
@@ -286,7 +291,7 @@ class AtticConfig(RankerConfig):
 FAMILIES = {"ranker": (RankerConfig, ("dacrl", "dacrl_noatt", "ranknet", "deepstn_crop",
                                       "deepstn")),
             "pretrain": (PretrainConfig, ("vgg16_scenes",)),
-            "generator": (GeneratorConfig, ("cvae",)),
+            "generator": (GeneratorConfig, ("cvae", "layered_cvae")),
             "attic": (AtticConfig, ("attic",))}
 
 

@@ -48,10 +48,11 @@ def make_task(config):
         from relattr_tf.training.pretrain import PretrainTask
         return PretrainTask(config, heads=render.LABEL_HEADS)
     if config.family_name == "generator":
-        from relattr_tf.training.cvae import CvaeTask
-        return CvaeTask(config, statistics=dict(names=["a", "b", "c"], mean=[0.5, 0.0, 2.0],
-                                                std=[0.1, 1.0, 3.0], min=[0, -2, -4],
-                                                max=[1, 2, 8]))
+        from relattr_tf.training.cvae import generator_task
+        extra = {"masked": True} if config.model == "layered_cvae" else {}
+        return generator_task(config, statistics=dict(names=["a", "b", "c"],
+                                                      mean=[0.5, 0.0, 2.0], std=[0.1, 1.0, 3.0],
+                                                      min=[0, -2, -4], max=[1, 2, 8]), **extra)
     return task_lib.make_task(config)
 
 
@@ -77,6 +78,9 @@ def batch_for(config, rng):
     if config.family_name == "generator":
         y = rng.normal(size=(8, Y_SIZE)).astype("float32")
         y[0, 1] = np.nan  # an unknown strength
+        if config.model == "layered_cvae":  # the subject mask as a fourth channel
+            mask = (rng.uniform(size=(8, size, size, 1)) > 0.7).astype("float32")
+            return np.concatenate([images(), mask], axis=-1), y
         return images(), y
     return (images(), images()), np.array([0, 1, 0.5, 1, 0, 0, 1, 0.5], "float32")
 

@@ -35,22 +35,23 @@ def corrupt_shard_message(path, error):
             f"pass --skip_corrupt to count and skip bad records")
 
 
-def resize_to_uint8(image, image_size):
-    """uint8 (H, W, 3) -> uint8 (size, size, 3), resized (antialiased bilinear, the aspect
+def resize_to_uint8(image, image_size, channels=3):
+    """uint8 (H, W, C) -> uint8 (size, size, C), resized (antialiased bilinear, the aspect
     ratio not kept) only when needed: how every image reaches a model."""
     image = tf.convert_to_tensor(image, tf.uint8)
     return tf.cond(
         tf.reduce_all(tf.shape(image)[:2] == image_size),
-        lambda: tf.ensure_shape(image, (image_size, image_size, 3)),
+        lambda: tf.ensure_shape(image, (image_size, image_size, channels)),
         lambda: tf.cast(tf.round(tf.clip_by_value(tf.image.resize(
             tf.cast(image, tf.float32), (image_size, image_size), antialias=True), 0, 255)),
             tf.uint8))
 
 
-def decode_to_uint8(encoded, image_size):
-    """Encoded PNG/JPEG -> uint8 (size, size, 3), resized as `resize_to_uint8`."""
-    return resize_to_uint8(tf.io.decode_image(encoded, channels=3, expand_animations=False),
-                           image_size)
+def decode_to_uint8(encoded, image_size, channels=3):
+    """Encoded PNG/JPEG -> uint8 (size, size, channels), resized as `resize_to_uint8`;
+    channels=4 keeps a PNG's alpha (a table's subject masks, `mask: alpha`)."""
+    return resize_to_uint8(tf.io.decode_image(encoded, channels=channels,
+                                              expand_animations=False), image_size, channels)
 
 
 class ImageStore:
@@ -61,9 +62,9 @@ class ImageStore:
     """
 
     def __init__(self, data_dir, tables, image_size, memory_mb=2048, meta=None,
-                 skip_corrupt=False):
+                 skip_corrupt=False, channels=3):
         meta = meta or schema.read_metadata(data_dir)
-        self.tables, self.image_size = list(tables), image_size
+        self.tables, self.image_size, self.channels = list(tables), image_size, channels
         ids, encoded, strengths, boxes, labels = [], [], [], [], []
         for table in self.tables:
             entry = schema.image_table(meta, data_dir, table)
@@ -89,7 +90,7 @@ class ImageStore:
         self.strengths = _dense(strengths, np.nan)
         self.boxes = _dense(boxes, -1.0, width=4)
         self.labels = _dense(labels, np.nan)
-        self.decoded = len(ids) * image_size * image_size * 3 <= memory_mb * 2 ** 20
+        self.decoded = len(ids) * image_size * image_size * channels <= memory_mb * 2 ** 20
         readable = np.ones(len(ids), bool)
         if self.decoded:
             pixels, readable = self._decode_all(encoded, skip_corrupt)
@@ -110,12 +111,12 @@ class ImageStore:
     def _decode_all(self, encoded, skip_corrupt):
         """(uint8 pixels of every image, which ones decoded)."""
         size = self.image_size
-        out = np.zeros((len(encoded), size, size, 3), np.uint8)
+        out = np.zeros((len(encoded), size, size, self.channels), np.uint8)
         readable = np.zeros(len(encoded), bool)
         ds = tf.data.Dataset.from_tensor_slices(tf.constant(encoded or [b""], tf.string))
         ds = ds.take(len(encoded)).enumerate()
-        ds = ds.map(lambda i, e: (i, decode_to_uint8(e, size)), num_parallel_calls=AUTOTUNE,
-                    deterministic=True)
+        ds = ds.map(lambda i, e: (i, decode_to_uint8(e, size, self.channels)),
+                    num_parallel_calls=AUTOTUNE, deterministic=True)
         if skip_corrupt:
             ds = ds.ignore_errors(log_warning=True)
         try:
@@ -135,12 +136,13 @@ class ImageStore:
         return self._table.lookup(ids)
 
     def images(self, rows):
-        """uint8 images (len(rows), size, size, 3) of rows (graph-safe)."""
+        """uint8 images (len(rows), size, size, channels) of rows (graph-safe)."""
         if self.decoded:
             return tf.gather(self._pixels, rows)
-        size = self.image_size
-        return tf.map_fn(lambda e: decode_to_uint8(e, size), tf.gather(self._pixels, rows),
-                         fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8))
+        size, channels = self.image_size, self.channels
+        return tf.map_fn(lambda e: decode_to_uint8(e, size, channels),
+                         tf.gather(self._pixels, rows),
+                         fn_output_signature=tf.TensorSpec((size, size, channels), tf.uint8))
 
 
 def _dense(vectors, fill, width=None):

@@ -1,6 +1,6 @@
 """Model registry: `--model` names -> functional model builders that declare their parts."""
 from relattr_tf.models import (  # noqa: F401  registers their layers
-    control, cvae, oracle_renderer, strength_scale)
+    control, cvae, layered_cvae, oracle_renderer, strength_scale)
 from relattr_tf.models.dacrl import build_dacrl
 from relattr_tf.models.deepstn import build_deepstn
 from relattr_tf.models.parts import ModelParts  # noqa: F401  re-exported

@@ -92,13 +92,13 @@ def _dense(units, name, seed, activation=None, zeros=False):
 
 
 def build_encoder(image_size, y_size, z_size, width=1.0, seed=None, fc_width=None,
-                  coordconv=False, channels=3):
+                  coordconv=False, name="encoder"):
     """(image in [-1, 1], raw y) -> (mean, log-variance) of q(z | x, y). fc_width: the FC
-    layers' multiplier (None: width); channels: of the image input."""
+    layers' multiplier (None: width)."""
     if image_size % 16:
         raise ValueError(f"the CVAE needs an image size divisible by 16, got {image_size}")
     fc_width = width if fc_width is None else fc_width
-    image = keras.Input((image_size, image_size, channels), name="image")
+    image = keras.Input((image_size, image_size, 3), name="image")
     y = keras.Input((y_size,), name="y")
     x = _conv(_coords(image, coordconv, "enc_conv1"), _channels(64, width), 5, "enc_conv1",
               seed, batch_norm=False)
@@ -117,7 +117,7 @@ def build_encoder(image_size, y_size, z_size, width=1.0, seed=None, fc_width=Non
     both = layers.Concatenate(name="enc_concat")([x, y_embedding])
     mean = _dense(z_size, "enc_mean", seed)(both)
     logvar = _dense(z_size, "enc_logvar", seed, zeros=True)(x)
-    return keras.Model([image, y], [mean, logvar], name="encoder")
+    return keras.Model([image, y], [mean, logvar], name=name)
 
 
 def decoder_features(y, z, image_size, width, seed, fc_width=None, coordconv=False,

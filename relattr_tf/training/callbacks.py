@@ -149,8 +149,9 @@ class GeneratorImages(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         mean = self.vae((self.images, self.y), training=False)[0]
         recon = np.clip((np.asarray(mean) + 1) / 2, 0, 1)
+        shown = self.images[..., :3]  # a fourth channel is the subject mask
         with self.writer.as_default(step=epoch + 1), tf.summary.record_if(True):
-            tf.summary.image("reconstructions", np.concatenate([self.images, recon], axis=2),
+            tf.summary.image("reconstructions", np.concatenate([shown, recon], axis=2),
                              max_outputs=len(recon), description="original | reconstruction")
             tf.summary.image("prior_samples", self._decode(self.y, self.z),
                              max_outputs=len(self.images),

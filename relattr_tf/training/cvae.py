@@ -192,7 +192,8 @@ class CvaeTask(task.ImageTableTask):
             config = self._input()
             self.store = images_lib.ImageStore(data.data_dir, [self.config.family.image_table],
                                                config.image_size, config.image_memory_mb, meta,
-                                               config.skip_corrupt)
+                                               config.skip_corrupt,
+                                               channels=self.image_channels(meta))
         return self.store
 
     def image_dataset(self, part, training, meta=None, start_batch=0):
@@ -290,11 +291,8 @@ class CvaeTask(task.ImageTableTask):
         data, net = self.config.data, self.config.family
         decoder, info = generator_artifact.load_generator(
             os.path.join(model_dir, generator_artifact.GENERATOR_DIR))
-        encoder = keras.saving.load_model(os.path.join(model_dir, "encoder.keras"),
-                                          safe_mode=True)
         meta = schema.read_metadata(data.data_dir)
-        vae = ConditionalVAE(encoder, decoder, kl_weight=net.kl_weight,
-                             likelihood=net.likelihood, likelihood_sigma=net.likelihood_sigma)
+        vae = self.heldout_model(model_dir, decoder)
         vae.compile(optimizers={}, group_variables={})
         heldout = vae.evaluate(self.image_dataset("validation", False, meta), verbose=0,
                                return_dict=True)
@@ -313,11 +311,23 @@ class CvaeTask(task.ImageTableTask):
         report.write_json(os.path.join(model_dir, RESULT_FILE), result)
         return {"generator": result}
 
+    def heldout_model(self, model_dir, decoder):
+        """The trained model again, from what export wrote, for the held-out figures."""
+        net = self.config.family
+        encoder = keras.saving.load_model(os.path.join(model_dir, "encoder.keras"),
+                                          safe_mode=True)
+        return ConditionalVAE(encoder, decoder, kl_weight=net.kl_weight,
+                              likelihood=net.likelihood, likelihood_sigma=net.likelihood_sigma)
+
+    def image_channels(self, meta=None):
+        """3 (RGB); a generator that reads the subject masks asks for 4."""
+        return 3
+
     def validation_images(self, meta, count=512):
         """Up to `count` validation images, (N, S, S, 3) floats in [0, 1]."""
         out, seen = [], 0
         for images, _ in self.image_dataset("validation", False, meta):
-            out.append(np.asarray(images, np.float32))
+            out.append(np.asarray(images, np.float32)[..., :3])
             seen += len(out[-1])
             if seen >= count:
                 break
@@ -327,4 +337,12 @@ class CvaeTask(task.ImageTableTask):
         return generator_eval.summary_line(result)
 
 
-task.register_task("generator", CvaeTask)
+def generator_task(config, **kwargs):
+    """The generator family's task: the plain CVAE, or the layered one (--model=layered_cvae)."""
+    if config.model == "layered_cvae":
+        from relattr_tf.training.layered_cvae import LayeredCvaeTask
+        return LayeredCvaeTask(config, **kwargs)
+    return CvaeTask(config, **kwargs)
+
+
+task.register_task("generator", generator_task)

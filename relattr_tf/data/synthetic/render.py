@@ -232,6 +232,16 @@ def scene_labels(scene, heads=LABEL_HEADS):
     return np.concatenate([np.atleast_1d(values[h["name"]]).astype(np.float64) for h in heads])
 
 
+def subject_coverage(scene):
+    """uint8 (size, size, 1): how much of each pixel the subject covers (0-255), from a
+    rendered scene's owner map."""
+    owner = scene["owner"]
+    size = owner.shape[0] // SUPERSAMPLE
+    cover = (owner == SUBJECT_OWNER).reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(
+        axis=(1, 3))
+    return np.round(cover * 255).astype(np.uint8)[..., None]
+
+
 def _fraction(value, bounds):
     """Where value lies in [lo, hi], 0 to 1 (0.5 for an empty range)."""
     lo, hi = bounds

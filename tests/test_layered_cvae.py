@@ -1,0 +1,121 @@
+"""The layered Attribute2Image: subject masks in the generator table, its loss, 1 vs 2
+replicas, and the command leaving the plain CVAE's artifact interface."""
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from relattr_tf.artifacts import generator as generator_artifact
+from relattr_tf.data import schema
+from relattr_tf.data.synthetic import render
+from relattr_tf.data.synthetic.measure import subject_mask
+from tests.cli import run_module
+from tests.conftest import make_tiny
+from tests.test_training import _replica_check
+
+
+def _records(data_dir, table):
+    meta = schema.read_metadata(data_dir)
+    files = schema.shard_paths(data_dir, schema.image_table(meta, data_dir, table), table)
+    return [schema.decode_record(r.numpy()) for r in
+            tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def test_the_generator_table_stores_the_renderers_subject_mask_as_alpha(tmp_path,
+                                                                       tiny_data_dir):
+    data_dir = make_tiny(tmp_path / "masked", "--subject_masks")
+    meta = schema.read_metadata(data_dir)
+    assert meta["images"]["generator"]["mask"] == "alpha"
+    plain = {r["id"]: r for r in _records(tiny_data_dir, "generator")}
+    for record in _records(data_dir, "generator"):
+        rgba = np.asarray(Image.open(io.BytesIO(record["image"])))
+        assert rgba.shape[-1] == 4
+        other = plain[record["id"]]
+        rgb = np.asarray(Image.open(io.BytesIO(other["image"])))
+        np.testing.assert_array_equal(rgba[..., :3], rgb)  # the picture itself unchanged
+        np.testing.assert_array_equal(record["strengths"], other["strengths"])
+        found = subject_mask(rgb.astype(np.float32) / 255)
+        if found is not None:  # the measured subject lies under the mask
+            assert (rgba[..., 3][found] > 0).mean() > 0.9
+    for table in ("train", "test"):  # the rankers' tables stay RGB
+        image = Image.open(io.BytesIO(_records(data_dir, table)[0]["image"]))
+        assert image.mode == "RGB"
+
+
+def test_subject_coverage_is_the_subjects_share_of_each_pixel():
+    scene = {}
+    render.render(np.full(8, 0.5), np.random.default_rng(0), 32, scene)
+    cover = render.subject_coverage(scene)[..., 0]
+    assert cover.shape == (32, 32) and cover.max() == 255
+    assert set(np.unique(cover)) <= {0, 64, 128, 191, 255}  # quarters of a 2 x 2 block
+
+
+@pytest.fixture(scope="module")
+def layered(tmp_path_factory):
+    root = tmp_path_factory.mktemp("layered")
+    model_dir = str(root / "run")
+    proc = run_module("relattr_tf.train", "--flagfile=configs/layered_cvae_smoke.flags",
+                      f"--data_dir={root / 'data'}", f"--model_dir={model_dir}")
+    return model_dir, proc.stdout
+
+
+def test_the_smoke_config_trains_and_leaves_the_plain_cvaes_artifact(layered):
+    model_dir, stdout = layered
+    assert "training layered_cvae" in stdout and "subject masks" in stdout
+    assert "epoch 2/2" in stdout and "mask_bce=" in stdout
+    decoder, info = generator_artifact.load_generator(os.path.join(model_dir, "generator"))
+    assert info["model"] == "layered_cvae" and info["masked"] is True
+    assert info["z_size"] == info["z_fg_size"] + info["z_bg_size"] == 8 + 4
+    y = np.tile(np.asarray(info["strength_mean"], np.float32), (2, 1))
+    mean, logvar = decoder([y, np.zeros((2, info["z_size"]), np.float32)])
+    assert mean.shape == (2, 32, 32, 3) and float(np.abs(logvar).max()) == 0.0
+    assert -1.0 <= float(np.min(mean)) and float(np.max(mean)) <= 1.0
+    result = json.load(open(os.path.join(model_dir, "eval_generator.json")))
+    assert np.isfinite(result["heldout_reconstruction_mse"]) and result["sharpness"] > 0
+    assert set(result["attributes"]) == set(info["attributes"])
+
+
+def test_the_layered_loss_needs_a_likelihood_without_a_variance_head(tmp_path):
+    proc = run_module("relattr_tf.train", "--flagfile=configs/layered_cvae_smoke.flags",
+                      f"--data_dir={tmp_path / 'd'}", f"--model_dir={tmp_path / 'm'}",
+                      "--likelihood=learned_gaussian", check=False)
+    assert proc.returncode == 1
+    assert "--likelihood=learned_gaussian: the layered generator has no variance head" in \
+        proc.stderr.strip().splitlines()[-1]
+
+
+def test_the_mask_terms_follow_the_mask():
+    from relattr_tf import config as config_lib
+    from relattr_tf.training.layered_cvae import LayeredCvaeTask
+    config = config_lib.Config(model="layered_cvae", data=config_lib.DataConfig(image_size=16),
+                               family=config_lib.GeneratorConfig(z_size=3, z_bg_size=2,
+                                                                 cvae_width=0.0625,
+                                                                 likelihood="smooth_l1"))
+    stats = dict(names=["a", "b"], mean=[0, 0], std=[1, 1], min=[-1, -1], max=[1, 1])
+    rng = np.random.default_rng(0)
+    image = rng.uniform(size=(2, 16, 16, 3)).astype("float32")
+    y = rng.normal(size=(2, 2)).astype("float32")
+    masked = LayeredCvaeTask(config, stats, masked=True).build()
+    masked.sample_posterior = False
+    everywhere = np.concatenate([image, np.ones((2, 16, 16, 1), np.float32)], axis=-1)
+    nowhere = np.concatenate([image, np.zeros((2, 16, 16, 1), np.float32)], axis=-1)
+    _, _, _, bce_subject = masked._loss_terms(everywhere, y, training=False)
+    _, _, _, bce_background = masked._loss_terms(nowhere, y, training=False)
+    g = masked.parts((everywhere, y))["g"].numpy().reshape(2, -1)
+    np.testing.assert_allclose(bce_subject, -np.log(1 - np.clip(g, 1e-6, 1 - 1e-6)).sum(1),
+                               rtol=1e-4)
+    assert not np.allclose(bce_subject, bce_background)
+    plain = LayeredCvaeTask(config, stats, masked=False).build()
+    assert float(np.max(plain._loss_terms(image, y, training=False)[3])) == 0.0
+
+
+def test_layered_cvae_takes_the_same_step_on_one_and_two_replicas():
+    result = _replica_check("--model=layered_cvae", "--set=likelihood=smooth_l1",
+                            "--set=z_bg_size=2", "--set=kl_warmup_steps=3")
+    assert result["step_one"] > 1e-4
+    assert result["max_weight_diff"] < 1e-5 * max(1.0, result["step_one"] * 1e3)
+    assert result["loss_one"] == pytest.approx(result["loss_two"], rel=1e-5)
