@@ -58,8 +58,9 @@ def test_subject_coverage_is_the_subjects_share_of_each_pixel():
 def layered(tmp_path_factory):
     root = tmp_path_factory.mktemp("layered")
     model_dir = str(root / "run")
-    proc = run_module("relattr_tf.train", "--flagfile=configs/layered_cvae_smoke.flags",
-                      f"--data_dir={root / 'data'}", f"--model_dir={model_dir}")
+    proc = run_module("relattr_tf.train_generator", "--flagfile=configs/layered_cvae_smoke.flags",
+                      f"--data_dir={root / 'data'}", f"--model_dir={model_dir}",
+                      f"--results_dir={root / 'results'}", "--study=layered_smoke")
     return model_dir, proc.stdout
 
 
@@ -77,6 +78,17 @@ def test_the_smoke_config_trains_and_leaves_the_plain_cvaes_artifact(layered):
     result = json.load(open(os.path.join(model_dir, "eval_generator.json")))
     assert np.isfinite(result["heldout_reconstruction_mse"]) and result["sharpness"] > 0
     assert set(result["attributes"]) == set(info["attributes"])
+    # Its ledger cell, and the goal table report makes from it.
+    ledger = stdout.strip().splitlines()[-1].split("ledger: ")[1]
+    record = json.load(open(ledger))
+    assert record["kind"] == "generator" and record["data_sha256"]
+    assert record["cell"] == {"model": "layered_cvae", "image_size": 32, "seed": 0}
+    results = os.path.dirname(os.path.dirname(ledger))
+    docs = os.path.join(os.path.dirname(model_dir), "docs")
+    run_module("relattr_tf.report", "--study=layered_smoke", f"--results_dir={results}",
+               f"--out={docs}")
+    table = open(os.path.join(docs, "layered_smoke.md")).read()
+    assert "| layered_cvae 32 px seed 0 |" in table and "reconstruction MSE (held out)" in table
 
 
 def test_the_layered_loss_needs_a_likelihood_without_a_variance_head(tmp_path):

@@ -317,6 +317,7 @@ def test_the_pretrain_study_table_shows_every_check_and_the_bf16_difference(tmp_
         probe = {"brightness": dict(spearman=0.95, spearman_random_trunk=0.97),
                  "size": dict(spearman=0.6, spearman_random_trunk=0.4)}
         metrics = dict(heldout_accuracy=accuracy, chance_accuracy={"cell": 0.3, "shape": 0.5},
+                       ceilings={"shape": 0.8 if precision == "float32" else 0.75},
                        heldout_images=100, probe=dict(attributes=probe, blocks={
                            "block1_pool": {"brightness": 0.99, "size": 0.2}}),
                        gate=trunk_gate.trunk_gate(heads, accuracy, probe, kinds))
@@ -326,6 +327,7 @@ def test_the_pretrain_study_table_shows_every_check_and_the_bf16_difference(tmp_
     table = studies.write_study(records, "trunk", "results", str(tmp_path / "trunk"))
     assert "| head cell (accuracy %) | 30.0 | 95.0 | 93.0 |" in table
     assert "| head shape (accuracy %) | 50.0 | **60.0** (< 90.0) | **60.0** (< 90.0) |" in table
+    assert "| head shape: oracle ceiling (%) |  | 80.0 | 75.0 |" in table
     assert "| probe brightness (Spearman) | 0.97 / 0.97 | **0.95** (< 0.97) |" in table
     assert "| brightness at block1_pool, positions averaged (Spearman) |  | 0.99 | 0.99 |" in table
     assert "largest head difference, bf16 − float32 (points) |  | -2.0 (cell) | -2.0 (cell) |" \

@@ -23,8 +23,8 @@ OVERALL = (("sharpness", "sharpness: high-frequency energy / real images'", ".2f
 
 def _column(record):
     cell = record["cell"]
-    return (f"{record['metrics'].get('kind', 'learned')} {cell.get('image_size', '')} px "
-            f"seed {cell.get('seed', '')}")
+    name = cell.get("model") or record["metrics"].get("kind", "")
+    return f"{name} {cell.get('image_size', '')} px seed {cell.get('seed', '')}"
 
 
 def _format(key, value, bar, higher):

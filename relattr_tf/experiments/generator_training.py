@@ -1,0 +1,26 @@
+"""A learned generator (the plain or the layered Attribute2Image) as a study: train it (or
+reuse a finished run in model_dir), then one ledger cell per (model, image size, seed) with
+its evaluation (evaluation.generator: sweeps, fine-step pairs with independent z and with one
+z, sharpness, reconstruction against the blur references), as the oracle's cell has."""
+from relattr_tf.data import pipeline
+from relattr_tf.evaluation.ledger import record_of
+from relattr_tf.training import run
+
+
+def generator_cell(config):
+    return dict(model=config.model, image_size=config.data.image_size, seed=config.train.seed)
+
+
+def train_and_record(config, model_dir, ledger, command):
+    """Trains into model_dir unless a run there finished with this config, and records the
+    cell unless the ledger has it. Returns (eval_generator result, record)."""
+    run.ensure_data(config)
+    data_hash = pipeline.data_hash(config.data.data_dir)
+    cell = generator_cell(config)
+    record = ledger.finished(cell, config, data_sha256=data_hash)
+    result = dict(run.train_or_reuse(config, model_dir)["generator"], kind="learned")
+    if record is None:
+        record = ledger.write(cell, record_of(
+            "generator", ledger.study, cell, command, config, result,
+            run.read_summary(model_dir)["seconds"], config.data.data_dir, data_hash))
+    return result, record
