@@ -77,6 +77,7 @@ def test_cvae_trains_exports_and_evaluates_through_the_cli(trained, tiny_data_di
         assert 0 <= entry["illegible_rate"] <= 1 and entry["pairs"] == 8
         assert "sweep_spearman" in entry and "pair_agreement" in entry
         assert 0 <= entry["same_z_illegible_rate"] <= 1 and "same_z_pair_agreement" in entry
+        assert 0 <= entry["real_equal_rate"] <= 1  # the crowd on real fine pairs
     assert result["sharpness"] > 0 and result["real_high_frequency_energy"] > 0
     assert 0 < result["blur_2px_mse"] < result["blur_4px_mse"]
     from PIL import Image

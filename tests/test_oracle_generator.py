@@ -83,6 +83,8 @@ def test_the_command_leaves_an_oracle_artifact_that_loads_like_a_learned_one(ora
     np.testing.assert_allclose(image, (decoder([y, z])[0].numpy() + 1) / 2, atol=1e-5)
     result = json.load(open(os.path.join(model_dir, "eval_generator.json")))
     assert result["kind"] == "oracle" and set(result["attributes"]) == set(ATTRIBUTE_NAMES)
+    for entry in result["attributes"].values():  # the benchmark's own fine pairs beside
+        assert 0 <= entry["real_equal_rate"] <= 1 and 0 <= entry["equal_rate"] <= 1
     assert os.path.exists(os.path.join(model_dir, "sweeps.png"))
     assert "generator: oracle (no fit)" in stdout and "ledger: " in stdout
     ledger = stdout.strip().splitlines()[-1].split("ledger: ")[1]
@@ -102,6 +104,7 @@ def test_report_makes_the_goal_table_from_the_oracles_ledger(oracle_generator, t
     assert "| attribute | figure | goal | oracle 32 px seed 0 |" in table
     for name in ATTRIBUTE_NAMES:
         assert f"| {name} | sweep Spearman, pooled | ≥ 0.9 | " in table
+        assert f"| {name} | fine-step pairs: answered equal (%) | real ± 5 | " in table
     assert "relattr_tf.oracle_generator" in table  # the command, from the ledger
 
 

@@ -13,7 +13,8 @@ On the embedded benchmark every generated image is measured by
     illegible rate, equal rate, and agreement (how often a legible, non-equal label has the
     sign of the requested change: what ATTIC's "Auto" labels rely on). The headline figures
     draw the two images with independent z, as ATTIC's pairs are; `same_z_*` repeats them
-    with one z for both;
+    with one z for both; `real_*` gives the crowd's rates on fine pairs of real images, when
+    their strengths are given (the equal rate's reference);
   * sharpness: the pictures' high-frequency energy (mean squared Laplacian of luminance) over
     that of real images, when real images are given (1: as sharp as they are);
   * sampling speed (images / s).
@@ -140,10 +141,29 @@ def _crowd_figures(crowd, seed, attribute, step, strength_a, strength_b, scale):
                 pair_agreement=agree / decided if decided else float("nan"))
 
 
+def real_fine_pair_rates(strengths, attribute, k, count, seed):
+    """{real_equal_rate, real_illegible_rate}: the crowd on fine pairs of real images (as
+    make_synthetic pairs them: |difference| in the fine range), the reference of the
+    generated pairs' equal rate."""
+    scale = attributes.BY_NAME[attribute].scale
+    rng = crowd_lib.pair_rng(seed, "generator-real-pairs", attribute)
+    chosen = pairs_lib.fine_pairs(np.asarray(strengths[:, k], np.float64), scale, count, rng)
+    if not len(chosen):
+        return {}
+    crowd = crowd_lib.Crowd()
+    labels = [crowd.label(strengths[a, k], strengths[b, k], scale,
+                          crowd_lib.pair_rng(seed, "generator-real-crowd", attribute, j))
+              for j, (a, b) in enumerate(chosen)]
+    return dict(real_equal_rate=float(np.mean([x is not None and x["target"] == 0.5
+                                               for x in labels])),
+                real_illegible_rate=float(np.mean([x is None for x in labels])))
+
+
 def evaluate_generator(decoder, info, meta, *, sweep_steps=9, sweep_samples=16, pairs=400,
-                       seed=0, batch_size=64, real_images=None):
+                       seed=0, batch_size=64, real_images=None, real_strengths=None):
     """The generator's figures (module docstring) as a dict. real_images: (N, S, S, 3) in
-    [0, 1], the reference of the sharpness figure."""
+    [0, 1], the reference of the sharpness figure; real_strengths: (N, strengths) measured on
+    real images, the reference of the equal rate (the crowd on their fine pairs)."""
     measurable = meta.get("dataset") == "synthetic"
     crowd = crowd_lib.Crowd()
     out = {"attributes": {}, "measured": measurable,
@@ -185,6 +205,9 @@ def evaluate_generator(decoder, info, meta, *, sweep_steps=9, sweep_samples=16, 
                                          measure_all(image_a)[:, k],
                                          measure_all(image_b)[:, k], scale)
                 entry.update({prefix + key: value for key, value in figures.items()})
+            if real_strengths is not None:
+                entry.update(real_fine_pair_rates(np.asarray(real_strengths), attribute, k,
+                                                  pairs, seed))
         out["attributes"][attribute] = entry
     return out
 

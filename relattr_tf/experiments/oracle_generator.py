@@ -10,6 +10,7 @@ import numpy as np
 from relattr_tf.artifacts import generator as generator_artifact
 from relattr_tf.data.synthetic import render
 from relattr_tf.data.synthetic.attributes import ATTRIBUTE_NAMES
+from relattr_tf.data.synthetic.measure import measure
 from relattr_tf.evaluation import generator as generator_eval, report
 from relattr_tf.evaluation.ledger import record_of
 from relattr_tf.models import oracle_renderer
@@ -21,12 +22,13 @@ SWEEP_FILE = "sweeps.png"
 BENCHMARK_META = {"dataset": "synthetic", "strength_names": list(ATTRIBUTE_NAMES)}
 
 
-def benchmark_pictures(size, count=256, seed=0):
-    """Pictures of the numpy renderer (the benchmark's), floats in [0, 1]: the sharpness
-    reference."""
+def benchmark_pictures(size, count=1000, seed=0):
+    """(pictures of the numpy renderer, floats in [0, 1], and their measured strengths): the
+    sharpness and equal-rate references."""
     rng = np.random.default_rng([seed, 23])
-    return np.stack([render.to_uint8(render.render(rng.uniform(size=len(ATTRIBUTE_NAMES)),
-                                                   rng, size)) for _ in range(count)]) / 255.0
+    pictures = np.stack([render.to_uint8(render.render(rng.uniform(size=len(ATTRIBUTE_NAMES)),
+                                                       rng, size)) for _ in range(count)])
+    return pictures / 255.0, np.stack([measure(p) for p in pictures])
 
 
 def build_and_record(settings, model_dir, ledger, command, progress=print):
@@ -45,10 +47,11 @@ def build_and_record(settings, model_dir, ledger, command, progress=print):
         decoder, directory, statistics, oracle_renderer.Z_SIZE, settings["image_size"],
         kind="oracle", extra=dict(z_names=list(oracle_renderer.Z_NAMES), knots=knots))
     decoder, info = generator_artifact.load_generator(directory)
+    real, strengths = benchmark_pictures(settings["image_size"])
     result = generator_eval.evaluate_generator(
         decoder, info, BENCHMARK_META, sweep_steps=settings["sweep_steps"],
         sweep_samples=settings["sweep_samples"], pairs=settings["eval_pairs"],
-        seed=settings["seed"], real_images=benchmark_pictures(settings["image_size"]))
+        seed=settings["seed"], real_images=real[:256], real_strengths=strengths)
     generator_eval.write_sweep_sheet(decoder, info, os.path.join(model_dir, SWEEP_FILE),
                                      seed=settings["seed"])
     result.update(kind="oracle", calibration_images=settings["calibration_images"])

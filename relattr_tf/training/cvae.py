@@ -300,7 +300,7 @@ class CvaeTask(task.ImageTableTask):
         result = generator_eval.evaluate_generator(
             decoder, info, meta, sweep_steps=net.sweep_steps, sweep_samples=net.sweep_samples,
             pairs=net.eval_pairs, seed=self.config.train.seed, batch_size=batch_size,
-            real_images=real)
+            real_images=real, real_strengths=self.validation_strengths(meta))
         result.update(generator_eval.blur_references(real))
         generator_eval.write_sweep_sheet(decoder, info, os.path.join(model_dir, SWEEP_FILE),
                                          seed=self.config.train.seed)
@@ -318,6 +318,12 @@ class CvaeTask(task.ImageTableTask):
                                           safe_mode=True)
         return ConditionalVAE(encoder, decoder, kl_weight=net.kl_weight,
                               likelihood=net.likelihood, likelihood_sigma=net.likelihood_sigma)
+
+    def validation_strengths(self, meta):
+        """The validation part's strength vectors (N, strengths), NaN where unknown."""
+        store = self._image_store(meta)
+        held = pipeline.validation_rows(store.ids, self.config.family.validation_fraction)
+        return store.strengths[held].astype(np.float64)
 
     def image_channels(self, meta=None):
         """3 (RGB); a generator that reads the subject masks asks for 4."""
