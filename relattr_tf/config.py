@@ -40,35 +40,30 @@ class DataConfig:
     image_memory_mb: int = setting(2048, "Keep decoded images in memory up to this size; "
                                    "beyond it they stay encoded and are decoded on use.",
                                    lower=1, compared=False)
-    skip_corrupt: bool = setting(False, "Skip unreadable records (logged) instead of failing.",
-                                 compared=False)
+    skip_corrupt: bool = setting(False, "Skip (and log) unreadable records.", compared=False)
     make_data: bool = setting(False, "Build the embedded benchmark in --data_dir first if it "
                               "has none.", compared=False)
     make_data_args: str = setting("", "Arguments for beam_jobs.make_synthetic when --make_data "
                                   "builds data.", compared=False)
-    val_steps: int = setting(0, "Validation batches per epoch (0 = all).", lower=0,
-                             compared=False)
+    val_steps: int = setting(0, "Validation batches per epoch (0 = all).", lower=0, compared=False)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     optimizer: str = setting("rmsprop", "Optimizer of every parameter group.",
                              choices=("rmsprop", "adam", "adamw", "sgd"))
-    weight_decay: float = setting(5e-4, "Weight decay of kernels (biases excluded).", lower=0.0,
-                                  upper=1.0)
+    weight_decay: float = setting(5e-4, "Kernels' weight decay.", lower=0.0, upper=1.0)
     weight_decay_mode: str = setting("l2", "l2: wd * w added to the gradient, as Caffe, Torch "
                                      "and the papers apply it; decoupled: w -= lr * wd * w "
                                      "(AdamW style).", choices=("l2", "decoupled"))
-    rho: float = setting(0.9, "RMSProp's decay of the squared-gradient average.", lower=0.0,
-                         upper=0.9999)
+    rho: float = setting(0.9, "RMSProp's squared-gradient decay.", lower=0.0, upper=0.9999)
     epsilon: float = setting(1e-7, "Optimizer epsilon (RMSProp, Adam).", lower=0.0, upper=1.0)
     momentum: float = setting(0.9, "SGD momentum.", lower=0.0, upper=0.9999)
     lr_drop_epochs: tuple = setting((5, 12), "Divide learning rates by --lr_drop_factor after "
                                     "these many epochs.", lower=1)
     lr_drop_factor: float = setting(10.0, "Learning-rate drop factor.", lower=1.0)
     epochs: int = setting(16, "Epochs.", lower=1)
-    steps_per_epoch: int = setting(0, "Steps per epoch; 0: one pass over the training data.",
-                                   lower=0)
+    steps_per_epoch: int = setting(0, "Steps per epoch (0: one pass over the data).", lower=0)
     batch_size: int = setting(24, "Global batch size (pairs or images).", lower=1)
     strategy: str = setting("default", "Distribution strategy.", choices=("default", "mirrored"))
     mixed_precision: str = setting("float32", "Keras dtype policy (mixed_float16 gets dynamic "
@@ -78,12 +73,10 @@ class TrainConfig:
     seed: int = setting(0, "Random seed (initial weights, data order, augmentation).", lower=0)
     deterministic: bool = setting(False, "TensorFlow op determinism (and its own CPU kernels: "
                                   "slower than oneDNN).")
-    tensorboard_images: int = setting(4, "Examples drawn in TensorBoard each epoch.", lower=0,
-                                      compared=False)
+    tensorboard_images: int = setting(4, "TensorBoard examples per epoch.", lower=0, compared=False)
     update_freq: int = setting(0, "TensorBoard batch summaries every N steps (0 = about ten "
                                "per epoch).", lower=0, compared=False)
-    progress: str = setting("line", "Per-epoch line or progress bar.", choices=("line", "bar"),
-                            compared=False)
+    progress: str = setting("line", "Epoch line or bar.", choices=("line", "bar"), compared=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,37 +189,25 @@ class GeneratorConfig:
     image_table: str = setting("generator", "Image table with strength vectors it trains on.")
     validation_fraction: float = setting(0.1, "Held-out share of the table, by image id.",
                                          lower=0.01, upper=0.5)
-    z_size: int = setting(256, "Size of the latent z (everything y does not say).", lower=1,
+    z_size: int = setting(256, "Size of the latent z (layered_cvae: the foreground's).", lower=1,
                           architecture=True)
+    z_bg_size: int = setting(64, "layered_cvae: size of the background's latent.", lower=1,
+                             architecture=True)
     cvae_width: float = setting(1.0, "Channel multiplier of every conv and FC layer; 1 = the "
                                 "reference's.", lower=0.01, upper=4.0, architecture=True)
-    fc_width: float = setting(0.0, "Channel multiplier of the FC layers (0 = --cvae_width; 1 "
-                              "= the reference's widths).", lower=0.0, upper=4.0,
-                              architecture=True)
-    coordconv: bool = setting(False, "Feed two coordinate channels into every conv.",
-                              architecture=True)
+    fc_width: float = setting(0.0, "FC layers' multiplier (0: --cvae_width).", lower=0.0,
+                              upper=4.0, architecture=True)
+    coordconv: bool = setting(False, "Coordinate channels into every conv.", architecture=True)
     kl_weight: float = setting(1.0, "Weight of the KL term of the ELBO.", lower=0.0)
-    kl_warmup_steps: int = setting(0, "The KL weight rises linearly from 0 to --kl_weight "
-                                   "over this many steps (0: none).", lower=0)
-    likelihood: str = setting("learned_gaussian", "Reconstruction term: a Gaussian with the "
-                              "decoder's per-pixel variance, one with a fixed --likelihood_sigma,"
-                              " or SmoothL1 summed over pixels (the layered reference's).",
+    kl_warmup_steps: int = setting(0, "KL weight ramped from 0 over these steps.", lower=0)
+    likelihood: str = setting("learned_gaussian", "Reconstruction term (docs: Attribute2Image).",
                               choices=("learned_gaussian", "fixed_gaussian", "smooth_l1"))
-    likelihood_sigma: float = setting(0.05, "The fixed Gaussian's std, in [-1, 1] image units.",
-                                      lower=1e-4)
-    z_bg_size: int = setting(64, "layered_cvae: size of the background's latent (--z_size is "
-                             "the foreground's).", lower=1, architecture=True)
-    mask_weight: float = setting(0.3, "layered_cvae: weight of the gate's cross-entropy against "
-                                 "the subject mask (the reference's 0.3), when the table has "
-                                 "masks.", lower=0.0)
-    generator_lr: float = setting(3e-4, "Learning rate of the encoder and the decoder.",
-                                  lower=0.0)
-    sweep_steps: int = setting(9, "Evaluation: strengths along each attribute's sweep.",
-                               lower=2, compared=False)
-    sweep_samples: int = setting(16, "Evaluation: random (z, other attributes) per sweep.",
-                                 lower=1, compared=False)
-    eval_pairs: int = setting(400, "Evaluation: generated pairs per attribute for the crowd.",
-                              lower=1, compared=False)
+    likelihood_sigma: float = setting(0.05, "fixed_gaussian's std, [-1, 1] units.", lower=1e-4)
+    mask_weight: float = setting(0.3, "layered_cvae: weight of the gate's mask loss.", lower=0.0)
+    generator_lr: float = setting(3e-4, "Encoder and decoder learning rate.", lower=0.0)
+    sweep_steps: int = setting(9, "Evaluation: steps per sweep.", lower=2, compared=False)
+    sweep_samples: int = setting(16, "Evaluation: sweeps per attribute.", lower=1, compared=False)
+    eval_pairs: int = setting(400, "Evaluation: pairs per attribute.", lower=1, compared=False)
 
 
 @dataclasses.dataclass(frozen=True)

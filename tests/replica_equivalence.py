@@ -48,7 +48,7 @@ def make_task(config):
         from relattr_tf.training.pretrain import PretrainTask
         return PretrainTask(config, heads=render.LABEL_HEADS)
     if config.family_name == "generator":
-        from relattr_tf.training.cvae import generator_task
+        from relattr_tf.training.generators import generator_task
         extra = {"masked": True} if config.model == "layered_cvae" else {}
         return generator_task(config, statistics=dict(names=["a", "b", "c"],
                                                       mean=[0.5, 0.0, 2.0], std=[0.1, 1.0, 3.0],

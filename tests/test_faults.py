@@ -129,7 +129,8 @@ def test_every_config_file_parses_into_a_config_with_its_command():
                 "for path in sys.argv[1:]:\n"
                 "    flags.FLAGS.unparse_flags()\n"
                 "    flags.FLAGS(['prog', f'--flagfile={path}'])\n"
-                "    print(path, config_flags.from_flags().model)\n")
+                "    print(path, config_flags.from_flags().model  # a command with a Config\n"
+                "          if 'model' in flags.FLAGS else '-')\n")
         proc = subprocess.run([sys.executable, "-c", code, *paths], cwd=ROOT,
                               capture_output=True, text=True)
         assert proc.returncode == 0, f"{command}: {proc.stderr[-2000:]}"

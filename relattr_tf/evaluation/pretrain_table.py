@@ -71,14 +71,19 @@ def _precision_rows(records, heads):
     """Where one size and seed ran in float32 and in mixed_bfloat16: the largest held-out
     accuracy difference over the heads, in points (the check before bf16 is used)."""
     rows = []
-    by_cell = {(r["cell"]["image_size"], r["cell"]["seed"], r["cell"]["precision"]): r
-               for r in records}
-    for (size, seed, precision), bf16 in sorted(by_cell.items()):
-        fp32 = by_cell.get((size, seed, "float32"))
+
+    def drawn(cell):  # how the pretrain table was drawn: cells compared only on the same table
+        return (cell.get("scenery", ""), cell.get("global_strengths", ""))
+
+    by_cell = {(r["cell"]["image_size"], r["cell"]["seed"], drawn(r["cell"]),
+                r["cell"]["precision"]): r for r in records}
+    for (size, seed, table, precision), bf16 in sorted(by_cell.items()):
+        fp32 = by_cell.get((size, seed, table, "float32"))
         if precision != "mixed_bfloat16" or fp32 is None:
             continue
         gaps = {h: 100 * (bf16["metrics"]["heldout_accuracy"][h] -
-                          fp32["metrics"]["heldout_accuracy"][h]) for h in heads}
+                          fp32["metrics"]["heldout_accuracy"][h]) for h in heads
+                if h in bf16["metrics"]["heldout_accuracy"]}
         worst = max(gaps, key=lambda h: abs(gaps[h]))
         rows.append([f"{size} px seed {seed}: largest head difference, bf16 − float32 "
                      f"(points)", ""] + [f"{gaps[worst]:+.1f} ({worst})"

@@ -23,7 +23,7 @@ from relattr_tf.artifacts import generator as generator_artifact
 from relattr_tf.config import ConfigError
 from relattr_tf.data import schema
 from relattr_tf.models import cvae as cvae_lib, layered_cvae as layered_lib
-from relattr_tf.training import cvae
+from relattr_tf.training import cvae, vae_losses
 
 ENCODER_FILES = ("foreground_encoder.keras", "background_encoder.keras")
 
@@ -76,12 +76,12 @@ class LayeredVAE(cvae.ConditionalVAE):
 
     def _loss_terms(self, image, y, training):
         p = self.parts((image, y), training=training, sample=True)
-        term = lambda target, mean: cvae.reconstruction_nll(  # noqa: E731
+        term = lambda target, mean: vae_losses.reconstruction_nll(  # noqa: E731
             self.likelihood, target, mean, None, self.likelihood_sigma)
         nll = term(p["x"], p["x_hat"])
-        kl = (cvae.gaussian_kl(ops.cast(p["fg_mean"], "float32"),
+        kl = (vae_losses.gaussian_kl(ops.cast(p["fg_mean"], "float32"),
                                ops.cast(p["fg_logvar"], "float32")) +
-              cvae.gaussian_kl(ops.cast(p["bg_mean"], "float32"),
+              vae_losses.gaussian_kl(ops.cast(p["bg_mean"], "float32"),
                                ops.cast(p["bg_logvar"], "float32")))
         mask = ops.zeros_like(nll)
         if self.masked:
