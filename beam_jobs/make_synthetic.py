@@ -226,10 +226,13 @@ def run(argv=None):
     if args.subject_masks:
         tables[GENERATOR] = {"mask": "alpha"}
     if args.pretrain_images:
-        tables[PRETRAIN] = {
-            "label_heads": [dict(h) for h in render.label_heads(
-                render.SCENERIES[args.pretrain_scenery])],
-            "scenery": args.pretrain_scenery, "global_strengths": args.pretrain_global}
+        tables[PRETRAIN] = {"label_heads": [dict(h) for h in render.label_heads(
+            render.SCENERIES[args.pretrain_scenery])]}
+        # Said only when not the benchmark's draws, so a default build's metadata is unchanged.
+        for key, value, usual in (("scenery", args.pretrain_scenery, "benchmark"),
+                                  ("global_strengths", args.pretrain_global, "drawn")):
+            if value != usual:
+                tables[PRETRAIN][key] = value
     sizes = {split: sum(1 for _, s in items if s == split) for split in IMAGE_SPLITS}
     if min(sizes["train"], sizes["test"]) < 2:
         raise SystemExit(f"make_synthetic: --num_images={args.num_images} with "

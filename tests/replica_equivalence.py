@@ -95,8 +95,11 @@ def one_step(strategy, weights, batch, naive, config):
         model.set_weights(weights)
     before = [w.copy() for w in weights]
     logs = model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0).history
-    after = model.get_weights()
-    step = max(float(np.abs(a - b).max()) for a, b in zip(after, before))
+    # The learned weights only: a step counter (the CVAE's warm-up) would count as a step of 1.
+    learned = [not w.path.endswith("steps_taken") for w in model.weights]
+    after = [w for w, keep in zip(model.get_weights(), learned) if keep]
+    step = max(float(np.abs(a - b).max()) for a, b in zip(after, [
+        w for w, keep in zip(before, learned) if keep]))
     return after, step, logs["loss"][0]
 
 

@@ -167,8 +167,7 @@ def test_the_loaded_generator_is_frozen_under_another_models_training_step(train
 
 
 @pytest.mark.parametrize("settings", [  # SmoothL1: the layered model's replica test
-    (), ("--set=likelihood=fixed_gaussian", "--set=kl_warmup_steps=4", "--set=coordconv=true",
-         "--set=fc_width=0.25")])
+    (), ("--set=likelihood=fixed_gaussian", "--set=coordconv=true", "--set=fc_width=0.25")])
 def test_cvae_takes_the_same_step_on_one_and_two_replicas(settings):
     result = _replica_check("--model=cvae", *settings)
     assert result["step_one"] > 1e-4

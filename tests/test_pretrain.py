@@ -37,6 +37,7 @@ def test_the_pretrain_table_is_labelled_and_leaves_the_other_tables_as_they_were
         pretrain_data, tiny_data_dir):
     meta = schema.read_metadata(pretrain_data)
     assert meta["images"]["pretrain"]["count"] == 64
+    assert "scenery" not in meta["images"]["pretrain"]  # the default's metadata as before
     assert [h["name"] for h in schema.label_heads(meta, pretrain_data, "pretrain")] == \
         [h["name"] for h in render.LABEL_HEADS]
     for table in ("train", "test", "generator"):  # the rankers' images are unchanged

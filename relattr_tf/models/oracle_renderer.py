@@ -176,7 +176,8 @@ class OracleRender(keras.layers.Layer):
         direction = lerp("light_direction", 0.0, 2 * math.pi)[:, None, None]
         strength = lerp("light_strength", 0.0, scenery.light)[:, None, None]
         light = 1.0 + strength * (gx[None] * tf.cos(direction) + gy[None] * tf.sin(direction))
-        image = image * light[..., None] + NOISE_STD * _hash_noise(col("noise_seed"), size)
+        seed = tf.stop_gradient(col("noise_seed"))  # a hash: its gradient means nothing
+        image = image * light[..., None] + NOISE_STD * _hash_noise(seed, size)
         image = tf.clip_by_value(image, 0.0, 1.0)
         return [2.0 * image - 1.0, tf.zeros_like(image)]
 

@@ -67,12 +67,15 @@ class LayeredVAE(cvae.ConditionalVAE):
         f, g = self.fg_decoder([y, z_fg], training=training)
         b = self.bg_decoder(z_bg, training=training)
         f, g, b = (ops.cast(t, "float32") for t in (f, g, b))
-        return dict(x=x, m=m, f=f, g=g, b=b, x_hat=ops.clip(f + g * b, -1.0, 1.0),
+        # Unclipped here: a clip would cut the gradient to f and b wherever f + g * b leaves
+        # [-1, 1]; the artifact's decoder clips (layered_cvae.Compose).
+        return dict(x=x, m=m, f=f, g=g, b=b, x_hat=f + g * b,
                     fg_mean=fg_mean, fg_logvar=fg_logvar, bg_mean=bg_mean, bg_logvar=bg_logvar)
 
     def call(self, inputs, training=False, sample=None):
         p = self.parts(inputs, training, sample)
-        return p["x_hat"], ops.zeros_like(p["x_hat"]), p["fg_mean"], p["fg_logvar"]
+        x_hat = ops.clip(p["x_hat"], -1.0, 1.0)
+        return x_hat, ops.zeros_like(x_hat), p["fg_mean"], p["fg_logvar"]
 
     def _loss_terms(self, image, y, training):
         p = self.parts((image, y), training=training, sample=True)
@@ -90,23 +93,29 @@ class LayeredVAE(cvae.ConditionalVAE):
             background = 1.0 - p["m"]
             bce = -(background * ops.log(g) + (1 - background) * ops.log(1 - g))
             mask = ops.sum(ops.reshape(bce, (ops.shape(g)[0], -1)), axis=-1)
-        mse = ops.mean(ops.reshape(ops.square((p["x_hat"] - p["x"]) / 2.0),
+        mse = ops.mean(ops.reshape(ops.square((ops.clip(p["x_hat"], -1.0, 1.0) - p["x"]) / 2.0),
                                    (ops.shape(image)[0], -1)), axis=-1)
-        return nll + self.mask_weight * mask, kl, mse, mask
+        image_term = term(p["x"], p["x_hat"])
+        return nll + self.mask_weight * mask, kl, mse, mask, image_term
 
-    def _update_metrics(self, nll, kl, mse, mask=None):
-        if mask is not None:
-            self.mask_tracker.update_state(mask)
-        return super()._update_metrics(nll, kl, mse)
+    def _update_metrics(self, objective, kl, mse, mask, image_term):
+        """loss: the objective; neg_elbo and nll: the picture's term R(x_hat, x) (+ KL), so
+        they compare with the plain CVAE's (a density only for a Gaussian --likelihood)."""
+        for tracker, value in ((self.loss_tracker, objective + self.current_kl_weight() * kl),
+                               (self.elbo_tracker, image_term + kl),
+                               (self.nll_tracker, image_term), (self.kl_tracker, kl),
+                               (self.mse_tracker, mse), (self.mask_tracker, mask)):
+            tracker.update_state(value)
+        return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
         image, y = data
         with tf.GradientTape() as tape:
-            nll, kl, mse, mask = self._loss_terms(image, y, training=True)
-            loss = tf.nn.compute_average_loss(nll + self.current_kl_weight() * kl)
+            objective, kl, mse, mask, image_term = self._loss_terms(image, y, training=True)
+            loss = tf.nn.compute_average_loss(objective + self.current_kl_weight() * kl)
         self.apply_gradients_of(tape, loss)
         self.steps_taken.assign_add(1.0)
-        return self._update_metrics(nll, kl, mse, mask)
+        return self._update_metrics(objective, kl, mse, mask, image_term)
 
     def test_step(self, data):
         image, y = data
