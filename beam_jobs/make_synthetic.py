@@ -32,7 +32,6 @@ SOURCE = "synthetic"
 IMAGE_SPLITS = ("train", "test", "generator")
 PRETRAIN = "pretrain"
 GENERATOR = "generator"
-GLOBAL_COLUMNS = [i for i, a in enumerate(attributes.ATTRIBUTES) if a.kind == "global"]
 
 
 def pair_splits(image_split):
@@ -76,7 +75,7 @@ class RenderImage(beam.DoFn):
         if split == PRETRAIN:
             scenery = self.pretrain_scenery
             if self.pretrain_global == "middle":
-                latent[GLOBAL_COLUMNS] = 0.5
+                latent[attributes.GLOBAL_COLUMNS] = 0.5
         scene = {}
         pixels = render.to_uint8(render.render(latent, rng, self.image_size, scene, scenery))
         strengths = measure(pixels)  # measured on the stored pixels: the ground truth

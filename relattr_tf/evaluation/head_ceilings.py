@@ -13,6 +13,7 @@ optimistic bound on what the pictures allow; a network may still beat a one-meas
 """
 import numpy as np
 
+from relattr_tf.data import schema
 from relattr_tf.data.synthetic import attributes, render
 from relattr_tf.data.synthetic.measure import LUMA, _radial_kurtosis
 
@@ -55,13 +56,12 @@ def render_readings(count, size, scenery=render.BENCHMARK_SCENERY, global_streng
     """Renders `count` scenes as make_synthetic's pretrain table does and returns, per scene,
     its label vector (render.LABEL_HEADS layout) and the oracle's readings."""
     heads = render.label_heads(scenery)
-    globals_ = [i for i, a in enumerate(attributes.ATTRIBUTES) if a.kind == "global"]
     labels, readings = [], []
     for index in range(count):
         rng = np.random.default_rng([seed, 7, index])
         latent = rng.uniform(0.0, 1.0, len(attributes.ATTRIBUTE_NAMES))
         if global_strengths == "middle":
-            latent[globals_] = 0.5
+            latent[attributes.GLOBAL_COLUMNS] = 0.5
         scene = {}
         image = render.to_uint8(render.render(latent, rng, size, scene, scenery))
         image = image.astype(np.float32) / 255.0
@@ -102,7 +102,7 @@ def _nearest_colour(centroids, colour):
 
 def ceilings(labels, readings):
     """{head: oracle accuracy} for the heads whose labels a picture may hide."""
-    columns = {h["name"]: c for h, c in zip(render.LABEL_HEADS, _starts(render.LABEL_HEADS))}
+    columns = {name: start for name, (start, _) in schema.label_columns(render.LABEL_HEADS).items()}
     half = len(labels) // 2
     fit, test = slice(0, half), slice(half, None)
     main = [r["objects"][r["main"]] for r in readings]
@@ -136,13 +136,6 @@ def ceilings(labels, readings):
     side = np.array([r["light_side"] for r in readings])
     out["light_side"] = float(np.mean(side[test] == labels[test, columns["light_side"]]))
     return out
-
-
-def _starts(heads):
-    start = 0
-    for h in heads:
-        yield start
-        start += 1 if h["kind"] == "softmax" else h["size"]
 
 
 def head_ceilings(size, scenery=render.BENCHMARK_SCENERY, global_strengths="drawn",

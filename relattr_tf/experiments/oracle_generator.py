@@ -14,10 +14,8 @@ from relattr_tf.data.synthetic.measure import measure
 from relattr_tf.evaluation import generator as generator_eval, report
 from relattr_tf.evaluation.ledger import record_of
 from relattr_tf.models import oracle_renderer
-from relattr_tf.training import oracle_calibration
+from relattr_tf.training import cvae, oracle_calibration
 
-RESULT_FILE = "eval_generator.json"
-SWEEP_FILE = "sweeps.png"
 # What the evaluation needs of a data directory: the oracle draws the benchmark's own scenes.
 BENCHMARK_META = {"dataset": "synthetic", "strength_names": list(ATTRIBUTE_NAMES)}
 
@@ -52,10 +50,10 @@ def build_and_record(settings, model_dir, ledger, command, progress=print):
         decoder, info, BENCHMARK_META, sweep_steps=settings["sweep_steps"],
         sweep_samples=settings["sweep_samples"], pairs=settings["eval_pairs"],
         seed=settings["seed"], real_images=real[:256], real_strengths=strengths)
-    generator_eval.write_sweep_sheet(decoder, info, os.path.join(model_dir, SWEEP_FILE),
+    generator_eval.write_sweep_sheet(decoder, info, os.path.join(model_dir, cvae.SWEEP_FILE),
                                      seed=settings["seed"])
     result.update(kind="oracle", calibration_images=settings["calibration_images"])
-    report.write_json(os.path.join(model_dir, RESULT_FILE), result)
+    report.write_json(os.path.join(model_dir, cvae.RESULT_FILE), result)
     record = ledger.write(cell, record_of("generator", ledger.study, cell, command, settings,
                                           result, time.time() - started))
     return result, record

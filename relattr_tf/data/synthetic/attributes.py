@@ -31,6 +31,7 @@ ATTRIBUTES = (
 )
 ATTRIBUTE_NAMES = tuple(a.name for a in ATTRIBUTES)
 BY_NAME = {a.name: a for a in ATTRIBUTES}
+GLOBAL_COLUMNS = [i for i, a in enumerate(ATTRIBUTES) if a.kind == "global"]
 
 
 def attribute_info():
