@@ -163,6 +163,7 @@ class PretrainConfig:
                                   "label_heads in metadata.json define the heads).")
     validation_fraction: float = setting(0.1, "Held-out share of the table, by image id.",
                                          lower=0.01, upper=0.5)
+    pretrain_heads: tuple = setting((), "Table heads to train; empty: all.", architecture=True)
     width: float = setting(1.0, "VGG16 channel multiplier; 1 = the real VGG16.", lower=0.01,
                            upper=4.0, architecture=True)
     head_units: int = setting(1024, "Units of the FC layer between the trunk and the label "

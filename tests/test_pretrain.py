@@ -1,5 +1,6 @@
 """Pretraining the trunk on the benchmark's pretrain table: the labelled table, the command, the
 Keras-layout weight file the rankers load, the linear probe, and one-line errors."""
+import dataclasses
 import json
 import os
 
@@ -335,3 +336,38 @@ def test_the_pretrain_study_table_shows_every_check_and_the_bf16_difference(tmp_
         in table
     assert "| gate |  | FAILED | FAILED |" in table
     assert (tmp_path / "trunk.csv").exists()
+
+
+def test_pretrain_heads_trains_a_subset_reading_each_label_from_the_tables_column(
+        pretrain_data):
+    """--pretrain_heads: the chosen heads read their own columns of the full label vector (a
+    subset laid out as if alone would read another head's labels); an unknown name is a
+    one-line error naming the flag."""
+    from relattr_tf.models.scene_classifier import build_scene_classifier
+    from relattr_tf.training import pretrain
+    chosen = ("main_distractor_colour", "light_side")
+    config = config_lib.Config(
+        model="vgg16_scenes", data=config_lib.DataConfig(data_dir=pretrain_data, image_size=32),
+        family=config_lib.PretrainConfig(width=0.125, pretrain_heads=chosen))
+    task = pretrain.PretrainTask(config)
+    heads = task._heads()
+    assert [h["name"] for h in heads] == list(chosen)
+    full = schema.label_columns(render.LABEL_HEADS)
+    assert task.columns == full
+    rng = np.random.default_rng(1)
+    images, labels = [], []
+    for _ in range(16):
+        scene = {}
+        images.append(render.render(rng.uniform(size=8), rng, 32, scene))
+        labels.append(render.scene_labels(scene))
+    images, labels = np.stack(images), np.stack(labels).astype("float32")
+    parts = build_scene_classifier(32, 0.125, render.LABEL_HEADS, 16, seed=0, trunk_init="he")
+    whole = pretrain.SceneClassifier(parts.network, render.LABEL_HEADS)
+    subset = pretrain.SceneClassifier(parts.network, heads, task.columns)
+    logits = whole(images)
+    for name, loss in subset.losses_by_head(labels, logits).items():
+        np.testing.assert_allclose(float(loss), float(whole.losses_by_head(labels, logits)[name]))
+    wrong = dataclasses.replace(config, family=dataclasses.replace(
+        config.family, pretrain_heads=("main_distractor_color",)))
+    with pytest.raises(schema.DataError, match="--pretrain_heads: main_distractor_color not"):
+        pretrain.PretrainTask(wrong)._heads()

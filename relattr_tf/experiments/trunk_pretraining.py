@@ -8,7 +8,7 @@ from relattr_tf.training import run
 
 def pretrain_cell(config):
     """The cell's key; a pretrain table drawn other than as the benchmark (make_synthetic's
-    --pretrain_scenery, --pretrain_global) adds how."""
+    --pretrain_scenery, --pretrain_global) adds how, and --pretrain_heads which heads."""
     cell = dict(image_size=config.data.image_size, precision=config.train.mixed_precision,
                 seed=config.train.seed)
     table = schema.image_table(schema.read_metadata(config.data.data_dir), config.data.data_dir,
@@ -16,6 +16,8 @@ def pretrain_cell(config):
     for key, usual in (("scenery", "benchmark"), ("global_strengths", "drawn")):
         if table.get(key, usual) != usual:
             cell[key] = table[key]
+    if config.family.pretrain_heads:  # a subset of the table's heads (an interference study)
+        cell["heads"] = "+".join(config.family.pretrain_heads)
     return cell
 
 

@@ -75,10 +75,11 @@ def chance_accuracy(head, labels):
 class SceneClassifier(task.TaskModel):
     """Trains `network` (image -> {head: logits}) on (image, label vector) batches."""
 
-    def __init__(self, network, heads, **kwargs):
+    def __init__(self, network, heads, columns=None, **kwargs):
         super().__init__(**kwargs)
         self.network, self.heads = network, [dict(h) for h in heads]
-        self.columns = schema.label_columns(self.heads)
+        # Where each head's label sits in the table's label vector (the table may have more).
+        self.columns = columns or schema.label_columns(self.heads)
         self.head_losses = {
             h["name"]: (keras.losses.SparseCategoricalCrossentropy(from_logits=True)
                         if h["kind"] == "softmax" else
@@ -140,7 +141,7 @@ class PretrainTask(task.ImageTableTask):
 
     def __init__(self, config, heads=None):
         super().__init__(config)
-        self.heads = heads
+        self.heads, self.columns = heads, None
 
     def run_name(self):
         return f"{self.config.model}-w{self.config.family.width:g}-seed{self.config.train.seed}"
@@ -149,15 +150,32 @@ class PretrainTask(task.ImageTableTask):
         return ("pretrain",)
 
     def _heads(self, meta=None):
+        """The trained heads (--pretrain_heads of the table's, or all); sets self.columns, where
+        each one's label sits in the table's label vector."""
         if self.heads is None:
             data = self.config.data
             meta = meta or schema.read_metadata(data.data_dir)
-            self.heads = schema.label_heads(meta, data.data_dir,
-                                            self.config.family.pretrain_table)
+            table_heads = schema.label_heads(meta, data.data_dir,
+                                             self.config.family.pretrain_table)
+            self.columns = schema.label_columns(table_heads)
+            self.heads = self._chosen(table_heads)
+        if self.columns is None:
+            self.columns = schema.label_columns(self.heads)
         return self.heads
 
+    def _chosen(self, table_heads):
+        wanted = self.config.family.pretrain_heads
+        names = [h["name"] for h in table_heads]
+        unknown = [w for w in wanted if w not in names]
+        if unknown:
+            raise schema.DataError(f"--pretrain_heads: {','.join(unknown)} not among the "
+                                   f"{self.config.family.pretrain_table!r} table's heads "
+                                   f"({','.join(names)})")
+        return [h for h in table_heads if not wanted or h["name"] in wanted]
+
     def check_data(self, meta):
-        schema.label_heads(meta, self.config.data.data_dir, self.config.family.pretrain_table)
+        self._chosen(schema.label_heads(meta, self.config.data.data_dir,
+                                        self.config.family.pretrain_table))
         for table in self.config.family.probe_tables:
             schema.image_table(meta, self.config.data.data_dir, table)
 
@@ -182,7 +200,8 @@ class PretrainTask(task.ImageTableTask):
                                             seed=self.config.train.seed,
                                             trunk_init=net.trunk_init,
                                             dropout=net.head_dropout)
-        model = SceneClassifier(self.parts.network, self._heads(), name="scene_pretrainer")
+        model = SceneClassifier(self.parts.network, self._heads(), self.columns,
+                                name="scene_pretrainer")
         model(tf.zeros((1, size, size, 3)))
         return model
 
@@ -201,7 +220,7 @@ class PretrainTask(task.ImageTableTask):
         data, net = self.config.data, self.config.family
         network = keras.saving.load_model(os.path.join(model_dir, KERAS_FILE), safe_mode=True)
         heads = self._heads()
-        columns = schema.label_columns(heads)
+        columns = self.columns
         correct, labels_seen = {h["name"]: [] for h in heads}, []
         for images, labels in self.image_dataset("validation", False):
             logits = network(images, training=False)
