@@ -371,3 +371,11 @@ def test_pretrain_heads_trains_a_subset_reading_each_label_from_the_tables_colum
         config.family, pretrain_heads=("main_distractor_color",)))
     with pytest.raises(schema.DataError, match="--pretrain_heads: main_distractor_color not"):
         pretrain.PretrainTask(wrong)._heads()
+
+
+def test_a_pretrain_table_column_names_the_heads_a_cell_trained():
+    from relattr_tf.evaluation import pretrain_table
+    cell = dict(image_size=64, precision="float32", seed=0, heads="subject_cell+light_side")
+    assert pretrain_table._column(cell).endswith("seed 0, heads subject_cell, light_side")
+    del cell["heads"]
+    assert "heads" not in pretrain_table._column(cell)

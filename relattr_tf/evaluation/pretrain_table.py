@@ -8,13 +8,15 @@ the gate's verdict."""
 def _column(cell):
     drawn = "".join(f", {cell[k]} {k.replace('_', ' ')}" for k in ("scenery", "global_strengths")
                     if k in cell)
-    return f"{cell['image_size']} px {cell['precision']} seed {cell['seed']}{drawn}"
+    heads = f", heads {cell['heads'].replace('+', ', ')}" if "heads" in cell else ""
+    return f"{cell['image_size']} px {cell['precision']} seed {cell['seed']}{drawn}{heads}"
 
 
 def _order(records):
     return sorted(records, key=lambda r: (r["cell"]["image_size"], r["cell"]["precision"],
                                           r["cell"]["seed"], r["cell"].get("scenery", ""),
-                                          r["cell"].get("global_strengths", "")))
+                                          r["cell"].get("global_strengths", ""),
+                                          r["cell"].get("heads", "")))
 
 
 def _union(lists):
@@ -73,7 +75,7 @@ def _precision_rows(records, heads):
     rows = []
 
     def drawn(cell):  # how the pretrain table was drawn: cells compared only on the same table
-        return (cell.get("scenery", ""), cell.get("global_strengths", ""))
+        return (cell.get("scenery", ""), cell.get("global_strengths", ""), cell.get("heads", ""))
 
     by_cell = {(r["cell"]["image_size"], r["cell"]["seed"], drawn(r["cell"]),
                 r["cell"]["precision"]): r for r in records}
