@@ -29,6 +29,17 @@ def _records(data_dir, table):
     return [schema.decode_record(r) for r in _raw(data_dir, table)]
 
 
+def _labelled_scenes(count, size, seed):
+    """`count` benchmark pictures and their pretrain label vectors (render.LABEL_HEADS)."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for _ in range(count):
+        scene = {}
+        images.append(render.render(rng.uniform(size=8), rng, size, scene))
+        labels.append(render.scene_labels(scene))
+    return np.stack(images), np.stack(labels).astype("float32")
+
+
 @pytest.fixture(scope="module")
 def pretrain_data(tmp_path_factory):
     return make_tiny(tmp_path_factory.mktemp("pretrain_data"), "--pretrain_images=64")
@@ -152,13 +163,7 @@ def test_every_head_starts_within_twice_its_chance_loss(init):
     softmaxes start saturated (initial losses 4-11x chance at this size)."""
     from relattr_tf.models.scene_classifier import build_scene_classifier
     from relattr_tf.training import pretrain
-    rng = np.random.default_rng(0)
-    images, labels = [], []
-    for _ in range(128):
-        scene = {}
-        images.append(render.render(rng.uniform(size=8), rng, 64, scene))
-        labels.append(render.scene_labels(scene))
-    images, labels = np.stack(images), np.stack(labels).astype("float32")
+    images, labels = _labelled_scenes(128, 64, seed=0)
     keras.utils.set_random_seed(0)
     parts = build_scene_classifier(64, 0.25, render.LABEL_HEADS, 256, seed=0, trunk_init=init)
     model = pretrain.SceneClassifier(parts.network, render.LABEL_HEADS)
@@ -354,13 +359,7 @@ def test_pretrain_heads_trains_a_subset_reading_each_label_from_the_tables_colum
     assert [h["name"] for h in heads] == list(chosen)
     full = schema.label_columns(render.LABEL_HEADS)
     assert task.columns == full
-    rng = np.random.default_rng(1)
-    images, labels = [], []
-    for _ in range(16):
-        scene = {}
-        images.append(render.render(rng.uniform(size=8), rng, 32, scene))
-        labels.append(render.scene_labels(scene))
-    images, labels = np.stack(images), np.stack(labels).astype("float32")
+    images, labels = _labelled_scenes(16, 32, seed=1)
     parts = build_scene_classifier(32, 0.125, render.LABEL_HEADS, 16, seed=0, trunk_init="he")
     whole = pretrain.SceneClassifier(parts.network, render.LABEL_HEADS)
     subset = pretrain.SceneClassifier(parts.network, heads, task.columns)

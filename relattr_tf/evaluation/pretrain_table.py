@@ -74,7 +74,7 @@ def _precision_rows(records, heads):
     accuracy difference over the heads, in points (the check before bf16 is used)."""
     rows = []
 
-    def drawn(cell):  # how the pretrain table was drawn: cells compared only on the same table
+    def drawn(cell):  # the table's draws and the heads trained: compared only when equal
         return (cell.get("scenery", ""), cell.get("global_strengths", ""), cell.get("heads", ""))
 
     by_cell = {(r["cell"]["image_size"], r["cell"]["seed"], drawn(r["cell"]),
