@@ -1,9 +1,4 @@
 """The one configuration definition: typed sections whose fields generate the command flags.
-
-    config = Config(model="dacrl", data=DataConfig(...), train=TrainConfig(...),
-                    family=RankerConfig(...))
-    config.data.attribute, config.train.epochs, config.family.width
-
 A `Config` holds the settings every model shares (`data`, `train`) and the section of its model
 family (`family`: `RankerConfig` for the pair rankers); the sections of other families are not
 part of it, so they are neither saved with a run nor compared when it resumes. Every field is
@@ -164,6 +159,9 @@ class PretrainConfig:
     validation_fraction: float = setting(0.1, "Held-out share of the table, by image id.",
                                          lower=0.01, upper=0.5)
     pretrain_heads: tuple = setting((), "Table heads to train; empty: all.", architecture=True)
+    first_heads: tuple = setting((), "A curriculum: heads trained alone for the first "
+                                 "--first_heads_steps steps, then the rest join.")
+    first_heads_steps: int = setting(0, "Steps before the other heads join.", lower=0)
     width: float = setting(1.0, "VGG16 channel multiplier; 1 = the real VGG16.", lower=0.01,
                            upper=4.0, architecture=True)
     head_units: int = setting(1024, "Units of the FC layer between the trunk and the label "
@@ -181,6 +179,8 @@ class PretrainConfig:
         if len(self.probe_tables) != 2:
             raise ConfigError(f"--probe_tables needs two tables (fit, measure), got "
                               f"{','.join(self.probe_tables)}")
+        if bool(self.first_heads) != bool(self.first_heads_steps):
+            raise ConfigError("--first_heads and --first_heads_steps go together")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -372,9 +372,57 @@ def test_pretrain_heads_trains_a_subset_reading_each_label_from_the_tables_colum
         pretrain.PretrainTask(wrong)._heads()
 
 
+def test_first_heads_train_alone_for_their_steps_then_the_other_heads_join(pretrain_data):
+    """--first_heads/--first_heads_steps: for the first steps the loss is the first heads' mean
+    and the other heads' classifiers get no gradient; from that step on every head counts. A
+    name the run does not train is a one-line error naming the flag."""
+    from relattr_tf.models.scene_classifier import build_scene_classifier
+    from relattr_tf.training import pretrain
+    first = ("main_distractor_colour", "distractor_colours")
+    parts = build_scene_classifier(32, 0.125, render.LABEL_HEADS, 16, seed=0, trunk_init="he")
+    model = pretrain.SceneClassifier(parts.network, render.LABEL_HEADS, first_heads=first,
+                                     first_heads_steps=2)
+    model.compile({"all": keras.optimizers.SGD(0.1)}, {"all": parts.network.trainable_variables})
+    images, labels = _labelled_scenes(16, 32, seed=2)
+
+    def normalised_losses():
+        losses = model.losses_by_head(labels, model(images))
+        return {h["name"]: float(losses[h["name"]]) / pretrain.uniform_loss(h)
+                for h in render.LABEL_HEADS}
+
+    losses = normalised_losses()
+    assert float(model._loss(labels, model(images))) == pytest.approx(
+        np.mean([losses[name] for name in first]), rel=1e-5)
+    kernel = lambda name: parts.network.get_layer(f"head_{name}").kernel.numpy().copy()
+    before = {h["name"]: kernel(h["name"]) for h in render.LABEL_HEADS}
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+    model.fit(data.repeat(2), epochs=1, verbose=0)  # steps 0 and 1: the first heads alone
+    moved = {name: not np.array_equal(kernel(name), before[name]) for name in before}
+    assert all(moved[name] for name in first)
+    assert not any(v for name, v in moved.items() if name not in first)
+    assert float(model._loss(labels, model(images))) == pytest.approx(
+        np.mean(list(normalised_losses().values())), rel=1e-5)
+    model.fit(data, epochs=1, verbose=0)  # step 2: every head
+    assert all(not np.array_equal(kernel(name), before[name]) for name in before)
+    config = config_lib.Config(
+        model="vgg16_scenes", data=config_lib.DataConfig(data_dir=pretrain_data, image_size=32),
+        family=config_lib.PretrainConfig(width=0.125, pretrain_heads=("subject_cell",),
+                                         first_heads=("light_side",), first_heads_steps=5))
+    with pytest.raises(schema.DataError, match="--first_heads: light_side not among the heads"):
+        pretrain.PretrainTask(config)._heads()
+    from relattr_tf.experiments import trunk_pretraining
+    cell = trunk_pretraining.pretrain_cell(config)  # a curriculum is its own ledger cell
+    assert (cell["first_heads"], cell["first_heads_steps"]) == ("light_side", 5)
+    with pytest.raises(config_lib.ConfigError, match="--first_heads and --first_heads_steps"):
+        config_lib.PretrainConfig(first_heads=("light_side",)).check()
+
+
 def test_a_pretrain_table_column_names_the_heads_a_cell_trained():
     from relattr_tf.evaluation import pretrain_table
     cell = dict(image_size=64, precision="float32", seed=0, heads="subject_cell+light_side")
     assert pretrain_table._column(cell).endswith("seed 0, heads subject_cell, light_side")
     del cell["heads"]
     assert "heads" not in pretrain_table._column(cell)
+    cell.update(first_heads="main_distractor_colour+distractor_count", first_heads_steps=1600)
+    assert pretrain_table._column(cell).endswith(
+        "seed 0, first 1,600 steps main_distractor_colour, distractor_count alone")

@@ -9,6 +9,9 @@ def _column(cell):
     drawn = "".join(f", {cell[k]} {k.replace('_', ' ')}" for k in ("scenery", "global_strengths")
                     if k in cell)
     heads = f", heads {cell['heads'].replace('+', ', ')}" if "heads" in cell else ""
+    if "first_heads" in cell:
+        heads += (f", first {cell['first_heads_steps']:,} steps "
+                  f"{cell['first_heads'].replace('+', ', ')} alone")
     return f"{cell['image_size']} px {cell['precision']} seed {cell['seed']}{drawn}{heads}"
 
 
@@ -16,7 +19,8 @@ def _order(records):
     return sorted(records, key=lambda r: (r["cell"]["image_size"], r["cell"]["precision"],
                                           r["cell"]["seed"], r["cell"].get("scenery", ""),
                                           r["cell"].get("global_strengths", ""),
-                                          r["cell"].get("heads", "")))
+                                          r["cell"].get("heads", ""),
+                                          r["cell"].get("first_heads_steps", 0)))
 
 
 def _union(lists):

@@ -8,7 +8,8 @@ from relattr_tf.training import run
 
 def pretrain_cell(config):
     """The cell's key; a pretrain table drawn other than as the benchmark (make_synthetic's
-    --pretrain_scenery, --pretrain_global) adds how, and --pretrain_heads which heads."""
+    --pretrain_scenery, --pretrain_global) adds how, --pretrain_heads which heads and
+    --first_heads the curriculum."""
     cell = dict(image_size=config.data.image_size, precision=config.train.mixed_precision,
                 seed=config.train.seed)
     table = schema.image_table(schema.read_metadata(config.data.data_dir), config.data.data_dir,
@@ -18,6 +19,9 @@ def pretrain_cell(config):
             cell[key] = table[key]
     if config.family.pretrain_heads:  # a subset of the table's heads (an interference study)
         cell["heads"] = "+".join(config.family.pretrain_heads)
+    if config.family.first_heads:  # a curriculum
+        cell["first_heads"] = "+".join(config.family.first_heads)
+        cell["first_heads_steps"] = config.family.first_heads_steps
     return cell
 
 

@@ -75,9 +75,12 @@ def chance_accuracy(head, labels):
 class SceneClassifier(task.TaskModel):
     """Trains `network` (image -> {head: logits}) on (image, label vector) batches."""
 
-    def __init__(self, network, heads, columns=None, **kwargs):
+    def __init__(self, network, heads, columns=None, first_heads=(), first_heads_steps=0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.network, self.heads = network, [dict(h) for h in heads]
+        # The curriculum: only first_heads count for the first first_heads_steps steps.
+        self.first_heads, self.first_heads_steps = tuple(first_heads), int(first_heads_steps)
         # Where each head's label sits in the table's label vector (the table may have more).
         self.columns = columns or schema.label_columns(self.heads)
         self.head_losses = {
@@ -110,7 +113,14 @@ class SceneClassifier(task.TaskModel):
         # Each head's loss over its uniform-guess loss, averaged: every head starts near 1,
         # so a 9-way head does not outweigh a 2-way one by log 9 / log 2.
         losses = self.losses_by_head(labels, logits)
-        return ops.mean(ops.stack([losses[h["name"]] / uniform_loss(h) for h in self.heads]))
+        normalised = ops.stack([losses[h["name"]] / uniform_loss(h) for h in self.heads])
+        if not self.first_heads:
+            return ops.mean(normalised)
+        steps = next(iter(self.group_optimizers.values())).iterations  # restored on resume
+        joined = ops.cast(ops.greater_equal(steps, self.first_heads_steps), "float32")
+        weights = ops.stack([1.0 if h["name"] in self.first_heads else joined
+                             for h in self.heads])
+        return ops.sum(weights * normalised) / ops.sum(weights)
 
     def _update_metrics(self, labels, logits, loss):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -164,13 +174,16 @@ class PretrainTask(task.ImageTableTask):
         return self.heads
 
     def _chosen(self, table_heads):
-        wanted = self.config.family.pretrain_heads
+        family = self.config.family
+        wanted = family.pretrain_heads
         names = [h["name"] for h in table_heads]
-        unknown = [w for w in wanted if w not in names]
-        if unknown:
-            raise schema.DataError(f"--pretrain_heads: {','.join(unknown)} not among the "
-                                   f"{self.config.family.pretrain_table!r} table's heads "
-                                   f"({','.join(names)})")
+        for flag, asked, among in (("pretrain_heads", wanted, names),
+                                   ("first_heads", family.first_heads, wanted or names)):
+            unknown = [w for w in asked if w not in among]
+            if unknown:
+                raise schema.DataError(f"--{flag}: {','.join(unknown)} not among the heads "
+                                       f"of the {family.pretrain_table!r} table it trains "
+                                       f"({','.join(among)})")
         return [h for h in table_heads if not wanted or h["name"] in wanted]
 
     def check_data(self, meta):
@@ -201,7 +214,7 @@ class PretrainTask(task.ImageTableTask):
                                             trunk_init=net.trunk_init,
                                             dropout=net.head_dropout)
         model = SceneClassifier(self.parts.network, self._heads(), self.columns,
-                                name="scene_pretrainer")
+                                net.first_heads, net.first_heads_steps, name="scene_pretrainer")
         model(tf.zeros((1, size, size, 3)))
         return model
 
