@@ -215,3 +215,11 @@ def test_a_ledger_skips_a_finished_cell_only_for_the_same_recipe_inputs_and_data
     with pytest.raises(config_lib.ConfigError, match=r"another recipe \(head_lr changed\)"):
         ledger.finished(cell, config.with_values(head_lr=0.1), **same)
     assert [r["cell"] for r in ledger.records()] == [cell]
+    # A record written before a setting existed matches while that setting holds its default.
+    path = ledger.path(cell)
+    record = json.load(open(path))
+    del record["config"]["head_lr"]
+    json.dump(record, open(path, "w"))
+    assert ledger.finished(cell, config, **same)["metrics"] == {"accuracy": 0.7}
+    with pytest.raises(config_lib.ConfigError, match=r"another recipe \(head_lr changed\)"):
+        ledger.finished(cell, config.with_values(head_lr=0.1), **same)

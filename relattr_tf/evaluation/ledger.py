@@ -11,6 +11,7 @@ continued on another machine by running the same command there.
     record = ledger.finished(cell)            # None, or the record of an earlier run
     ledger.write(cell, record_of(...))        # when the cell has finished
 """
+import dataclasses
 import json
 import os
 import re
@@ -27,6 +28,17 @@ CELL_ORDER = ("pair_set", "method", "block", "attribute", "model", "split", "see
 def _plain(value):
     """JSON's view of a value (tuples become lists), for comparing configs."""
     return json.loads(json.dumps(value, default=str))
+
+
+def _defaults(config):
+    """{setting: its default} of a Config (nothing for a plain dict): a setting added after a
+    record was written counts as unchanged while it holds its default."""
+    if not hasattr(config, "sections"):
+        return {}
+    return _plain({f.name: f.default if f.default is not dataclasses.MISSING
+                   else f.default_factory()
+                   for section in config.sections().values()
+                   for f in dataclasses.fields(section)})
 
 
 def cell_name(cell):
@@ -74,9 +86,11 @@ class Ledger:
         for key, now in (("config", config), ("settings", settings), ("inputs", inputs)):
             if now is None:
                 continue
+            defaults = _defaults(now)
             now = _plain(now.compared_values() if hasattr(now, "compared_values") else now)
             before = record.get(key, {})
-            changed += sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+            changed += sorted(k for k in set(now) | set(before)
+                              if now.get(k) != before.get(k, defaults.get(k)))
         if data_sha256 is not None and record.get("data_sha256") != data_sha256:
             changed.append(f"the data in {record.get('data_dir')}")
         if changed:
