@@ -215,6 +215,10 @@ def test_a_ledger_skips_a_finished_cell_only_for_the_same_recipe_inputs_and_data
     with pytest.raises(config_lib.ConfigError, match=r"another recipe \(head_lr changed\)"):
         ledger.finished(cell, config.with_values(head_lr=0.1), **same)
     assert [r["cell"] for r in ledger.records()] == [cell]
+    long = dict(cell, first_heads="+".join(["main_distractor_colour"] * 20))
+    other = dict(long, first_heads=long["first_heads"] + "+x")
+    names = {os.path.basename(ledger.path(c)) for c in (long, other)}
+    assert len(names) == 2 and all(len(n) <= 205 for n in names)  # unique and short enough
     # A record written before a setting existed matches while that setting holds its default.
     path = ledger.path(cell)
     record = json.load(open(path))

@@ -12,6 +12,7 @@ continued on another machine by running the same command there.
     ledger.write(cell, record_of(...))        # when the cell has finished
 """
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import tensorflow as tf
 from relattr_tf.config import ConfigError
 from relattr_tf.evaluation import machine, report
 
+MAX_NAME = 200  # file systems allow 255 bytes; ".json" and ".tmp" follow
 CELL_ORDER = ("pair_set", "method", "block", "attribute", "model", "split", "seed")
 
 
@@ -42,9 +44,13 @@ def _defaults(config):
 
 
 def cell_name(cell):
+    """The cell's file name: its keys and values; one past MAX_NAME characters (a list of
+    heads, say) is cut there and ends in a hash of the whole, so it stays unique."""
     keys = [k for k in CELL_ORDER if k in cell] + sorted(k for k in cell if k not in CELL_ORDER)
-    name = "__".join(f"{k}-{cell[k]}" for k in keys)
-    return re.sub(r"[^A-Za-z0-9_.=-]", "_", name)
+    name = re.sub(r"[^A-Za-z0-9_.=-]", "_", "__".join(f"{k}-{cell[k]}" for k in keys))
+    if len(name) > MAX_NAME:
+        name = name[:MAX_NAME - 14] + "__" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    return name
 
 
 def record_of(kind, study, cell, command, config, metrics, seconds, data_dir=None,
