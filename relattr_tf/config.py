@@ -1,9 +1,8 @@
 """The one configuration definition: typed sections whose fields generate the command flags.
-A `Config` holds the settings every model shares (`data`, `train`) and the section of its model
-family (`family`: `RankerConfig` for the pair rankers); the sections of other families are not
-part of it, so they are neither saved with a run nor compared when it resumes. Every field is
-declared once, with `setting(...)`: its default, help text, range and role.
-`relattr_tf.config_flags` makes one absl flag per field and builds the Config back from them.
+A `Config` holds the settings every model shares (`data`, `train`) and its model family's
+(`family`: `RankerConfig` for the pair rankers); other families' are neither saved with a run
+nor compared when it resumes. Every field is declared once, with `setting(...)` (default, help,
+range, role); config_flags makes one absl flag per field and builds the Config back from them.
 """
 import dataclasses
 import json
@@ -162,6 +161,8 @@ class PretrainConfig:
     first_heads: tuple = setting((), "A curriculum: heads trained alone for the first "
                                  "--first_heads_steps steps, then the rest join.")
     first_heads_steps: int = setting(0, "Steps before the other heads join.", lower=0)
+    balanced_heads: tuple = setting((), "Heads whose gradient in the shared layers is scaled "
+                                    "each step to the other heads' norm; empty: a plain sum.")
     width: float = setting(1.0, "VGG16 channel multiplier; 1 = the real VGG16.", lower=0.01,
                            upper=4.0, architecture=True)
     head_units: int = setting(1024, "Units of the FC layer between the trunk and the label "
@@ -304,8 +305,7 @@ class Config:
         return {"data": self.data, "train": self.train, self.family_name: self.family}
 
     def relevant(self, section, name):
-        applies = getattr(section, "applies", None)
-        return applies is None or applies(self.model, name)
+        return getattr(section, "applies", None) is None or section.applies(self.model, name)
 
     def values(self):
         """{flag name: value} of every setting that means something for this model."""

@@ -417,6 +417,37 @@ def test_first_heads_train_alone_for_their_steps_then_the_other_heads_join(pretr
         config_lib.PretrainConfig(first_heads=("light_side",)).check()
 
 
+def test_balanced_heads_scale_both_pulls_on_the_shared_layers_to_their_mean_norm():
+    """--balanced_heads: one SGD step moves the trunk and the FC layer by the balanced heads'
+    and the other heads' gradients, each scaled to the mean of their two norms; a head's own
+    classifier by its plain gradient."""
+    from relattr_tf.models.scene_classifier import build_scene_classifier
+    from relattr_tf.training import pretrain
+    balanced = ("main_distractor_colour", "distractor_colours")
+    parts = build_scene_classifier(32, 0.125, render.LABEL_HEADS, 16, seed=0, trunk_init="he",
+                                   dropout=0.0)
+    model = pretrain.SceneClassifier(parts.network, render.LABEL_HEADS, balanced_heads=balanced)
+    variables = parts.network.trainable_variables
+    model.compile({"all": keras.optimizers.SGD(1.0)}, {"all": variables})
+    images, labels = _labelled_scenes(16, 32, seed=3)
+    with tf.GradientTape(persistent=True) as tape:
+        terms = model._terms(labels, model(images, training=True))
+        named = model._balanced_part(terms)
+        rest = tf.reduce_sum(terms) - named
+    pulls = [tape.gradient(part, variables) for part in (named, rest)]
+    shared = {id(v) for name in ("trunk", "scene_fc")
+              for v in parts.network.get_layer(name).trainable_variables}
+    norms = [np.sqrt(sum(float(tf.reduce_sum(g * g)) for g, v in zip(p, variables)
+                         if id(v) in shared)) for p in pulls]
+    assert norms[0] < 0.9 * norms[1]  # the balanced heads pull less: the scaling matters here
+    mean = sum(norms) / 2
+    expected = [v.numpy() - ((mean / norms[0]) * a + (mean / norms[1]) * b if id(v) in shared
+                             else a + b).numpy() for v, a, b in zip(variables, *pulls)]
+    model.fit(tf.data.Dataset.from_tensors((images, labels)), epochs=1, verbose=0)
+    for v, want in zip(variables, expected):
+        np.testing.assert_allclose(v.numpy(), want, rtol=2e-4, atol=2e-6, err_msg=v.path)
+
+
 def test_a_pretrain_table_column_names_the_heads_a_cell_trained():
     from relattr_tf.evaluation import pretrain_table
     cell = dict(image_size=64, precision="float32", seed=0, heads="subject_cell+light_side")

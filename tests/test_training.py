@@ -50,6 +50,15 @@ def test_pretraining_with_first_heads_takes_the_same_step_on_one_and_two_replica
     assert result["loss_one"] == pytest.approx(result["loss_two"], rel=1e-5)
 
 
+def test_pretraining_with_balanced_heads_takes_the_same_step_on_one_and_two_replicas():
+    # The two pulls' norms are the global batch's: summed over the replicas first.
+    result = _replica_check("--model=vgg16_scenes",
+                            '--set=balanced_heads=["subject_cell","light_side"]')
+    assert result["step_one"] > 1e-4
+    assert result["max_weight_diff"] < 1e-6 * max(1.0, result["step_one"] * 1e3)
+    assert result["loss_one"] == pytest.approx(result["loss_two"], rel=1e-5)
+
+
 def test_a_hand_written_mean_loss_would_double_the_step_on_two_replicas():
     result = _replica_check("--naive")  # shows the equivalence test can fail
     assert result["step_two"] == pytest.approx(2 * result["step_one"], rel=1e-3)

@@ -12,6 +12,8 @@ def _column(cell):
     if "first_heads" in cell:
         heads += (f", first {cell['first_heads_steps']:,} steps "
                   f"{cell['first_heads'].replace('+', ', ')} alone")
+    if "balanced_heads" in cell:
+        heads += f", balanced {cell['balanced_heads'].replace('+', ', ')}"
     return f"{cell['image_size']} px {cell['precision']} seed {cell['seed']}{drawn}{heads}"
 
 
@@ -20,7 +22,8 @@ def _order(records):
                                           r["cell"]["seed"], r["cell"].get("scenery", ""),
                                           r["cell"].get("global_strengths", ""),
                                           r["cell"].get("heads", ""),
-                                          r["cell"].get("first_heads_steps", 0)))
+                                          r["cell"].get("first_heads_steps", 0),
+                                          r["cell"].get("balanced_heads", "")))
 
 
 def _union(lists):

@@ -9,7 +9,8 @@ from relattr_tf.training import run
 def pretrain_cell(config):
     """The cell's key; a pretrain table drawn other than as the benchmark (make_synthetic's
     --pretrain_scenery, --pretrain_global) adds how, --pretrain_heads which heads and
-    --first_heads the curriculum."""
+    --first_heads the curriculum and
+    --balanced_heads the balanced gradients."""
     cell = dict(image_size=config.data.image_size, precision=config.train.mixed_precision,
                 seed=config.train.seed)
     table = schema.image_table(schema.read_metadata(config.data.data_dir), config.data.data_dir,
@@ -22,6 +23,8 @@ def pretrain_cell(config):
     if config.family.first_heads:  # a curriculum
         cell["first_heads"] = "+".join(config.family.first_heads)
         cell["first_heads_steps"] = config.family.first_heads_steps
+    if config.family.balanced_heads:
+        cell["balanced_heads"] = "+".join(config.family.balanced_heads)
     return cell
 
 

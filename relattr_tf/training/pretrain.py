@@ -76,11 +76,12 @@ class SceneClassifier(task.TaskModel):
     """Trains `network` (image -> {head: logits}) on (image, label vector) batches."""
 
     def __init__(self, network, heads, columns=None, first_heads=(), first_heads_steps=0,
-                 **kwargs):
+                 balanced_heads=(), **kwargs):
         super().__init__(**kwargs)
         self.network, self.heads = network, [dict(h) for h in heads]
         # The curriculum: only first_heads count for the first first_heads_steps steps.
         self.first_heads, self.first_heads_steps = tuple(first_heads), int(first_heads_steps)
+        self.balanced_heads = tuple(balanced_heads)
         # Where each head's label sits in the table's label vector (the table may have more).
         self.columns = columns or schema.label_columns(self.heads)
         self.head_losses = {
@@ -109,18 +110,53 @@ class SceneClassifier(task.TaskModel):
             self._labels(labels, h), ops.cast(logits[h["name"]], "float32"))
             for h in self.heads}
 
-    def _loss(self, labels, logits):
+    def _terms(self, labels, logits):
+        """Each head's share of the loss, (heads,); the loss is their sum."""
         # Each head's loss over its uniform-guess loss, averaged: every head starts near 1,
         # so a 9-way head does not outweigh a 2-way one by log 9 / log 2.
         losses = self.losses_by_head(labels, logits)
         normalised = ops.stack([losses[h["name"]] / uniform_loss(h) for h in self.heads])
         if not self.first_heads:
-            return ops.mean(normalised)
+            return normalised / len(self.heads)
         steps = next(iter(self.group_optimizers.values())).iterations  # restored on resume
         joined = ops.cast(ops.greater_equal(steps, self.first_heads_steps), "float32")
         weights = ops.stack([1.0 if h["name"] in self.first_heads else joined
                              for h in self.heads])
-        return ops.sum(weights * normalised) / ops.sum(weights)
+        return weights * normalised / ops.sum(weights)
+
+    def _loss(self, labels, logits):
+        return ops.sum(self._terms(labels, logits))
+
+    def _balanced_part(self, terms):
+        """The balanced heads' share of the loss."""
+        return ops.sum(ops.stack([t for h, t in zip(self.heads, ops.unstack(terms))
+                                  if h["name"] in self.balanced_heads]))
+
+    def _balanced_gradients(self, tape, named, rest):
+        """A function variables -> gradients where the shared layers' (trunk and FC) gradient
+        is the balanced heads' and the other heads' summed gradients, each scaled to their
+        mean norm: the balanced heads' pull is not drowned by the others'. The norms are of the
+        global batch's gradients (summed over replicas), so every replica takes one step."""
+        shared = {id(v) for layer in ("trunk", "scene_fc")
+                  for v in self.network.get_layer(layer).trainable_variables}
+
+        def gradients(variables):
+            grads = tape.gradient([named, rest], variables)  # their sum's gradient
+            where = [i for i, v in enumerate(variables) if id(v) in shared]
+            pulls = [tape.gradient(part, [variables[i] for i in where]) for part in (named, rest)]
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            if replicas > 1:
+                context = tf.distribute.get_replica_context()
+                pulls = [context.all_reduce(tf.distribute.ReduceOp.SUM, p) for p in pulls]
+            norms = [tf.linalg.global_norm(p) for p in pulls]
+            both = tf.logical_and(norms[0] > 0, norms[1] > 0)  # a curriculum's first steps
+            mean = (norms[0] + norms[1]) / 2
+            scales = [tf.where(both, tf.math.divide_no_nan(mean, n), 1.0) / replicas
+                      for n in norms]
+            for k, i in enumerate(where):
+                grads[i] = scales[0] * pulls[0][k] + scales[1] * pulls[1][k]
+            return grads
+        return gradients
 
     def _update_metrics(self, labels, logits, loss):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -133,10 +169,15 @@ class SceneClassifier(task.TaskModel):
 
     def train_step(self, data):
         images, labels = data
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=bool(self.balanced_heads)) as tape:
             logits = self.network(images, training=True)
-            loss = self._loss(labels, logits)
-        self.apply_gradients_of(tape, loss)
+            terms = self._terms(labels, logits)
+            loss = ops.sum(terms)
+            if self.balanced_heads:  # both parts recorded on the tape
+                named = self._balanced_part(terms)
+                gradients = self._balanced_gradients(tape, named, loss - named)
+        self.apply_gradients_of(tape, loss,
+                                gradients=gradients if self.balanced_heads else None)
         return self._update_metrics(labels, logits, loss)
 
     def test_step(self, data):
@@ -178,7 +219,8 @@ class PretrainTask(task.ImageTableTask):
         wanted = family.pretrain_heads
         names = [h["name"] for h in table_heads]
         for flag, asked, among in (("pretrain_heads", wanted, names),
-                                   ("first_heads", family.first_heads, wanted or names)):
+                                   ("first_heads", family.first_heads, wanted or names),
+                                   ("balanced_heads", family.balanced_heads, wanted or names)):
             unknown = [w for w in asked if w not in among]
             if unknown:
                 raise schema.DataError(f"--{flag}: {','.join(unknown)} not among the heads "
@@ -214,7 +256,8 @@ class PretrainTask(task.ImageTableTask):
                                             trunk_init=net.trunk_init,
                                             dropout=net.head_dropout)
         model = SceneClassifier(self.parts.network, self._heads(), self.columns,
-                                net.first_heads, net.first_heads_steps, name="scene_pretrainer")
+                                net.first_heads, net.first_heads_steps, net.balanced_heads,
+                                name="scene_pretrainer")
         model(tf.zeros((1, size, size, 3)))
         return model
 

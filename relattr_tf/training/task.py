@@ -60,12 +60,19 @@ class TaskModel(keras.Model):
             # Built here, not lazily: MirroredStrategy and checkpoint restore both need slots.
             optimizer.build(self.groups.variables[group])
 
-    def apply_gradients_of(self, tape, loss, groups=None):
+    def apply_gradients_of(self, tape, loss, groups=None, gradients=None):
         """Differentiates `loss` (a replica's share of the global-batch loss) with respect to
-        the groups' variables and steps their optimizers."""
+        the groups' variables and steps their optimizers. gradients: a function (variables ->
+        their gradients) in place of the tape's, for a model that combines several losses'
+        gradients itself; not under mixed_float16's loss scale."""
         groups = list(groups or self.group_optimizers)
         variables = [v for g in groups for v in self.groups.variables[g]]
-        if self.loss_scale is not None:
+        if gradients is not None:
+            if self.loss_scale is not None:
+                raise ConfigError("combined gradients need float32 or mixed_bfloat16, not "
+                                  "--mixed_precision=mixed_float16")
+            grads = gradients(variables)
+        elif self.loss_scale is not None:
             with tape:  # the scaling must be recorded too
                 scaled = self.loss_scale.scale_loss(loss)
             grads = self.loss_scale.unscale(tape.gradient(scaled, variables))
