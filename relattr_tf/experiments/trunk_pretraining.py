@@ -8,9 +8,8 @@ from relattr_tf.training import run
 
 def pretrain_cell(config):
     """The cell's key; a pretrain table drawn other than as the benchmark (make_synthetic's
-    --pretrain_scenery, --pretrain_global) adds how, --pretrain_heads which heads and
-    --first_heads the curriculum and
-    --balanced_heads the balanced gradients."""
+    --pretrain_scenery, --pretrain_global) adds how, --pretrain_heads which heads, and
+    --first_heads and --balanced_heads how they are trained."""
     cell = dict(image_size=config.data.image_size, precision=config.train.mixed_precision,
                 seed=config.train.seed)
     table = schema.image_table(schema.read_metadata(config.data.data_dir), config.data.data_dir,
