@@ -448,6 +448,22 @@ def test_balanced_heads_scale_both_pulls_on_the_shared_layers_to_their_mean_norm
         np.testing.assert_allclose(v.numpy(), want, rtol=2e-4, atol=2e-6, err_msg=v.path)
 
 
+def test_balanced_heads_naming_every_trained_head_or_under_float16_is_a_one_line_error(
+        pretrain_data):
+    from relattr_tf.training import pretrain
+    config = config_lib.Config(
+        model="vgg16_scenes", data=config_lib.DataConfig(data_dir=pretrain_data, image_size=32),
+        family=config_lib.PretrainConfig(width=0.125, pretrain_heads=("subject_cell",),
+                                         balanced_heads=("subject_cell",)))
+    with pytest.raises(schema.DataError, match="--balanced_heads names every trained head"):
+        pretrain.PretrainTask(config)._heads()
+    with pytest.raises(schema.DataError, match="--balanced_heads: light_side not among"):
+        pretrain.PretrainTask(config.with_values(balanced_heads=("light_side",)))._heads()
+    float16 = config.with_values(pretrain_heads=(), mixed_precision="mixed_float16")
+    with pytest.raises(config_lib.ConfigError, match="--balanced_heads needs float32"):
+        pretrain.PretrainTask(float16).check_config(1)
+
+
 def test_a_pretrain_table_column_names_the_heads_a_cell_trained():
     from relattr_tf.evaluation import pretrain_table
     cell = dict(image_size=64, precision="float32", seed=0, heads="subject_cell+light_side")

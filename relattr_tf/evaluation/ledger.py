@@ -49,7 +49,8 @@ def cell_name(cell):
     keys = [k for k in CELL_ORDER if k in cell] + sorted(k for k in cell if k not in CELL_ORDER)
     name = re.sub(r"[^A-Za-z0-9_.=-]", "_", "__".join(f"{k}-{cell[k]}" for k in keys))
     if len(name) > MAX_NAME:
-        name = name[:MAX_NAME - 14] + "__" + hashlib.sha256(name.encode()).hexdigest()[:12]
+        whole = json.dumps(_plain(cell), sort_keys=True)  # before any character is replaced
+        name = name[:MAX_NAME - 14] + "__" + hashlib.sha256(whole.encode()).hexdigest()[:12]
     return name
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from relattr_tf import config as config_lib
 from relattr_tf.data import pipeline, schema
 from relattr_tf.data.synthetic import render
 from relattr_tf.evaluation import head_ceilings, linear_probe, report, trunk_gate
@@ -226,7 +227,17 @@ class PretrainTask(task.ImageTableTask):
                 raise schema.DataError(f"--{flag}: {','.join(unknown)} not among the heads "
                                        f"of the {family.pretrain_table!r} table it trains "
                                        f"({','.join(among)})")
+        if family.balanced_heads and set(family.balanced_heads) >= set(wanted or names):
+            raise schema.DataError("--balanced_heads names every trained head, which is a plain "
+                                   "sum; name the group to balance against the rest")
         return [h for h in table_heads if not wanted or h["name"] in wanted]
+
+    def check_config(self, replicas):
+        super().check_config(replicas)
+        if self.config.family.balanced_heads and \
+                self.config.train.mixed_precision == "mixed_float16":
+            raise config_lib.ConfigError("--balanced_heads needs float32 or mixed_bfloat16, not "
+                                         "--mixed_precision=mixed_float16 (its loss scale)")
 
     def check_data(self, meta):
         self._chosen(schema.label_heads(meta, self.config.data.data_dir,
