@@ -35,25 +35,14 @@ def test_one_and_two_replicas_take_the_same_step():
     assert result["loss_one"] == pytest.approx(result["loss_two"], rel=1e-5)
 
 
-def test_pretraining_takes_the_same_step_on_one_and_two_replicas():
-    result = _replica_check("--model=vgg16_scenes")
-    assert result["step_one"] > 1e-4
-    assert result["max_weight_diff"] < 1e-6 * max(1.0, result["step_one"] * 1e3)
-    assert result["loss_one"] == pytest.approx(result["loss_two"], rel=1e-5)
-
-
-def test_pretraining_with_first_heads_takes_the_same_step_on_one_and_two_replicas():
-    result = _replica_check("--model=vgg16_scenes", '--set=first_heads=["subject_cell"]',
-                            "--set=first_heads_steps=1")
-    assert result["step_one"] > 1e-4
-    assert result["max_weight_diff"] < 1e-6 * max(1.0, result["step_one"] * 1e3)
-    assert result["loss_one"] == pytest.approx(result["loss_two"], rel=1e-5)
-
-
-def test_pretraining_with_balanced_heads_takes_the_same_step_on_one_and_two_replicas():
+@pytest.mark.parametrize("flags", [
+    (),
+    ('--set=first_heads=["subject_cell"]', "--set=first_heads_steps=1"),
     # The two pulls' norms are the global batch's: summed over the replicas first.
-    result = _replica_check("--model=vgg16_scenes",
-                            '--set=balanced_heads=["subject_cell","light_side"]')
+    ('--set=balanced_heads=["subject_cell","light_side"]',),
+], ids=["plain", "first_heads", "balanced_heads"])
+def test_pretraining_takes_the_same_step_on_one_and_two_replicas(flags):
+    result = _replica_check("--model=vgg16_scenes", *flags)
     assert result["step_one"] > 1e-4
     assert result["max_weight_diff"] < 1e-6 * max(1.0, result["step_one"] * 1e3)
     assert result["loss_one"] == pytest.approx(result["loss_two"], rel=1e-5)

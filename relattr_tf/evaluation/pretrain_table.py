@@ -8,12 +8,12 @@ the gate's verdict."""
 def _column(cell):
     drawn = "".join(f", {cell[k]} {k.replace('_', ' ')}" for k in ("scenery", "global_strengths")
                     if k in cell)
-    heads = f", heads {cell['heads'].replace('+', ', ')}" if "heads" in cell else ""
+    names = lambda key: cell[key].replace("+", ", ")
+    heads = f", heads {names('heads')}" if "heads" in cell else ""
     if "first_heads" in cell:
-        heads += (f", first {cell['first_heads_steps']:,} steps "
-                  f"{cell['first_heads'].replace('+', ', ')} alone")
+        heads += f", first {cell['first_heads_steps']:,} steps {names('first_heads')} alone"
     if "balanced_heads" in cell:
-        heads += f", balanced {cell['balanced_heads'].replace('+', ', ')}"
+        heads += f", balanced {names('balanced_heads')}"
     return f"{cell['image_size']} px {cell['precision']} seed {cell['seed']}{drawn}{heads}"
 
 
@@ -81,8 +81,9 @@ def _precision_rows(records, heads):
     accuracy difference over the heads, in points (the check before bf16 is used)."""
     rows = []
 
-    def drawn(cell):  # the table's draws and the heads trained: compared only when equal
-        return (cell.get("scenery", ""), cell.get("global_strengths", ""), cell.get("heads", ""))
+    def drawn(cell):  # the table's draws and how its heads trained: compared only when equal
+        return tuple(sorted((k, str(v)) for k, v in cell.items()
+                            if k not in ("image_size", "seed", "precision")))
 
     by_cell = {(r["cell"]["image_size"], r["cell"]["seed"], drawn(r["cell"]),
                 r["cell"]["precision"]): r for r in records}

@@ -170,6 +170,7 @@ class SceneClassifier(task.TaskModel):
 
     def train_step(self, data):
         images, labels = data
+        gradients = None  # the tape's, unless some heads are balanced
         with tf.GradientTape(persistent=bool(self.balanced_heads)) as tape:
             logits = self.network(images, training=True)
             terms = self._terms(labels, logits)
@@ -177,8 +178,7 @@ class SceneClassifier(task.TaskModel):
             if self.balanced_heads:  # both parts recorded on the tape
                 named = self._balanced_part(terms)
                 gradients = self._balanced_gradients(tape, named, loss - named)
-        self.apply_gradients_of(tape, loss,
-                                gradients=gradients if self.balanced_heads else None)
+        self.apply_gradients_of(tape, loss, gradients=gradients)
         return self._update_metrics(labels, logits, loss)
 
     def test_step(self, data):
