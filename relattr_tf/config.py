@@ -153,16 +153,16 @@ class RankerConfig:
 class PretrainConfig:
     """The VGG16 trunk pretrained on a labelled image table (the embedded benchmark's stand-in
     for ImageNet): what is in each picture, never how much of an attribute it shows."""
-    pretrain_table: str = setting("pretrain", "Labelled image table it trains on (its "
-                                  "label_heads in metadata.json define the heads).")
+    pretrain_table: str = setting("pretrain", "Labelled image table it trains on.")
     validation_fraction: float = setting(0.1, "Held-out share of the table, by image id.",
                                          lower=0.01, upper=0.5)
     pretrain_heads: tuple = setting((), "Table heads to train; empty: all.", architecture=True)
     first_heads: tuple = setting((), "A curriculum: heads trained alone for the first "
                                  "--first_heads_steps steps, then the rest join.")
     first_heads_steps: int = setting(0, "Steps before the other heads join.", lower=0)
-    balanced_heads: tuple = setting((), "Heads whose gradient in the shared layers is scaled "
-                                    "each step to the other heads' norm; empty: a plain sum.")
+    balanced_heads: tuple = setting((), "Heads whose pull on the shared layers is scaled to "
+                                    "the other heads'; each: every head's; empty: a plain sum.")
+    balance_every: int = setting(1, "Steps between measurements of the pulls.", lower=1)
     width: float = setting(1.0, "VGG16 channel multiplier; 1 = the real VGG16.", lower=0.01,
                            upper=4.0, architecture=True)
     head_units: int = setting(1024, "Units of the FC layer between the trunk and the label "

@@ -432,7 +432,7 @@ def test_balanced_heads_scale_both_pulls_on_the_shared_layers_to_their_mean_norm
     images, labels = _labelled_scenes(16, 32, seed=3)
     with tf.GradientTape(persistent=True) as tape:
         terms = model._terms(labels, model(images, training=True))
-        named = model._balanced_part(terms)
+        named = tf.reduce_sum(tf.gather(terms, model.balance_groups()[0]))
         rest = tf.reduce_sum(terms) - named
     pulls = [tape.gradient(part, variables) for part in (named, rest)]
     shared = {id(v) for name in ("trunk", "scene_fc")
@@ -446,6 +446,46 @@ def test_balanced_heads_scale_both_pulls_on_the_shared_layers_to_their_mean_norm
     model.fit(tf.data.Dataset.from_tensors((images, labels)), epochs=1, verbose=0)
     for v, want in zip(variables, expected):
         np.testing.assert_allclose(v.numpy(), want, rtol=2e-4, atol=2e-6, err_msg=v.path)
+
+
+def test_balanced_heads_each_weights_every_head_and_holds_the_weights_between_measurements():
+    """--balanced_heads=each --balance_every=2: every head's pull on the shared layers is
+    scaled to the heads' mean norm, measured at steps 0, 2, ... and held in between."""
+    from relattr_tf.models.scene_classifier import build_scene_classifier
+    from relattr_tf.training import pretrain
+    heads = render.LABEL_HEADS[:4]
+    parts = build_scene_classifier(32, 0.125, heads, 16, seed=0, trunk_init="he", dropout=0.0)
+    model = pretrain.SceneClassifier(parts.network, heads, schema.label_columns(
+        render.LABEL_HEADS), balanced_heads=("each",), balance_every=2)
+    variables = parts.network.trainable_variables
+    model.compile({"all": keras.optimizers.SGD(0.1)}, {"all": variables})
+    shared = {id(v) for name in ("trunk", "scene_fc")
+              for v in parts.network.get_layer(name).trainable_variables}
+    batches = [_labelled_scenes(16, 32, seed=s) for s in (3, 4, 5)]
+
+    def pulls(images, labels):
+        with tf.GradientTape(persistent=True) as tape:
+            terms = tf.unstack(model._terms(labels, model(images, training=True)))
+        return [tape.gradient(term, variables) for term in terms]
+
+    def norms(head_pulls):
+        return np.array([np.sqrt(sum(float(tf.reduce_sum(g * g)) for g, v in zip(p, variables)
+                                     if id(v) in shared)) for p in head_pulls])
+
+    weights = None
+    for step, (images, labels) in enumerate(batches):
+        head_pulls = pulls(images, labels)
+        if step % 2 == 0:
+            n = norms(head_pulls)
+            weights = n.mean() / n
+        expected = [v.numpy() - 0.1 * sum((w if id(v) in shared else 1.0) * p[k].numpy()
+                                          for w, p in zip(weights, head_pulls))
+                    for k, v in enumerate(variables)]
+        model.fit(tf.data.Dataset.from_tensors((images, labels)), epochs=1, verbose=0)
+        np.testing.assert_allclose(model.balance_weights.numpy(), weights, rtol=1e-4)
+        for v, want in zip(variables, expected):
+            np.testing.assert_allclose(v.numpy(), want, rtol=2e-4, atol=2e-6, err_msg=v.path)
+    assert weights.max() > 1.2 * weights.min()  # the heads pull unequally: weights matter
 
 
 def test_balanced_heads_naming_every_trained_head_or_under_float16_is_a_one_line_error(

@@ -14,6 +14,8 @@ def _column(cell):
         heads += f", first {cell['first_heads_steps']:,} steps {names('first_heads')} alone"
     if "balanced_heads" in cell:
         heads += f", balanced {names('balanced_heads')}"
+        if "balance_every" in cell:
+            heads += f" (measured every {cell['balance_every']} steps)"
     return f"{cell['image_size']} px {cell['precision']} seed {cell['seed']}{drawn}{heads}"
 
 
@@ -23,7 +25,8 @@ def _order(records):
                                           r["cell"].get("global_strengths", ""),
                                           r["cell"].get("heads", ""),
                                           r["cell"].get("first_heads_steps", 0),
-                                          r["cell"].get("balanced_heads", "")))
+                                          r["cell"].get("balanced_heads", ""),
+                                          r["cell"].get("balance_every", 1)))
 
 
 def _union(lists):

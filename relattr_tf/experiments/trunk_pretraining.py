@@ -24,6 +24,8 @@ def pretrain_cell(config):
         cell["first_heads_steps"] = config.family.first_heads_steps
     if config.family.balanced_heads:
         cell["balanced_heads"] = "+".join(config.family.balanced_heads)
+        if config.family.balance_every > 1:
+            cell["balance_every"] = config.family.balance_every
     return cell
 
 

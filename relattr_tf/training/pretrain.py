@@ -77,12 +77,16 @@ class SceneClassifier(task.TaskModel):
     """Trains `network` (image -> {head: logits}) on (image, label vector) batches."""
 
     def __init__(self, network, heads, columns=None, first_heads=(), first_heads_steps=0,
-                 balanced_heads=(), **kwargs):
+                 balanced_heads=(), balance_every=1, **kwargs):
         super().__init__(**kwargs)
         self.network, self.heads = network, [dict(h) for h in heads]
         # The curriculum: only first_heads count for the first first_heads_steps steps.
         self.first_heads, self.first_heads_steps = tuple(first_heads), int(first_heads_steps)
-        self.balanced_heads = tuple(balanced_heads)
+        self.balanced_heads, self.balance_every = tuple(balanced_heads), int(balance_every)
+        if self.balanced_heads:  # each head's weight, measured every balance_every steps
+            self.balance_weights = self.add_weight(
+                shape=(len(self.heads),), initializer="ones", trainable=False,
+                name="balance_weights", aggregation="only_first_replica")
         # Where each head's label sits in the table's label vector (the table may have more).
         self.columns = columns or schema.label_columns(self.heads)
         self.head_losses = {
@@ -128,35 +132,68 @@ class SceneClassifier(task.TaskModel):
     def _loss(self, labels, logits):
         return ops.sum(self._terms(labels, logits))
 
-    def _balanced_part(self, terms):
-        """The balanced heads' share of the loss."""
-        return ops.sum(ops.stack([t for h, t in zip(self.heads, ops.unstack(terms))
-                                  if h["name"] in self.balanced_heads]))
+    def balance_groups(self):
+        """The groups whose pulls are balanced, as lists of head indices: each head alone
+        (--balanced_heads=each), or the named heads and the rest."""
+        if self.balanced_heads == ("each",):
+            return [[i] for i in range(len(self.heads))]
+        named = [i for i, h in enumerate(self.heads) if h["name"] in self.balanced_heads]
+        return [named, [i for i in range(len(self.heads)) if i not in named]]
 
-    def _balanced_gradients(self, tape, named, rest):
-        """A function variables -> gradients where the shared layers' (trunk and FC) gradient
-        is the balanced heads' and the other heads' summed gradients, each scaled to their
-        mean norm: the balanced heads' pull is not drowned by the others'. The norms are of the
-        global batch's gradients (summed over replicas), so every replica takes one step."""
-        shared = {id(v) for layer in ("trunk", "scene_fc")
-                  for v in self.network.get_layer(layer).trainable_variables}
+    def _pull_norms(self, tape, terms, shared, measuring):
+        """Each group's pull on the shared layers: the norm of its gradient over the global
+        batch (summed over replicas). measuring: a boolean tensor, or None for every step;
+        where it is false the norms are zeros and no gradient is taken."""
+        masks = [ops.convert_to_tensor(np.isin(np.arange(len(self.heads)), group), "float32")
+                 for group in self.balance_groups()]
+
+        def pulls():
+            return [tape.gradient(terms, shared, output_gradients=m) for m in masks]
+
+        def norms(groups):
+            return ops.stack([tf.linalg.global_norm(p) for p in groups])
+        if tf.distribute.get_strategy().num_replicas_in_sync == 1:
+            if measuring is None:
+                return norms(pulls())
+            return tf.cond(measuring, lambda: norms(pulls()), lambda: tf.zeros(len(masks)))
+        # A replica sum cannot sit inside a cond: the cond gives zeros, summed as well.
+        summed = pulls() if measuring is None else tf.cond(
+            measuring, pulls, lambda: [[tf.zeros_like(v) for v in shared] for _ in masks])
+        context = tf.distribute.get_replica_context()
+        return norms([context.all_reduce(tf.distribute.ReduceOp.SUM, p) for p in summed])
+
+    def _weights_of(self, norms):
+        """Each head's weight: its group's pull scaled to the mean of the groups' pulls."""
+        pulling = ops.cast(norms > 0, "float32")  # a curriculum's waiting heads do not pull
+        mean = ops.sum(norms) / ops.maximum(ops.sum(pulling), 1.0)
+        scales = ops.where(norms > 0, mean / ops.maximum(norms, 1e-30), 1.0)
+        index = np.zeros(len(self.heads), np.int32)
+        for g, group in enumerate(self.balance_groups()):
+            index[group] = g
+        return ops.take(scales, index)
+
+    def _balanced_gradients(self, tape, terms):
+        """A function variables -> gradients where each head's loss is weighted by
+        balance_weights in the shared layers (trunk and FC), so every group pulls on them with
+        the same norm, while each head's own classifier takes its plain gradient. The weights
+        are measured every balance_every optimizer steps and held in between."""
+        shared = [v for layer in ("trunk", "scene_fc")
+                  for v in self.network.get_layer(layer).trainable_variables]
+        owner = {id(v): i for i, h in enumerate(self.heads)
+                 for v in self.network.get_layer(f"head_{h['name']}").trainable_variables}
 
         def gradients(variables):
-            grads = tape.gradient([named, rest], variables)  # their sum's gradient
-            where = [i for i, v in enumerate(variables) if id(v) in shared]
-            pulls = [tape.gradient(part, [variables[i] for i in where]) for part in (named, rest)]
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            if replicas > 1:
-                context = tf.distribute.get_replica_context()
-                pulls = [context.all_reduce(tf.distribute.ReduceOp.SUM, p) for p in pulls]
-            norms = [tf.linalg.global_norm(p) for p in pulls]
-            both = tf.logical_and(norms[0] > 0, norms[1] > 0)  # a curriculum's first steps
-            mean = (norms[0] + norms[1]) / 2
-            scales = [tf.where(both, tf.math.divide_no_nan(mean, n), 1.0) / replicas
-                      for n in norms]
-            for k, i in enumerate(where):
-                grads[i] = scales[0] * pulls[0][k] + scales[1] * pulls[1][k]
-            return grads
+            measuring = None
+            if self.balance_every > 1:
+                steps = next(iter(self.group_optimizers.values())).iterations
+                measuring = ops.equal(steps % self.balance_every, 0)
+            weights = self._weights_of(self._pull_norms(tape, terms, shared, measuring))
+            if measuring is not None:
+                weights = ops.where(measuring, weights, self.balance_weights)
+            self.balance_weights.assign(weights)
+            grads = tape.gradient(terms, variables, output_gradients=weights)
+            return [g / weights[owner[id(v)]] if g is not None and id(v) in owner else g
+                    for g, v in zip(grads, variables)]
         return gradients
 
     def _update_metrics(self, labels, logits, loss):
@@ -170,14 +207,11 @@ class SceneClassifier(task.TaskModel):
 
     def train_step(self, data):
         images, labels = data
-        gradients = None  # the tape's, unless some heads are balanced
         with tf.GradientTape(persistent=bool(self.balanced_heads)) as tape:
             logits = self.network(images, training=True)
             terms = self._terms(labels, logits)
             loss = ops.sum(terms)
-            if self.balanced_heads:  # both parts recorded on the tape
-                named = self._balanced_part(terms)
-                gradients = self._balanced_gradients(tape, named, loss - named)
+        gradients = self._balanced_gradients(tape, terms) if self.balanced_heads else None
         self.apply_gradients_of(tape, loss, gradients=gradients)
         return self._update_metrics(labels, logits, loss)
 
@@ -219,17 +253,18 @@ class PretrainTask(task.ImageTableTask):
         family = self.config.family
         wanted = family.pretrain_heads
         names = [h["name"] for h in table_heads]
+        balanced = () if family.balanced_heads == ("each",) else family.balanced_heads
         for flag, asked, among in (("pretrain_heads", wanted, names),
                                    ("first_heads", family.first_heads, wanted or names),
-                                   ("balanced_heads", family.balanced_heads, wanted or names)):
+                                   ("balanced_heads", balanced, wanted or names)):
             unknown = [w for w in asked if w not in among]
             if unknown:
                 raise schema.DataError(f"--{flag}: {','.join(unknown)} not among the heads "
                                        f"of the {family.pretrain_table!r} table it trains "
                                        f"({','.join(among)})")
-        if family.balanced_heads and set(family.balanced_heads) >= set(wanted or names):
+        if balanced and set(balanced) >= set(wanted or names):
             raise schema.DataError("--balanced_heads names every trained head, which is a plain "
-                                   "sum; name the group to balance against the rest")
+                                   "sum; name the group to balance against the rest, or each")
         return [h for h in table_heads if not wanted or h["name"] in wanted]
 
     def check_config(self, replicas):
@@ -268,6 +303,7 @@ class PretrainTask(task.ImageTableTask):
                                             dropout=net.head_dropout)
         model = SceneClassifier(self.parts.network, self._heads(), self.columns,
                                 net.first_heads, net.first_heads_steps, net.balanced_heads,
+                                net.balance_every,
                                 name="scene_pretrainer")
         model(tf.zeros((1, size, size, 3)))
         return model
