@@ -4,7 +4,8 @@ is a hand-written mean (the Keras 3 pitfall), which must show a difference. With
 --mixed_float16 the step runs under the float16 policy with the shared dynamic loss scale;
 --model=NAME checks another model (DACRL by default): any pair model, vgg16_scenes (the
 pretraining task), cvae or attic (both players' steps, an untrained generator);
---set=NAME=VALUE changes one config setting (a CVAE's --likelihood, say)."""
+--set=NAME=VALUE changes one config setting (a CVAE's --likelihood, say); --steps=N takes N
+steps on the batch (a state held between steps, as the pretraining's balance weights)."""
 import json
 import sys
 
@@ -85,7 +86,7 @@ def batch_for(config, rng):
     return (images(), images()), np.array([0, 1, 0.5, 1, 0, 0, 1, 0.5], "float32")
 
 
-def one_step(strategy, weights, batch, naive, config):
+def one_step(strategy, weights, batch, naive, config, steps=1):
     with strategy.scope():
         task = make_task(config)
         model = without_randomness(task.build())
@@ -94,12 +95,14 @@ def one_step(strategy, weights, batch, naive, config):
         run.compile_model(model, task, config, steps_per_epoch=1)
         model.set_weights(weights)
     before = [w.copy() for w in weights]
-    logs = model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0).history
-    # The learned weights only: a step counter (the CVAE's warm-up) would count as a step of 1.
-    learned = [not w.path.endswith("steps_taken") for w in model.weights]
-    after = [w for w, keep in zip(model.get_weights(), learned) if keep]
-    step = max(float(np.abs(a - b).max()) for a, b in zip(after, [
-        w for w, keep in zip(before, learned) if keep]))
+    logs = model.fit(tf.data.Dataset.from_tensors(batch).repeat(steps), epochs=1,
+                     verbose=0).history
+    # The step is of the learned weights only: a step counter (the CVAE's warm-up) would count
+    # as a step of 1, the pretraining's balance weights move from 1 by far more than a step.
+    learned = [not w.path.endswith(("steps_taken", "balance_weights")) for w in model.weights]
+    after = model.get_weights()  # all of them must match between one and two replicas
+    step = max(float(np.abs(a - b).max()) for a, b, keep in zip(after, before, learned)
+               if keep)
     return after, step, logs["loss"][0]
 
 
@@ -142,9 +145,11 @@ def main():
         fc.set_weights([kernel, bias + np.array([0.0, 10.0, -10.0], np.float32)])
     init = model.get_weights()
     batch = batch_for(config, np.random.default_rng(0))
-    one, step_one, loss_one = one_step(tf.distribute.get_strategy(), init, batch, naive, config)
+    steps = next((int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--steps=")), 1)
+    one, step_one, loss_one = one_step(tf.distribute.get_strategy(), init, batch, naive, config,
+                                       steps)
     two, step_two, loss_two = one_step(distribute.make_strategy("mirrored"), init, batch, naive,
-                                       config)
+                                       config, steps)
     diff = max(float(np.abs(a - b).max()) for a, b in zip(one, two))
     print(json.dumps(dict(max_weight_diff=diff, step_one=step_one, step_two=step_two,
                           loss_one=loss_one, loss_two=loss_two,

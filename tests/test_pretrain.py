@@ -488,7 +488,7 @@ def test_balanced_heads_each_weights_every_head_and_holds_the_weights_between_me
     assert weights.max() > 1.2 * weights.min()  # the heads pull unequally: weights matter
 
 
-def test_balanced_heads_naming_every_trained_head_or_under_float16_is_a_one_line_error(
+def test_balanced_heads_naming_every_trained_head_under_float16_or_out_of_step_is_an_error(
         pretrain_data):
     from relattr_tf.training import pretrain
     config = config_lib.Config(
@@ -502,6 +502,11 @@ def test_balanced_heads_naming_every_trained_head_or_under_float16_is_a_one_line
     float16 = config.with_values(pretrain_heads=(), mixed_precision="mixed_float16")
     with pytest.raises(config_lib.ConfigError, match="--balanced_heads needs float32"):
         pretrain.PretrainTask(float16).check_config(1)
+    unaligned = config.with_values(pretrain_heads=(), first_heads=("subject_cell",),
+                                   first_heads_steps=30, balance_every=20)
+    with pytest.raises(config_lib.ConfigError, match="multiple of --balance_every"):
+        pretrain.PretrainTask(unaligned).check_config(1)
+    pretrain.PretrainTask(unaligned.with_values(first_heads_steps=40)).check_config(1)
 
 
 def test_a_pretrain_table_column_names_the_heads_a_cell_trained():

@@ -40,7 +40,8 @@ def test_one_and_two_replicas_take_the_same_step():
     ('--set=first_heads=["subject_cell"]', "--set=first_heads_steps=1"),
     # The two pulls' norms are the global batch's: summed over the replicas first.
     ('--set=balanced_heads=["subject_cell","light_side"]',),
-    ('--set=balanced_heads=["each"]', "--set=balance_every=2"),
+    # Measured at step 0, held at step 1 (the cond's other branch), measured at step 2.
+    ('--set=balanced_heads=["each"]', "--set=balance_every=2", "--steps=3"),
 ], ids=["plain", "first_heads", "balanced_heads", "balanced_each"])
 def test_pretraining_takes_the_same_step_on_one_and_two_replicas(flags):
     result = _replica_check("--model=vgg16_scenes", *flags)

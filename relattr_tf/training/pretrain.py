@@ -253,7 +253,8 @@ class PretrainTask(task.ImageTableTask):
         family = self.config.family
         wanted = family.pretrain_heads
         names = [h["name"] for h in table_heads]
-        balanced = () if family.balanced_heads == ("each",) else family.balanced_heads
+        balanced = tuple(family.balanced_heads)
+        balanced = () if balanced == ("each",) else balanced
         for flag, asked, among in (("pretrain_heads", wanted, names),
                                    ("first_heads", family.first_heads, wanted or names),
                                    ("balanced_heads", balanced, wanted or names)):
@@ -273,6 +274,12 @@ class PretrainTask(task.ImageTableTask):
                 self.config.train.mixed_precision == "mixed_float16":
             raise config_lib.ConfigError("--balanced_heads needs float32 or mixed_bfloat16, not "
                                          "--mixed_precision=mixed_float16 (its loss scale)")
+        family = self.config.family
+        if family.balanced_heads and family.first_heads_steps % family.balance_every:
+            # Else the joining heads keep weight 1 until the next measurement.
+            raise config_lib.ConfigError("--first_heads_steps must be a multiple of "
+                                         "--balance_every, so that the pulls are measured as "
+                                         "the other heads join")
 
     def check_data(self, meta):
         self._chosen(schema.label_heads(meta, self.config.data.data_dir,
