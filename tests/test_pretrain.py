@@ -513,6 +513,9 @@ def test_a_pretrain_table_column_names_the_heads_a_cell_trained():
     from relattr_tf.evaluation import pretrain_table
     cell = dict(image_size=64, precision="float32", seed=0, heads="subject_cell+light_side")
     assert pretrain_table._column(cell).endswith("seed 0, heads subject_cell, light_side")
+    each = dict(cell, balanced_heads="each", balance_every=20)
+    assert pretrain_table._column(each).endswith(
+        "light_side, every head balanced (measured every 20 steps)")
     del cell["heads"]
     assert "heads" not in pretrain_table._column(cell)
     cell.update(first_heads="main_distractor_colour+distractor_count", first_heads_steps=1600)

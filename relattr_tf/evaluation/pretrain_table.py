@@ -13,7 +13,8 @@ def _column(cell):
     if "first_heads" in cell:
         heads += f", first {cell['first_heads_steps']:,} steps {names('first_heads')} alone"
     if "balanced_heads" in cell:
-        heads += f", balanced {names('balanced_heads')}"
+        heads += (", every head balanced" if cell["balanced_heads"] == "each" else
+                  f", balanced {names('balanced_heads')}")
         if "balance_every" in cell:
             heads += f" (measured every {cell['balance_every']} steps)"
     return f"{cell['image_size']} px {cell['precision']} seed {cell['seed']}{drawn}{heads}"

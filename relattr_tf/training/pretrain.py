@@ -11,9 +11,8 @@ Evaluation (`eval_pretrain.json`):
   * the acceptance gate on both (evaluation.trunk_gate), its verdict printed.
 
 The loss: each head's cross-entropy over its uniform-guess loss (log of its class count),
-averaged over the heads. Each is a Keras loss object (sum over the batch / global batch under a
-distribution strategy), so the loss is a replica's share of the global mean
-(tests/test_training.py checks 1 vs 2 replicas).
+averaged over the heads; a Keras loss object each, so the loss is a replica's share of the
+global mean (tests/test_training.py checks 1 vs 2 replicas). Balancing: training.head_balance.
 """
 import os
 
@@ -28,7 +27,7 @@ from relattr_tf.data.synthetic import render
 from relattr_tf.evaluation import head_ceilings, linear_probe, report, trunk_gate
 from relattr_tf.models import vgg16
 from relattr_tf.models.scene_classifier import build_scene_classifier
-from relattr_tf.training import task
+from relattr_tf.training import head_balance, task
 
 WEIGHTS_FILE = "vgg16_notop.h5"
 KERAS_FILE = "scene_classifier.keras"
@@ -132,51 +131,12 @@ class SceneClassifier(task.TaskModel):
     def _loss(self, labels, logits):
         return ops.sum(self._terms(labels, logits))
 
-    def balance_groups(self):
-        """The groups whose pulls are balanced, as lists of head indices: each head alone
-        (--balanced_heads=each), or the named heads and the rest."""
-        if self.balanced_heads == ("each",):
-            return [[i] for i in range(len(self.heads))]
-        named = [i for i, h in enumerate(self.heads) if h["name"] in self.balanced_heads]
-        return [named, [i for i in range(len(self.heads)) if i not in named]]
-
-    def _pull_norms(self, tape, terms, shared, measuring):
-        """Each group's pull on the shared layers: the norm of its gradient over the global
-        batch (summed over replicas). measuring: a boolean tensor, or None for every step;
-        where it is false the norms are zeros and no gradient is taken."""
-        masks = [ops.convert_to_tensor(np.isin(np.arange(len(self.heads)), group), "float32")
-                 for group in self.balance_groups()]
-
-        def pulls():
-            return [tape.gradient(terms, shared, output_gradients=m) for m in masks]
-
-        def norms(groups):
-            return ops.stack([tf.linalg.global_norm(p) for p in groups])
-        if tf.distribute.get_strategy().num_replicas_in_sync == 1:
-            if measuring is None:
-                return norms(pulls())
-            return tf.cond(measuring, lambda: norms(pulls()), lambda: tf.zeros(len(masks)))
-        # A replica sum cannot sit inside a cond: the cond gives zeros, summed as well.
-        summed = pulls() if measuring is None else tf.cond(
-            measuring, pulls, lambda: [[tf.zeros_like(v) for v in shared] for _ in masks])
-        context = tf.distribute.get_replica_context()
-        return norms([context.all_reduce(tf.distribute.ReduceOp.SUM, p) for p in summed])
-
-    def _weights_of(self, norms):
-        """Each head's weight: its group's pull scaled to the mean of the groups' pulls."""
-        pulling = ops.cast(norms > 0, "float32")  # a curriculum's waiting heads do not pull
-        mean = ops.sum(norms) / ops.maximum(ops.sum(pulling), 1.0)
-        scales = ops.where(norms > 0, mean / ops.maximum(norms, 1e-30), 1.0)
-        index = np.zeros(len(self.heads), np.int32)
-        for g, group in enumerate(self.balance_groups()):
-            index[group] = g
-        return ops.take(scales, index)
+    def balance_groups(self):  # lists of head indices
+        return head_balance.groups(self.heads, self.balanced_heads)
 
     def _balanced_gradients(self, tape, terms):
-        """A function variables -> gradients where each head's loss is weighted by
-        balance_weights in the shared layers (trunk and FC), so every group pulls on them with
-        the same norm, while each head's own classifier takes its plain gradient. The weights
-        are measured every balance_every optimizer steps and held in between."""
+        """variables -> gradients: the shared layers' weigh each head by balance_weights
+        (measured every balance_every steps), each head's own classifier's are plain."""
         shared = [v for layer in ("trunk", "scene_fc")
                   for v in self.network.get_layer(layer).trainable_variables]
         owner = {id(v): i for i, h in enumerate(self.heads)
@@ -187,7 +147,9 @@ class SceneClassifier(task.TaskModel):
             if self.balance_every > 1:
                 steps = next(iter(self.group_optimizers.values())).iterations
                 measuring = ops.equal(steps % self.balance_every, 0)
-            weights = self._weights_of(self._pull_norms(tape, terms, shared, measuring))
+            groups = self.balance_groups()
+            norms = head_balance.pull_norms(tape, terms, shared, groups, measuring)
+            weights = head_balance.weights_of(norms, groups)
             if measuring is not None:
                 weights = ops.where(measuring, weights, self.balance_weights)
             self.balance_weights.assign(weights)
@@ -270,16 +232,14 @@ class PretrainTask(task.ImageTableTask):
 
     def check_config(self, replicas):
         super().check_config(replicas)
-        if self.config.family.balanced_heads and \
-                self.config.train.mixed_precision == "mixed_float16":
+        family = self.config.family
+        if family.balanced_heads and self.config.train.mixed_precision == "mixed_float16":
             raise config_lib.ConfigError("--balanced_heads needs float32 or mixed_bfloat16, not "
                                          "--mixed_precision=mixed_float16 (its loss scale)")
-        family = self.config.family
         if family.balanced_heads and family.first_heads_steps % family.balance_every:
             # Else the joining heads keep weight 1 until the next measurement.
             raise config_lib.ConfigError("--first_heads_steps must be a multiple of "
-                                         "--balance_every, so that the pulls are measured as "
-                                         "the other heads join")
+                                         "--balance_every (measured as the heads join)")
 
     def check_data(self, meta):
         self._chosen(schema.label_heads(meta, self.config.data.data_dir,
