@@ -122,8 +122,8 @@ class SceneClassifier(task.TaskModel):
         normalised = ops.stack([losses[h["name"]] / uniform_loss(h) for h in self.heads])
         if not self.first_heads:
             return normalised / len(self.heads)
-        steps = next(iter(self.group_optimizers.values())).iterations  # restored on resume
-        joined = ops.cast(ops.greater_equal(steps, self.first_heads_steps), "float32")
+        joined = ops.cast(ops.greater_equal(self.optimizer_iterations, self.first_heads_steps),
+                          "float32")
         weights = ops.stack([1.0 if h["name"] in self.first_heads else joined
                              for h in self.heads])
         return weights * normalised / ops.sum(weights)
@@ -145,8 +145,7 @@ class SceneClassifier(task.TaskModel):
         def gradients(variables):
             measuring = None
             if self.balance_every > 1:
-                steps = next(iter(self.group_optimizers.values())).iterations
-                measuring = ops.equal(steps % self.balance_every, 0)
+                measuring = ops.equal(self.optimizer_iterations % self.balance_every, 0)
             groups = self.balance_groups()
             norms = head_balance.pull_norms(tape, terms, shared, groups, measuring)
             weights = head_balance.weights_of(norms, groups)

@@ -100,8 +100,13 @@ class TaskModel(keras.Model):
         """Current learning rate of each group's optimizer (for logging)."""
         return {f"lr_{g}": o.learning_rate for g, o in self.group_optimizers.items()}
 
+    @property
+    def optimizer_iterations(self):
+        """The first group's optimizer step counter (a variable; restored on resume)."""
+        return next(iter(self.group_optimizers.values())).iterations
+
     def optimizer_steps(self):
-        return int(next(iter(self.group_optimizers.values())).iterations.numpy())
+        return int(self.optimizer_iterations.numpy())
 
 
 class Task:
