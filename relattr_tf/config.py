@@ -60,13 +60,11 @@ class TrainConfig:
     steps_per_epoch: int = setting(0, "Steps per epoch (0: one pass over the data).", lower=0)
     batch_size: int = setting(24, "Global batch size (pairs or images).", lower=1)
     strategy: str = setting("default", "Distribution strategy.", choices=("default", "mirrored"))
-    mixed_precision: str = setting("float32", "Keras dtype policy (mixed_float16 gets dynamic "
-                                   "loss scaling).",
+    mixed_precision: str = setting("float32", "Keras dtype policy (mixed_float16: loss scaling).",
                                    choices=("float32", "mixed_float16", "mixed_bfloat16"))
     jit_compile: bool = setting(False, "XLA-compile the train step.")
     seed: int = setting(0, "Random seed (initial weights, data order, augmentation).", lower=0)
-    deterministic: bool = setting(False, "TensorFlow op determinism (and its own CPU kernels: "
-                                  "slower than oneDNN).")
+    deterministic: bool = setting(False, "TensorFlow op determinism (slower: its own kernels).")
     tensorboard_images: int = setting(4, "TensorBoard examples per epoch.", lower=0, compared=False)
     update_freq: int = setting(0, "TensorBoard batch summaries every N steps (0 = about ten "
                                "per epoch).", lower=0, compared=False)
@@ -94,8 +92,7 @@ class RankerConfig:
                               "13 ReLU layers).", choices=("glorot", "he"))
     trunk_lr: float = setting(5e-5, "Learning rate of the VGG16 trunk.", lower=0.0)
     head_lr: float = setting(5e-4, "Learning rate of every other layer.", lower=0.0)
-    reduction: int = setting(16, "DACRL: channel attention reduction ratio.", lower=1,
-                             architecture=True)
+    reduction: int = setting(16, "DACRL: attention reduction ratio.", lower=1, architecture=True)
     cross_filters: int = setting(512, "DACRL: filters of the cross-image conv.", lower=1,
                                  architecture=True)
     cross_depth: int = setting(1, "DACRL: layers of the cross-image conv.", lower=1, upper=8,
@@ -165,8 +162,7 @@ class PretrainConfig:
     balance_every: int = setting(1, "Steps between measurements of the pulls.", lower=1)
     width: float = setting(1.0, "VGG16 channel multiplier; 1 = the real VGG16.", lower=0.01,
                            upper=4.0, architecture=True)
-    head_units: int = setting(1024, "Units of the FC layer between the trunk and the label "
-                              "heads.", lower=1, architecture=True)
+    head_units: int = setting(1024, "FC units between trunk and heads.", lower=1, architecture=True)
     head_dropout: float = setting(0.5, "Dropout after that FC layer.", lower=0.0, upper=0.95)
     trunk_init: str = setting("glorot", "Initialisation of the trunk: glorot (Keras' VGG16) or "
                               "he.", choices=("glorot", "he"))
@@ -193,8 +189,10 @@ class GeneratorConfig:
                                          lower=0.01, upper=0.5)
     z_size: int = setting(256, "Size of the latent z (layered_cvae: the foreground's).", lower=1,
                           architecture=True)
-    z_bg_size: int = setting(64, "layered_cvae: size of the background's latent.", lower=1,
+    z_bg_size: int = setting(64, "layered_cvae: the background's latent size.", lower=1,
                              architecture=True)
+    background_y: bool = setting(False, "layered_cvae: the background decoder reads y too.",
+                                 architecture=True)
     cvae_width: float = setting(1.0, "Channel multiplier of every conv and FC layer; 1 = the "
                                 "reference's.", lower=0.01, upper=4.0, architecture=True)
     fc_width: float = setting(0.0, "FC layers' multiplier (0: --cvae_width).", lower=0.0,
@@ -210,6 +208,8 @@ class GeneratorConfig:
     sweep_steps: int = setting(9, "Evaluation: steps per sweep.", lower=2, compared=False)
     sweep_samples: int = setting(16, "Evaluation: sweeps per attribute.", lower=1, compared=False)
     eval_pairs: int = setting(400, "Evaluation: pairs per attribute.", lower=1, compared=False)
+    goal_eval_every: int = setting(0, "Evaluate every N epochs; stop once every goal is met.",
+                                   lower=0, compared=False)
 
 
 @dataclasses.dataclass(frozen=True)

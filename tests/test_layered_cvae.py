@@ -76,17 +76,29 @@ def test_the_smoke_config_trains_and_leaves_the_plain_cvaes_artifact(layered):
     result = json.load(open(os.path.join(model_dir, "eval_generator.json")))
     assert np.isfinite(result["heldout_reconstruction_mse"]) and result["sharpness"] > 0
     assert set(result["attributes"]) == set(info["attributes"])
+    # --goal_eval_every=1: the goals measured after each epoch, in the result (and ledger).
+    assert [e["epoch"] for e in result["goal_curve"]] == [1, 2]
+    assert "goals after epoch 2:" in stdout
+    assert set(result["goal_curve"][1]["attributes"]) == set(info["attributes"])
+    # --background_y: the background decoder reads y, and moving y moves the background.
+    assert info["background_y"] is True
+    background = decoder.get_layer("background_decoder")
+    z_bg = np.random.default_rng(1).normal(size=(2, info["z_bg_size"])).astype(np.float32)
+    far = y + 3 * np.asarray(info["strength_std"], np.float32)
+    assert float(np.abs(background([far, z_bg]) - background([y, z_bg])).max()) > 1e-4
     # Its ledger cell, and the goal table report makes from it.
     ledger = stdout.strip().splitlines()[-1].split("ledger: ")[1]
     record = json.load(open(ledger))
     assert record["kind"] == "generator" and record["data_sha256"]
-    assert record["cell"] == {"model": "layered_cvae", "image_size": 32, "seed": 0}
+    assert record["cell"] == {"model": "layered_cvae", "image_size": 32, "seed": 0,
+                              "background_y": True}
     results = os.path.dirname(os.path.dirname(ledger))
     docs = os.path.join(os.path.dirname(model_dir), "docs")
     run_module("relattr_tf.report", "--study=layered_smoke", f"--results_dir={results}",
                f"--out={docs}")
     table = open(os.path.join(docs, "layered_smoke.md")).read()
-    assert "| layered_cvae 32 px seed 0 |" in table and "reconstruction MSE (held out)" in table
+    assert "| layered_cvae, background reads y 32 px seed 0 |" in table
+    assert "reconstruction MSE (held out)" in table and "spread at one y" in table
 
 
 def test_the_layered_loss_needs_a_likelihood_without_a_variance_head():
@@ -130,3 +142,34 @@ def test_layered_cvae_takes_the_same_step_on_one_and_two_replicas():
     assert result["step_one"] > 1e-4
     assert result["max_weight_diff"] < 1e-5 * max(1.0, result["step_one"] * 1e3)
     assert result["loss_one"] == pytest.approx(result["loss_two"], rel=1e-5)
+
+
+def test_the_goals_missed_are_the_goal_tables_bold_figures():
+    from relattr_tf.evaluation.generator_table import goals_missed
+    met = dict(sweep_spearman=0.95, sweep_unreadable=0.0, pair_agreement=0.93,
+               illegible_rate=0.05, equal_rate=0.09, real_equal_rate=0.08)
+    assert goals_missed({"attributes": {"size": met}}) == []
+    for key, value in (("sweep_spearman", 0.89), ("sweep_unreadable", 0.06),
+                       ("pair_agreement", float("nan")), ("illegible_rate", 0.11),
+                       ("equal_rate", 0.14)):
+        assert goals_missed({"attributes": {"size": dict(met, **{key: value})}}) == [
+            ("size", key)]
+    assert ("size", "pair_agreement") in goals_missed({"attributes": {"size": {}}})
+
+
+def test_the_goal_curve_stops_training_once_every_goal_is_met(tmp_path):
+    import keras
+    from relattr_tf.training import callbacks
+    results = iter([{"attributes": {"size": {"sweep_spearman": 0.5}}},
+                    {"attributes": {"size": {"sweep_spearman": 0.95}}}])
+    curve = callbacks.GoalCurve(lambda: next(results),
+                                lambda r: [] if r["attributes"]["size"]["sweep_spearman"] > 0.9
+                                else [("size", "sweep_spearman")],
+                                2, str(tmp_path / "curve.json"), str(tmp_path), ["sweep_spearman"])
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    history = model.fit(np.zeros((4, 1)), np.zeros((4, 1)), epochs=10, verbose=0,
+                        callbacks=[curve])
+    assert len(history.epoch) == 4  # evaluated after epochs 2 and 4, met at 4
+    entries = callbacks.read_goal_curve(str(tmp_path / "curve.json"))
+    assert [(e["epoch"], e["goals_missed"]) for e in entries] == [(2, 1), (4, 0)]

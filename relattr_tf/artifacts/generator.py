@@ -42,7 +42,14 @@ def save_generator(decoder, directory, statistics, z_size, image_size, kind="lea
         tf.TensorSpec((None, y_size), tf.float32, name="y"),
         tf.TensorSpec((None, z_size), tf.float32, name="z")])
     archive.write_out(os.path.join(directory, SAVED_MODEL_DIR), verbose=False)
-    info = dict(kind=kind, attributes=list(statistics["names"]),
+    info = generator_info(statistics, z_size, image_size, kind, extra)
+    with tf.io.gfile.GFile(os.path.join(directory, INFO_FILE), "w") as f:
+        f.write(json.dumps(info, indent=2))
+
+
+def generator_info(statistics, z_size, image_size, kind="learned", extra=None):
+    """generator.json's entries: what load_generator returns beside the decoder."""
+    return dict(kind=kind, attributes=list(statistics["names"]),
                 strength_mean=list(statistics["mean"]), strength_std=list(statistics["std"]),
                 strength_min=list(statistics["min"]), strength_max=list(statistics["max"]),
                 unknown_fraction=list(statistics.get("unknown_fraction", [])),
@@ -50,8 +57,6 @@ def save_generator(decoder, directory, statistics, z_size, image_size, kind="lea
                 image_size=int(image_size), value_range=[0.0, 1.0],
                 decode="decode(y, z) -> {'image'}: y raw strengths (float32, len(attributes)), "
                        "z ~ N(0, I) (z_size); image RGB in value_range", **(extra or {}))
-    with tf.io.gfile.GFile(os.path.join(directory, INFO_FILE), "w") as f:
-        f.write(json.dumps(info, indent=2))
 
 
 def load_generator(directory):

@@ -11,7 +11,8 @@ On the embedded benchmark every generated image is measured by
     step (|step| uniform in the fine-grained range, FINE_DIFFERENCE x the attribute's scale)
     and the other strengths the same; the crowd labels them from the measured strengths:
     illegible rate, equal rate, and agreement (how often a legible, non-equal label has the
-    sign of the requested change: what ATTIC's "Auto" labels rely on). The headline figures
+    sign of the requested change: what ATTIC's "Auto" labels rely on); measured spread: the
+    std per image of measured minus requested difference, in the attribute's scale units. The headline figures
     draw the two images with independent z, as ATTIC's pairs are; `same_z_*` repeats them
     with one z for both; `real_*` gives the crowd's rates on fine pairs of real images, when
     their strengths are given (the equal rate's reference);
@@ -137,8 +138,14 @@ def _crowd_figures(crowd, seed, attribute, step, strength_a, strength_b, scale):
             decided += 1
             agree += (label["target"] == 1.0) == (step[j] > 0)
     count = len(step)
+    # What the measured difference adds to the requested step, per image: z's share (and the
+    # generator's error) in the attribute's scale units, against a fine step of 0.03-0.15.
+    residual = (np.asarray(strength_a) - np.asarray(strength_b)) - np.asarray(step)
+    spread = (float(np.nanstd(residual) / np.sqrt(2) / scale)
+              if np.isfinite(residual).sum() > 2 else float("nan"))
     return dict(illegible_rate=illegible / count, equal_rate=equal / count,
-                pair_agreement=agree / decided if decided else float("nan"))
+                pair_agreement=agree / decided if decided else float("nan"),
+                measured_spread=spread)
 
 
 def real_fine_pair_rates(strengths, attribute, k, count, seed):

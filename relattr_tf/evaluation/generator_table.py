@@ -11,7 +11,10 @@ GOALS = (("sweep_spearman", "sweep Spearman, pooled", 0.9, True),
          ("equal_rate", "fine-step pairs: answered equal (%)", "real", False),
          ("real_equal_rate", "real fine pairs: answered equal (%)", None, False),
          ("same_z_pair_agreement", "same z for both: crowd agrees (%)", None, True),
-         ("same_z_illegible_rate", "same z for both: illegible (%)", None, False))
+         ("same_z_illegible_rate", "same z for both: illegible (%)", None, False),
+         ("measured_spread", "measured strength's spread at one y (scale units; step 0.03-0.15)",
+          None, False),
+         ("same_z_measured_spread", "the same, same z for both", None, False))
 PERCENT = {"sweep_unreadable", "pair_agreement", "illegible_rate", "equal_rate",
            "real_equal_rate",
            "same_z_pair_agreement", "same_z_illegible_rate"}
@@ -26,10 +29,31 @@ OVERALL = (("sharpness", "sharpness: high-frequency energy / real images'", ".2f
 def _column(record):
     cell = record["cell"]
     name = cell.get("model") or record["metrics"].get("kind", "")
+    name += ", background reads y" if cell.get("background_y") else ""
     return f"{name} {cell.get('image_size', '')} px seed {cell.get('seed', '')}"
 
 
 EQUAL_RATE_POINTS = 0.05  # the equal rate's goal: within 5 points of the real fine pairs'
+
+
+def _missed(value, bar, higher, entry):
+    if bar == "real":
+        real = entry.get("real_equal_rate")
+        return real is not None and abs(value - real) > EQUAL_RATE_POINTS
+    return bar is not None and (value < bar if higher else value > bar)
+
+
+def goals_missed(result):
+    """[(attribute, figure)] of the goals an evaluation (evaluation.generator) misses; a goal
+    whose figure is missing or NaN counts as missed. Empty: every goal is met."""
+    out = []
+    for name, entry in result["attributes"].items():
+        for key, _, bar, higher in GOALS:
+            value = entry.get(key)
+            if bar is not None and (value is None or value != value or
+                                    _missed(value, bar, higher, entry)):
+                out.append((name, key))
+    return out
 
 
 def _format(key, value, bar, higher, entry):
@@ -37,12 +61,7 @@ def _format(key, value, bar, higher, entry):
         return ""
     scale = 100 if key in PERCENT else 1
     text = f"{scale * value:.1f}" if key in PERCENT else f"{value:.2f}"
-    if bar == "real":
-        real = entry.get("real_equal_rate")
-        missed = real is not None and abs(value - real) > EQUAL_RATE_POINTS
-    else:
-        missed = bar is not None and (value < bar if higher else value > bar)
-    return f"**{text}**" if missed else text
+    return f"**{text}**" if _missed(value, bar, higher, entry) else text
 
 
 def generator_table(records):

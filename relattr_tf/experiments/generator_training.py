@@ -8,7 +8,10 @@ from relattr_tf.training import run
 
 
 def generator_cell(config):
-    return dict(model=config.model, image_size=config.data.image_size, seed=config.train.seed)
+    cell = dict(model=config.model, image_size=config.data.image_size, seed=config.train.seed)
+    if getattr(config.family, "background_y", False) and config.model == "layered_cvae":
+        cell["background_y"] = True  # beside the reference's background of z_bg alone
+    return cell
 
 
 def train_and_record(config, model_dir, ledger, command):

@@ -5,7 +5,9 @@ arch_disCVAE.lua): a foreground and a background, each with its own latent, comp
   background encoder  q(z_bg | x, y, z_fg): the whole image, y and z_fg
   foreground decoder  (y, z_fg) -> f, the masked foreground (tanh), and g, the gate: the
                       background's share of each pixel (sigmoid)
-  background decoder  z_bg -> b (tanh)
+  background decoder  z_bg -> b (tanh); with background_y, (y, z_bg) -> b: the reference's
+                      reads z_bg alone, but where y acts on the whole picture (the benchmark's
+                      brightness, warmth and contrast) it must reach the background's pixels
   image               x_hat = f + g * b, in [-1, 1]
 
 Each decoder has the plain CVAE's decoder stages (cvae.decoder_features). The artifact ATTIC
@@ -89,22 +91,32 @@ def build_foreground_decoder(image_size, y_size, z_size, width, seed=None, fc_wi
 
 
 def build_background_decoder(image_size, z_size, width, seed=None, fc_width=None,
-                             coordconv=False):
-    """z_bg -> b in [-1, 1]."""
+                             coordconv=False, y_size=None):
+    """z_bg -> b in [-1, 1]; with y_size, (raw y, z_bg) -> b."""
     z = keras.Input((z_size,), name="z_bg")
-    x = cvae.decoder_features(None, z, image_size, width, seed, fc_width, coordconv,
+    y = keras.Input((y_size,), name="y") if y_size else None
+    x = cvae.decoder_features(y, z, image_size, width, seed, fc_width, coordconv,
                               prefix="bg")
-    return keras.Model(z, _head(x, 3, "tanh", "bg_mean", seed), name="background_decoder")
+    return keras.Model([y, z] if y_size else z, _head(x, 3, "tanh", "bg_mean", seed),
+                       name="background_decoder")
+
+
+def background_reads_y(background):
+    return len(background.inputs) == 2
+
+
+def decode_background(background, y, z_bg, **kwargs):
+    return background([y, z_bg] if background_reads_y(background) else z_bg, **kwargs)
 
 
 def build_layered_decoder(foreground, background):
     """The artifact's decoder: (raw y, [z_fg, z_bg]) -> (f + g * b, zeros)."""
     y_size = foreground.inputs[0].shape[-1]
-    z_fg, z_bg = foreground.inputs[1].shape[-1], background.inputs[0].shape[-1]
+    z_fg, z_bg = foreground.inputs[1].shape[-1], background.inputs[-1].shape[-1]
     y = keras.Input((y_size,), name="y")
     z = keras.Input((z_fg + z_bg,), name="z")
     f, g = foreground([y, Columns(0, z_fg, name="z_fg")(z)])
-    b = background(Columns(z_fg, z_fg + z_bg, name="z_bg")(z))
+    b = decode_background(background, y, Columns(z_fg, z_fg + z_bg, name="z_bg")(z))
     mean = Compose(name="compose", dtype="float32")([f, g, b])
     return keras.Model([y, z], [mean, ZerosLike(name="logvar", dtype="float32")(mean)],
                        name="decoder")

@@ -1,6 +1,7 @@
 """Training callbacks: checkpoints, non-finite loss guard, learning rates, pair images, HParams."""
 import json
 import math
+import os
 import time
 
 import keras
@@ -161,6 +162,55 @@ class GeneratorImages(keras.callbacks.Callback):
                     f"{name} from {self.low[self.names.index(name)]:.3g} to "
                     f"{self.high[self.names.index(name)]:.3g}; z and the rest fixed"))
         self.writer.flush()
+
+
+class GoalCurve(keras.callbacks.Callback):
+    """Every `every` epochs: evaluate() gives a generator's figures (evaluation.generator),
+    missed(result) the goals they miss. Each evaluation's figures go to a JSON curve at
+    `path` (a resumed run keeps its earlier epochs' entries) and to TensorBoard; once no goal
+    is missed, training stops."""
+
+    def __init__(self, evaluate, missed, every, path, log_dir, figures):
+        super().__init__()
+        self.evaluate, self.missed, self.every = evaluate, missed, int(every)
+        self.path, self.figures = path, tuple(figures)
+        self.writer = tf.summary.create_file_writer(f"{log_dir}/goals")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        started = time.time()
+        result = self.evaluate()
+        missed = self.missed(result)
+        plain = lambda v: None if v is None or v != v else float(v)  # noqa: E731 (NaN: null)
+        entry = dict(epoch=epoch + 1, goals_missed=len(missed), attributes={
+            name: {key: plain(figures.get(key)) for key in self.figures}
+            for name, figures in result["attributes"].items()},
+            seconds=round(time.time() - started, 1))
+        curve = [e for e in read_goal_curve(self.path) if e["epoch"] < epoch + 1] + [entry]
+        with open(self.path + ".tmp", "w") as f:
+            json.dump(curve, f, indent=1)
+        os.replace(self.path + ".tmp", self.path)
+        with self.writer.as_default(step=epoch + 1), tf.summary.record_if(True):
+            tf.summary.scalar("goals_missed", len(missed))
+            for name, figures in entry["attributes"].items():
+                for key, value in figures.items():
+                    if value is not None:
+                        tf.summary.scalar(f"{name}/{key}", value)
+        self.writer.flush()
+        print(f"goals after epoch {epoch + 1}: {len(missed)} of the goals missed "
+              f"({entry['seconds']:.0f}s)" + ("; every goal met, stopping" if not missed else ""),
+              flush=True)
+        if not missed:
+            self.model.stop_training = True
+
+
+def read_goal_curve(path):
+    """GoalCurve's entries, oldest first ([] before the first evaluation)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
 
 
 class BoxImages(keras.callbacks.Callback):

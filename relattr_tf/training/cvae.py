@@ -28,13 +28,14 @@ from keras import ops
 from relattr_tf.artifacts import generator as generator_artifact
 from relattr_tf.config import ConfigError
 from relattr_tf.data import images as images_lib, pipeline, schema
-from relattr_tf.evaluation import generator as generator_eval, report
+from relattr_tf.evaluation import generator as generator_eval, generator_table, report
 from relattr_tf.models import cvae as cvae_lib
 from relattr_tf.training import callbacks, task
 from relattr_tf.training.vae_losses import gaussian_kl, reconstruction_nll
 
 RESULT_FILE = "eval_generator.json"
 SWEEP_FILE = "sweeps.png"  # one row per attribute, low to high
+GOAL_CURVE_FILE = "goal_curve.json"  # --goal_eval_every: the goals' figures against epochs
 
 
 @keras.saving.register_keras_serializable(package="relattr_tf")
@@ -238,23 +239,47 @@ class CvaeTask(task.ImageTableTask):
                 f"strengths, z = {self.config.family.z_size}")
 
     def callbacks(self, model, log_dir, val_ds):
-        count = self.config.train.tensorboard_images
-        if not count:
-            return []
-        for images, y in val_ds.take(1):
-            return [callbacks.GeneratorImages(log_dir, model, images[:count].numpy(),
-                                              y[:count].numpy(), self.strength_statistics(),
-                                              seed=self.config.train.seed)]
-        return []
+        out, count = [], self.config.train.tensorboard_images
+        for images, y in val_ds.take(1 if count else 0):
+            out.append(callbacks.GeneratorImages(log_dir, model, images[:count].numpy(),
+                                                 y[:count].numpy(), self.strength_statistics(),
+                                                 seed=self.config.train.seed))
+        if self.config.family.goal_eval_every:
+            # The run's directory holds the curve beside eval_generator.json.
+            out.append(callbacks.GoalCurve(
+                self._goal_evaluation(model), generator_table.goals_missed,
+                self.config.family.goal_eval_every,
+                os.path.join(os.path.dirname(log_dir), GOAL_CURVE_FILE), log_dir,
+                [key for key, *_ in generator_table.GOALS]))
+        return out
+
+    def _goal_evaluation(self, model):
+        """evaluate() -> the generator's figures now, as evaluate() measures the export."""
+        meta = schema.read_metadata(self.config.data.data_dir)
+        real, strengths = self.validation_images(meta), self.validation_strengths(meta)
+        net = self.config.family
+
+        def evaluate():
+            info = generator_artifact.generator_info(
+                self.artifact_statistics(model), model.decoder.inputs[1].shape[-1],
+                self.config.data.image_size)
+            return generator_eval.evaluate_generator(
+                model.decoder, info, meta, sweep_steps=net.sweep_steps,
+                sweep_samples=net.sweep_samples, pairs=net.eval_pairs,
+                seed=self.config.train.seed, real_images=real, real_strengths=strengths)
+        return evaluate
 
     # ------------------------------------------------------------------ results
-    def export(self, model, model_dir):
-        # mean and std as the model holds them (a resumed run keeps its first statistics)
+    def artifact_statistics(self, model):
+        """The strength statistics as the model holds them (a resumed run keeps its first)."""
         mean, std = cvae_lib.strength_statistics_of(model.decoder)
-        statistics = dict(self.strength_statistics(), mean=mean.tolist(), std=std.tolist())
+        return dict(self.strength_statistics(), mean=mean.tolist(), std=std.tolist())
+
+    def export(self, model, model_dir):
         generator_artifact.save_generator(
-            model.decoder, os.path.join(model_dir, generator_artifact.GENERATOR_DIR), statistics,
-            self.config.family.z_size, self.config.data.image_size)
+            model.decoder, os.path.join(model_dir, generator_artifact.GENERATOR_DIR),
+            self.artifact_statistics(model), self.config.family.z_size,
+            self.config.data.image_size)
         model.encoder.save(os.path.join(model_dir, "encoder.keras"))
 
     def evaluate(self, model_dir, batch_size=64, **options):
@@ -277,7 +302,9 @@ class CvaeTask(task.ImageTableTask):
         result.update(heldout_negative_elbo=float(heldout["neg_elbo"]),
                       heldout_nll=float(heldout["nll"]), heldout_kl=float(heldout["kl"]),
                       heldout_reconstruction_mse=float(heldout["mse"]),
-                      kl_weight=net.kl_weight, data_dir=data.data_dir, table=net.image_table)
+                      kl_weight=net.kl_weight, data_dir=data.data_dir, table=net.image_table,
+                      goal_curve=callbacks.read_goal_curve(os.path.join(model_dir,
+                                                                        GOAL_CURVE_FILE)))
         report.write_json(os.path.join(model_dir, RESULT_FILE), result)
         return {"generator": result}
 

@@ -65,7 +65,7 @@ class LayeredVAE(cvae.ConditionalVAE):
             [x, ops.concatenate([y, z_fg], axis=-1)], training=training)
         z_bg = self._draw(bg_mean, bg_logvar, sample)
         f, g = self.fg_decoder([y, z_fg], training=training)
-        b = self.bg_decoder(z_bg, training=training)
+        b = layered_lib.decode_background(self.bg_decoder, y, z_bg, training=training)
         f, g, b = (ops.cast(t, "float32") for t in (f, g, b))
         # Unclipped here: a clip would cut the gradient to f and b wherever f + g * b leaves
         # [-1, 1]; the artifact's decoder clips (layered_cvae.Compose).
@@ -161,9 +161,10 @@ class LayeredCvaeTask(cvae.CvaeTask):
         bg_encoder = layered_lib.build_background_encoder(size, y_size, net.z_size,
                                                           net.z_bg_size, **shape)
         fg_decoder = layered_lib.build_foreground_decoder(size, y_size, net.z_size, **shape)
-        bg_decoder = layered_lib.build_background_decoder(size, net.z_bg_size, **shape)
+        bg_decoder = layered_lib.build_background_decoder(
+            size, net.z_bg_size, **shape, y_size=y_size if net.background_y else None)
         mean, std = np.asarray(stats["mean"], np.float32), np.asarray(stats["std"], np.float32)
-        for model in (fg_encoder, fg_decoder):
+        for model in (fg_encoder, fg_decoder) + ((bg_decoder,) if net.background_y else ()):
             cvae_lib.set_strength_statistics(model, mean, std)
         # z_fg joins y at the background encoder's input: it is N(0, I) already.
         cvae_lib.set_strength_statistics(
@@ -190,17 +191,22 @@ class LayeredCvaeTask(cvae.CvaeTask):
         net = self.config.family
         return (f"layered_cvae ({parts} parameters) on {net.image_table}, "
                 f"{'subject masks' if model.masked else 'no masks: the gate unsupervised'}, "
-                f"z_fg = {net.z_size}, z_bg = {net.z_bg_size}")
+                f"z_fg = {net.z_size}, z_bg = {net.z_bg_size}"
+                f"{', the background reads y' if net.background_y else ''}")
+
+    def artifact_statistics(self, model):
+        mean, std = cvae_lib.strength_statistics_of(model.fg_decoder)
+        return dict(self.strength_statistics(), mean=mean.tolist(), std=std.tolist())
 
     def export(self, model, model_dir):
-        mean, std = cvae_lib.strength_statistics_of(model.fg_decoder)
-        statistics = dict(self.strength_statistics(), mean=mean.tolist(), std=std.tolist())
         net = self.config.family
         generator_artifact.save_generator(
-            model.decoder, os.path.join(model_dir, generator_artifact.GENERATOR_DIR), statistics,
+            model.decoder, os.path.join(model_dir, generator_artifact.GENERATOR_DIR),
+            self.artifact_statistics(model),
             net.z_size + net.z_bg_size, self.config.data.image_size,
             extra=dict(model="layered_cvae", z_fg_size=net.z_size, z_bg_size=net.z_bg_size,
-                       masked=bool(model.masked)))
+                       masked=bool(model.masked),
+                       background_y=layered_lib.background_reads_y(model.bg_decoder)))
         for part, name in zip((model.fg_encoder, model.bg_encoder), ENCODER_FILES):
             part.save(os.path.join(model_dir, name))
 
