@@ -11,6 +11,8 @@ TensorBoard (tab Images, run `visualize`), and the figures measured on them as <
   attention  DACRL: the attention-weighted feature maps and the channels weighted most
   boxes      DeepSTN (or an ATTIC run's DeepSTN ranker): its boxes on test images
   sweep      a CVAE model_dir: images along each attribute (--attribute: one)
+  generators a CVAE model_dir (and --compare: more generator model_dirs, the oracle's too):
+             real images and each generator's picture for the same strengths
   pairs      an ATTIC run or active loop folder: generated pairs at the start and end of each
              phase and the pairs each round labelled, with their labels
 --data_dir, --attribute default to the model's own. Sheets go to --out (default
@@ -44,6 +46,8 @@ flags.DEFINE_integer("smoothgrad_samples", 0, "Saliency: average over this many 
 flags.DEFINE_integer("top_channels", 4, "Attention: channels shown per pair.", lower_bound=1)
 flags.DEFINE_integer("steps", 7, "Sweep: strengths per row.", lower_bound=2)
 flags.DEFINE_integer("seed", 0, "Which pairs / images / z are drawn.")
+flags.DEFINE_list("compare", [], "Generators: more generator model_dirs shown beside "
+                  "--model_dir's.")
 flags.mark_flags_as_required(["model_dir", "kind"])
 FLAGS = flags.FLAGS
 
@@ -54,7 +58,7 @@ def main(argv):
     from relattr_tf.visualization.kinds import Options
     options = Options(FLAGS.model_dir, FLAGS.data_dir, FLAGS.attribute, FLAGS.split,
                       FLAGS.count, FLAGS.measure_pairs, FLAGS.smoothgrad_samples,
-                      FLAGS.top_channels, FLAGS.steps, FLAGS.seed)
+                      FLAGS.top_channels, FLAGS.steps, FLAGS.seed, tuple(FLAGS.compare))
     out_dir = FLAGS.out or os.path.join(FLAGS.model_dir, "visualize")
     paths, figures = drawing.draw(FLAGS.kind, options, out_dir)
     print(drawing.summary_line(FLAGS.kind, figures))

@@ -149,6 +149,25 @@ def test_sweep_rows_step_the_asked_for_strength(tiny_data_dir, tmp_path):
     assert "sweep: brightness Spearman" in proc.stdout
 
 
+def test_generators_show_real_images_then_each_generator_for_the_same_strengths(
+        tiny_data_dir, tmp_path):
+    attic_fixtures.make_generator(tmp_path / "cvae" / "generator", data_dir=tiny_data_dir)
+    other = attic_fixtures.make_generator(tmp_path / "other" / "generator", seed=1)
+    proc = run_module("relattr_tf.visualize", f"--model_dir={tmp_path / 'cvae'}",
+                      "--kind=generators", f"--compare={os.path.dirname(other)}", "--count=3",
+                      f"--out={tmp_path / 'out'}")
+    height, width = _png_shape(tmp_path / "out" / "generators.png")
+    assert 3 * 128 < height < 4 * 128 and 3 * 128 < width < 5 * 128  # 3 rows of 3 tiles
+    assert f"generators: real images, then cvae ({tmp_path / 'cvae'}), cvae (" in proc.stdout
+    figures = json.load(open(tmp_path / "out" / "generators.json"))
+    assert list(figures) == [str(tmp_path / "cvae"), os.path.dirname(other)]
+    bad = attic_fixtures.make_generator(tmp_path / "bad" / "generator", attributes=["gloss"])
+    proc = run_module("relattr_tf.visualize", f"--model_dir={tmp_path / 'cvae'}",
+                      "--kind=generators", f"--compare={os.path.dirname(bad)}", check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].endswith(
+        "its generator asks for gloss, which " + str(tiny_data_dir) + " does not measure")
+
+
 def test_pairs_show_each_round_and_the_labels_it_imported(tiny_data_dir, tmp_path):
     from relattr_tf.experiments import active_loop
     from relattr_tf.labelling import package as package_lib

@@ -13,12 +13,12 @@ def draw(kind, options, out_dir):
     images; returns (png paths, figures)."""
     if kind == "pairs":
         drawn, figures = generated_pairs.attic_pairs(options)
-    elif kind == "sweep":
+    elif kind in ("sweep", "generators"):
         config = load_run_config(options.model_dir)
         if config.family_name != "generator":
-            raise ValueError(f"{options.model_dir}: --kind=sweep needs a CVAE model_dir, this "
+            raise ValueError(f"{options.model_dir}: --kind={kind} needs a CVAE model_dir, this "
                              f"holds a {config.model} model")
-        drawn, figures = kinds.sweep(config, options)
+        drawn, figures = getattr(kinds, kind)(config, options)
     else:
         config, parts = load_trained_parts(options.model_dir)
         drawn, figures = getattr(kinds, kind)(config, parts, options)
@@ -41,6 +41,9 @@ def summary_line(kind, figures):
         return (f"boxes: mean IoU {figures['mean_iou']:.2f}, IoU >= 0.5 on "
                 f"{100 * figures['iou_at_least_half']:.1f}%, subject centre inside on "
                 f"{100 * figures['contains_centre']:.1f}% of {figures['images']} images")
+    if kind == "generators":
+        return "generators: real images, then " + ", ".join(
+            f"{v['generator']} ({k})" for k, v in figures.items())
     if kind == "sweep":
         return "sweep: " + "; ".join(
             f"{name} Spearman {v['spearman_within_sweep']:.2f} (requested vs measured)"

@@ -17,7 +17,7 @@ from relattr_tf.evaluation import generator as generator_eval, pairs as pair_eva
 from relattr_tf.models import boxes as box_geometry
 from relattr_tf.visualization import maps, sheets
 
-KINDS = ("saliency", "attention", "boxes", "sweep", "pairs")
+KINDS = ("saliency", "attention", "boxes", "sweep", "generators", "pairs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Options:
     top_channels: int = 4
     steps: int = 7
     seed: int = 0
+    compare: tuple = ()        # generators: more generator model_dirs beside model_dir's
 
 
 def relation(target):
@@ -254,6 +255,39 @@ def sweep(config, options):
                  "; each row one z and other strengths")
         out[f"sweep_{name}"] = (sheets.sheet(rows, title), title)
     return out, figures
+
+
+def generators(config, options):
+    """Real images of the generator's table (its validation part) in the first row and, for
+    each generator (model_dir's, then --compare's), a row drawn from the same strengths with
+    a fresh prior z, so rows differ by the generator alone."""
+    from relattr_tf.training import task as task_lib
+    task = task_lib.make_task(config)
+    meta = schema.read_metadata(config.data.data_dir)
+    real = task.validation_images(meta, options.count)
+    strengths = task.validation_strengths(meta)[:len(real)]
+    names = list(meta["strength_names"])
+    rows, labels, figures = [[sheets.tile(image) for image in real]], ["real"], {}
+    for model_dir in (options.model_dir,) + tuple(options.compare):
+        decoder, info = generator_artifact.load_generator(
+            os.path.join(model_dir, generator_artifact.GENERATOR_DIR))
+        missing = [a for a in info["attributes"] if a not in names]
+        if missing:
+            raise ValueError(f"{model_dir}: its generator asks for {missing[0]}, which "
+                             f"{config.data.data_dir} does not measure")
+        y = strengths[:, [names.index(a) for a in info["attributes"]]]
+        y = np.where(np.isnan(y), np.asarray(info["strength_mean"])[None], y)  # NaN: the mean
+        rng = np.random.default_rng([options.seed, len(labels)])
+        images = generator_artifact.decode_images(
+            decoder, y, rng.normal(size=(len(y), info["z_size"])))
+        label = info["kind"] if info["kind"] == "oracle" else info.get("model", "cvae")
+        label += ", background reads y" if info.get("background_y") else ""
+        rows.append([sheets.tile(image) for image in images])
+        labels.append(f"{label}\n({os.path.basename(os.path.normpath(model_dir))})")
+        figures[model_dir] = dict(generator=label, kind=info["kind"])
+    title = ("real images, then each generator's picture for the same strengths (a prior z "
+             "each); one column per strength vector")
+    return {"generators": (sheets.sheet(rows, title, row_labels=labels), title)}, figures
 
 
 def pairs_what(config, options):
