@@ -99,6 +99,8 @@ def test_the_smoke_config_trains_and_leaves_the_plain_cvaes_artifact(layered):
     table = open(os.path.join(docs, "layered_smoke.md")).read()
     assert "| layered_cvae, background reads y 32 px seed 0 |" in table
     assert "reconstruction MSE (held out)" in table and "spread at one y" in table
+    assert "![layered_smoke](layered_smoke.png)" in table  # the goal curve, from the ledger
+    assert os.path.getsize(os.path.join(docs, "layered_smoke.png")) > 1000
 
 
 def test_the_layered_loss_needs_a_likelihood_without_a_variance_head():

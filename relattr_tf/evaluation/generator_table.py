@@ -26,10 +26,11 @@ OVERALL = (("sharpness", "sharpness: high-frequency energy / real images'", ".2f
            ("images_per_second", "images per second", ".0f"))
 
 
-def _column(record):
+def column_name(record):
     cell = record["cell"]
     name = cell.get("model") or record["metrics"].get("kind", "")
     name += ", background reads y" if cell.get("background_y") else ""
+    name += f", {cell['precision']}" if cell.get("precision") else ""
     return f"{name} {cell.get('image_size', '')} px seed {cell.get('seed', '')}"
 
 
@@ -66,8 +67,8 @@ def _format(key, value, bar, higher, entry):
 
 def generator_table(records):
     """(header, rows, csv_header, csv_rows) for evaluation.studies."""
-    records = sorted(records, key=_column)
-    columns = [_column(r) for r in records]
+    records = sorted(records, key=column_name)
+    columns = [column_name(r) for r in records]
     header = ["attribute", "figure", "goal"] + columns
     names = list(dict.fromkeys(a for r in records for a in r["metrics"]["attributes"]))
     rows = []

@@ -23,6 +23,7 @@ from relattr_tf.evaluation import generator_table, pretrain_table, report
 
 matplotlib.use("Agg")
 from matplotlib import pyplot  # noqa: E402  after the backend is chosen
+from matplotlib import ticker  # noqa: E402
 
 ABLATION_MODELS = ("ranknet", "dacrl_noatt", "dacrl", "deepstn_crop", "deepstn")
 ATTIC_NORMAL = ("real", "real_plus", "jitter", "semantic_jitter", "attic")
@@ -221,11 +222,40 @@ def runners_table(records):
     return header, rows, csv_header, rows
 
 
+def generator_curve_plot(records, path):
+    """The goals' figures against epochs (--goal_eval_every) of each cell that has them:
+    pooled sweep Spearman and the crowd's agreement on fine pairs, per attribute. None
+    when no cell has a curve."""
+    curves = [(generator_table.column_name(r), r["metrics"]["goal_curve"]) for r in records
+              if r["metrics"].get("goal_curve")]
+    if not curves:
+        return None
+    figure, axes = pyplot.subplots(len(curves), 2, figsize=(9, 3.2 * len(curves)),
+                                   squeeze=False)
+    for row, (name, curve) in zip(axes, curves):
+        epochs = [e["epoch"] for e in curve]
+        for axis, (key, label, bar) in zip(row, (
+                ("sweep_spearman", "sweep Spearman, pooled", 0.9),
+                ("pair_agreement", "fine pairs: crowd agrees (%)", 90))):
+            scale = 100 if key == "pair_agreement" else 1
+            for attribute in curve[-1]["attributes"]:
+                values = [e["attributes"].get(attribute, {}).get(key) for e in curve]
+                axis.plot(epochs, [np.nan if v is None else scale * v for v in values],
+                          marker="o", label=attribute)
+            axis.axhline(bar, color="grey", linewidth=0.8, linestyle="--", label="goal")
+            axis.set_xlabel("epoch")
+            axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+            axis.set_ylabel(label)
+            axis.set_title(name, fontsize=9)
+        row[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _save(figure, path)
+
+
 # --------------------------------------------------------------------------- any study
 TABLES = {"ablation": ablation_table, "attic": attic_table, "splits": splits_table,
           "pretrain": pretrain_table.pretrain_table, "runners": runners_table,
           "generator": generator_table.generator_table}
-PLOTS = {"ablation": ablation_plot, "attic": attic_plot}
+PLOTS = {"ablation": ablation_plot, "attic": attic_plot, "generator": generator_curve_plot}
 
 
 def kind_of(records):
@@ -304,8 +334,8 @@ def write_study(records, study, results_dir, out_prefix):
     kind = kind_of(records)
     header, rows, csv_header, csv_rows = TABLES[kind](records)
     preamble = provenance(records, study, results_dir)
-    if kind in PLOTS:
-        plot = PLOTS[kind](records, out_prefix + ".png")
+    plot = PLOTS[kind](records, out_prefix + ".png") if kind in PLOTS else None
+    if plot:
         preamble.append(f"\n![{study}]({os.path.basename(plot)})")
     return report.write_markdown_and_csv(out_prefix, header, rows, csv_header, csv_rows,
                                          preamble=preamble)

@@ -11,6 +11,8 @@ def generator_cell(config):
     cell = dict(model=config.model, image_size=config.data.image_size, seed=config.train.seed)
     if getattr(config.family, "background_y", False) and config.model == "layered_cvae":
         cell["background_y"] = True  # beside the reference's background of z_bg alone
+    if config.train.mixed_precision != "float32":
+        cell["precision"] = config.train.mixed_precision
     return cell
 
 
