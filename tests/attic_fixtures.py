@@ -34,6 +34,29 @@ def make_generator(directory, attributes=ATTRIBUTES, image_size=32, z_size=4, se
     return str(directory)
 
 
+def make_layered_generator(directory, attributes=ATTRIBUTES, image_size=32, z_sizes=(4, 2),
+                           seed=0):
+    """An untrained layered Attribute2Image (its background reading y) saved as the generator
+    artifact, as training.layered_cvae exports it; returns it."""
+    from relattr_tf.models import cvae, layered_cvae
+    from relattr_tf.artifacts.generator import save_generator
+    count = len(attributes)
+    foreground = layered_cvae.build_foreground_decoder(image_size, count, z_sizes[0], 0.0625,
+                                                       seed=seed)
+    background = layered_cvae.build_background_decoder(image_size, z_sizes[1], 0.0625,
+                                                       seed=seed, y_size=count)
+    statistics = dict(names=list(attributes), mean=[0.5] * count, std=[0.2] * count,
+                      min=[0.0] * count, max=[1.0] * count, images=100)
+    for part in (foreground, background):
+        cvae.set_strength_statistics(part, np.asarray(statistics["mean"], np.float32),
+                                     np.asarray(statistics["std"], np.float32))
+    save_generator(layered_cvae.build_layered_decoder(foreground, background), str(directory),
+                   statistics, sum(z_sizes), image_size,
+                   extra=dict(model="layered_cvae", z_fg_size=z_sizes[0], z_bg_size=z_sizes[1],
+                              masked=True, background_y=True))
+    return str(directory)
+
+
 def attic_config(generator_dir, data_dir="unused", **values):
     """A tiny ATTIC config: a crop-only DeepSTN at 1/16 width against a small control net."""
     family = AtticConfig(ranker_model="deepstn_crop", generator_dir=generator_dir, width=0.0625,

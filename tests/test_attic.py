@@ -67,7 +67,21 @@ def test_the_control_puts_y_where_the_generator_has_seen_data():
 
 
 def test_each_player_moves_only_its_own_weights_and_the_decoder_never(built):
-    model, _ = built
+    _players_move_their_own_weights(built[0])
+
+
+def test_the_layered_generators_artifact_plays_as_the_plain_one(tmp_path):
+    generator = attic_fixtures.make_layered_generator(tmp_path / "layered")
+    config = attic_fixtures.attic_config(generator)
+    keras.utils.set_random_seed(0)
+    task = attic.AtticTask(config)
+    model = task.build()
+    run.compile_model(model, task, config, steps_per_epoch=10)
+    assert model.decoder.get_layer("background_decoder") is not None
+    _players_move_their_own_weights(model)
+
+
+def _players_move_their_own_weights(model):
     rng = np.random.default_rng(0)
     ranker_vars = model.network.trainable_variables
     control_vars, decoder_vars = model.control.trainable_variables, model.decoder.weights
