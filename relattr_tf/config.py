@@ -209,7 +209,7 @@ class GeneratorConfig:
     sweep_samples: int = setting(16, "Evaluation: sweeps per attribute.", lower=1, compared=False)
     eval_pairs: int = setting(400, "Evaluation: pairs per attribute.", lower=1, compared=False)
     goal_eval_every: int = setting(0, "Evaluate every N epochs; stop once every goal is met.",
-                                   lower=0, compared=False)
+                                   lower=0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -78,7 +78,8 @@ def test_the_smoke_config_trains_and_leaves_the_plain_cvaes_artifact(layered):
     assert set(result["attributes"]) == set(info["attributes"])
     # --goal_eval_every=1: the goals measured after each epoch, in the result (and ledger).
     assert [e["epoch"] for e in result["goal_curve"]] == [1, 2]
-    assert "goals after epoch 2:" in stdout
+    assert "goals after epoch 1:" in stdout  # the final evaluation measures epoch 2
+    assert json.load(open(os.path.join(model_dir, "summary.json")))["epochs_run"] == 2
     assert set(result["goal_curve"][1]["attributes"]) == set(info["attributes"])
     # --background_y: the background decoder reads y, and moving y moves the background.
     assert info["background_y"] is True
@@ -111,6 +112,16 @@ def test_the_layered_loss_needs_a_likelihood_without_a_variance_head():
     with pytest.raises(config_lib.ConfigError, match="--likelihood=learned_gaussian: the "
                                                      "layered generator has no variance head"):
         LayeredCvaeTask(config, masked=True).check_config(1)
+
+
+def test_the_plain_cvae_refuses_a_background_reading_y():
+    from relattr_tf import config as config_lib
+    from relattr_tf.training.cvae import CvaeTask
+    config = config_lib.Config(model="cvae", data=config_lib.DataConfig(image_size=16),
+                               family=config_lib.GeneratorConfig(background_y=True))
+    with pytest.raises(config_lib.ConfigError, match="--background_y: the plain CVAE has no "
+                                                     "background decoder"):
+        CvaeTask(config).check_config(1)
 
 
 def test_the_mask_terms_follow_the_mask():
@@ -147,31 +158,55 @@ def test_layered_cvae_takes_the_same_step_on_one_and_two_replicas():
 
 
 def test_the_goals_missed_are_the_goal_tables_bold_figures():
-    from relattr_tf.evaluation.generator_table import goals_missed
-    met = dict(sweep_spearman=0.95, sweep_unreadable=0.0, pair_agreement=0.93,
-               illegible_rate=0.05, equal_rate=0.09, real_equal_rate=0.08)
-    assert goals_missed({"attributes": {"size": met}}) == []
+    from relattr_tf.evaluation.generator_table import generator_table, goals_missed
+    met = dict(sweep_spearman=0.95, sweep_unreadable=0.05, pair_agreement=0.93,
+               illegible_rate=0.05, equal_rate=0.1375, real_equal_rate=0.0875)  # bars exactly
+    fit = dict(heldout_reconstruction_mse=0.002, blur_2px_mse=0.0022)
+    assert goals_missed(dict(fit, attributes={"size": met})) == []
     for key, value in (("sweep_spearman", 0.89), ("sweep_unreadable", 0.06),
                        ("pair_agreement", float("nan")), ("illegible_rate", 0.11),
-                       ("equal_rate", 0.14)):
-        assert goals_missed({"attributes": {"size": dict(met, **{key: value})}}) == [
-            ("size", key)]
-    assert ("size", "pair_agreement") in goals_missed({"attributes": {"size": {}}})
+                       ("equal_rate", 0.14), ("real_equal_rate", None)):
+        result = dict(fit, attributes={"size": dict(met, **{key: value})})
+        assert goals_missed(result) == [("size", "equal_rate" if key == "real_equal_rate"
+                                         else key)]
+        _, rows, _, _ = generator_table([dict(cell=dict(model="m", image_size=64, seed=0),
+                                              metrics=result)])
+        bold = [row[1] for row in rows if row[-1].startswith("**")]
+        assert len(bold) == 1  # the one figure goals_missed names, and nothing else
+    assert goals_missed(dict(heldout_reconstruction_mse=0.003, blur_2px_mse=0.0022,
+                             attributes={"size": met})) == [("", "heldout_reconstruction_mse")]
+    assert ("", "heldout_reconstruction_mse") in goals_missed({"attributes": {}})
 
 
-def test_the_goal_curve_stops_training_once_every_goal_is_met(tmp_path):
+def test_the_goal_curve_stops_training_once_every_goal_is_met_and_the_checkpoint_says_so(
+        tmp_path):
     import keras
-    from relattr_tf.training import callbacks
+    from relattr_tf.training import callbacks, generator_goals
     results = iter([{"attributes": {"size": {"sweep_spearman": 0.5}}},
                     {"attributes": {"size": {"sweep_spearman": 0.95}}}])
-    curve = callbacks.GoalCurve(lambda: next(results),
-                                lambda r: [] if r["attributes"]["size"]["sweep_spearman"] > 0.9
-                                else [("size", "sweep_spearman")],
-                                2, str(tmp_path / "curve.json"), str(tmp_path), ["sweep_spearman"])
+    seen_logs = []
+
+    def evaluate(logs):
+        seen_logs.append(logs)
+        return next(results)
+
+    curve = generator_goals.GoalCurve(
+        evaluate, lambda r: [] if r["attributes"]["size"]["sweep_spearman"] > 0.9
+        else [("size", "sweep_spearman")], 2, str(tmp_path / "curve.json"), str(tmp_path),
+        ["sweep_spearman"])
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")
+    checkpoints = str(tmp_path / "checkpoints")
     history = model.fit(np.zeros((4, 1)), np.zeros((4, 1)), epochs=10, verbose=0,
-                        callbacks=[curve])
+                        callbacks=[curve, callbacks.EpochCheckpoint(checkpoints)])
     assert len(history.epoch) == 4  # evaluated after epochs 2 and 4, met at 4
-    entries = callbacks.read_goal_curve(str(tmp_path / "curve.json"))
+    assert "loss" in seen_logs[0]
+    entries = generator_goals.read_goal_curve(str(tmp_path / "curve.json"))
     assert [(e["epoch"], e["goals_missed"]) for e in entries] == [(2, 1), (4, 0)]
+    assert callbacks.checkpoint_epoch(checkpoints) == 4 and callbacks.checkpoint_stopped(
+        checkpoints)
+    # A fresh run in the same folder (no checkpoint: it starts at epoch 0) drops the old curve.
+    again = generator_goals.GoalCurve(evaluate, lambda r: [("size", "x")], 2,
+                                      str(tmp_path / "curve.json"), str(tmp_path), [])
+    model.fit(np.zeros((4, 1)), np.zeros((4, 1)), epochs=1, verbose=0, callbacks=[again])
+    assert generator_goals.read_goal_curve(str(tmp_path / "curve.json")) == []

@@ -17,7 +17,7 @@ from relattr_tf import config as config_lib
 from relattr_tf.artifacts import run_config
 from relattr_tf.evaluation import pairs as evaluation, report
 from relattr_tf import models  # noqa: F401  registers the custom layers for safe loading
-from relattr_tf.training import optimizers, run
+from relattr_tf.training import callbacks, optimizers, run
 from tests.cli import ROOT, run_module, smoke_args
 from tests.test_core import event_values
 
@@ -147,6 +147,22 @@ def test_a_finished_run_is_reused_only_with_the_same_recipe(smoke_run, capsys):
     with pytest.raises(config_lib.ConfigError, match="finished training with other settings "
                                                      r"\(head_lr: 0.001 -> 0.5\)"):
         run.train_or_reuse(config.with_values(head_lr=0.5), model_dir)
+
+
+def test_a_run_stopped_on_purpose_counts_as_finished(smoke_run, tmp_path):
+    """A checkpoint that says a callback stopped training (GoalCurve: goals met) before
+    --epochs: a rerun with another recipe is refused, as for a run that ran every epoch."""
+    import shutil
+    model_dir = str(shutil.copytree(smoke_run[0], tmp_path / "stopped"))
+    config = run_config.load_run_config(model_dir)
+    state = os.path.join(model_dir, "checkpoints", callbacks.CHECKPOINT_STATE)
+    saved = json.load(open(state))
+    json.dump(dict(saved, epoch=1, stopped=True), open(state, "w"))
+    assert callbacks.checkpoint_epoch(os.path.dirname(state)) < config.train.epochs
+    with pytest.raises(config_lib.ConfigError, match="finished training with other settings"):
+        run.check_resumable(config.with_values(head_lr=0.5), model_dir)
+    json.dump(dict(saved, epoch=1), open(state, "w"))
+    run.check_resumable(config.with_values(head_lr=0.5), model_dir)  # not stopped: goes on
 
 
 def test_training_mixes_a_split_appended_to_the_data_directory(tiny_data_dir, tmp_path):

@@ -11,8 +11,9 @@ On the embedded benchmark every generated image is measured by
     step (|step| uniform in the fine-grained range, FINE_DIFFERENCE x the attribute's scale)
     and the other strengths the same; the crowd labels them from the measured strengths:
     illegible rate, equal rate, and agreement (how often a legible, non-equal label has the
-    sign of the requested change: what ATTIC's "Auto" labels rely on); measured spread: the
-    std per image of measured minus requested difference, in the attribute's scale units. The headline figures
+    sign of the requested change: what ATTIC's "Auto" labels rely on), and the measured
+    spread, std(measured minus requested difference) / sqrt(2) in the attribute's scale units
+    (per image when the two images' z are independent). The headline figures
     draw the two images with independent z, as ATTIC's pairs are; `same_z_*` repeats them
     with one z for both; `real_*` gives the crowd's rates on fine pairs of real images, when
     their strengths are given (the equal rate's reference);
@@ -125,7 +126,8 @@ def blur_references(images, widths=(2, 4)):
 
 
 def _crowd_figures(crowd, seed, attribute, step, strength_a, strength_b, scale):
-    """{illegible_rate, equal_rate, pair_agreement} of the simulated crowd on pairs."""
+    """{illegible_rate, equal_rate, pair_agreement, measured_spread} of the simulated crowd
+    on pairs."""
     illegible = equal = agree = decided = 0
     for j in range(len(step)):
         label = crowd.label(strength_a[j], strength_b[j], scale,

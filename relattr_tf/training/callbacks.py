@@ -1,7 +1,6 @@
 """Training callbacks: checkpoints, non-finite loss guard, learning rates, pair images, HParams."""
 import json
 import math
-import os
 import time
 
 import keras
@@ -164,55 +163,6 @@ class GeneratorImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
-class GoalCurve(keras.callbacks.Callback):
-    """Every `every` epochs: evaluate() gives a generator's figures (evaluation.generator),
-    missed(result) the goals they miss. Each evaluation's figures go to a JSON curve at
-    `path` (a resumed run keeps its earlier epochs' entries) and to TensorBoard; once no goal
-    is missed, training stops."""
-
-    def __init__(self, evaluate, missed, every, path, log_dir, figures):
-        super().__init__()
-        self.evaluate, self.missed, self.every = evaluate, missed, int(every)
-        self.path, self.figures = path, tuple(figures)
-        self.writer = tf.summary.create_file_writer(f"{log_dir}/goals")
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
-        started = time.time()
-        result = self.evaluate()
-        missed = self.missed(result)
-        plain = lambda v: None if v is None or v != v else float(v)  # noqa: E731 (NaN: null)
-        entry = dict(epoch=epoch + 1, goals_missed=len(missed), attributes={
-            name: {key: plain(figures.get(key)) for key in self.figures}
-            for name, figures in result["attributes"].items()},
-            seconds=round(time.time() - started, 1))
-        curve = [e for e in read_goal_curve(self.path) if e["epoch"] < epoch + 1] + [entry]
-        with open(self.path + ".tmp", "w") as f:
-            json.dump(curve, f, indent=1)
-        os.replace(self.path + ".tmp", self.path)
-        with self.writer.as_default(step=epoch + 1), tf.summary.record_if(True):
-            tf.summary.scalar("goals_missed", len(missed))
-            for name, figures in entry["attributes"].items():
-                for key, value in figures.items():
-                    if value is not None:
-                        tf.summary.scalar(f"{name}/{key}", value)
-        self.writer.flush()
-        print(f"goals after epoch {epoch + 1}: {len(missed)} of the goals missed "
-              f"({entry['seconds']:.0f}s)" + ("; every goal met, stopping" if not missed else ""),
-              flush=True)
-        if not missed:
-            self.model.stop_training = True
-
-
-def read_goal_curve(path):
-    """GoalCurve's entries, oldest first ([] before the first evaluation)."""
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return json.load(f)
-
-
 class BoxImages(keras.callbacks.Callback):
     """Draws the predicted boxes on a few validation images every epoch (DeepSTN)."""
 
@@ -296,7 +246,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.model.save_weights(f"{self.directory}/{name}", overwrite=True)
         state = f"{self.directory}/{CHECKPOINT_STATE}"
         with tf.io.gfile.GFile(state + ".tmp", "w") as f:
-            f.write(json.dumps({"epoch": epoch + 1, "weights": name}))
+            # stopped: a callback ended training here on purpose (GoalCurve: goals met)
+            f.write(json.dumps({"epoch": epoch + 1, "weights": name,
+                                "stopped": bool(self.model.stop_training)}))
         tf.io.gfile.rename(state + ".tmp", state, overwrite=True)
         for old in tf.io.gfile.glob(f"{self.directory}/epoch-*.weights.h5"):
             if not old.endswith(name):
@@ -315,6 +267,12 @@ def checkpoint_epoch(directory):
     """The epoch of the latest complete checkpoint (0 if none)."""
     saved = _checkpoint_state(directory)
     return int(saved["epoch"]) if saved else 0
+
+
+def checkpoint_stopped(directory):
+    """Whether the latest checkpoint is where a callback stopped training on purpose."""
+    saved = _checkpoint_state(directory)
+    return bool(saved and saved.get("stopped"))
 
 
 def restore_checkpoint(model, directory):

@@ -19,6 +19,7 @@ Evaluation writes `<model_dir>/eval_generator.json` (relattr_tf.evaluation.gener
 `sweeps.png` (a row per attribute, its strength from low to high).
 """
 import os
+import time
 
 import keras
 import numpy as np
@@ -28,14 +29,13 @@ from keras import ops
 from relattr_tf.artifacts import generator as generator_artifact
 from relattr_tf.config import ConfigError
 from relattr_tf.data import images as images_lib, pipeline, schema
-from relattr_tf.evaluation import generator as generator_eval, generator_table, report
+from relattr_tf.evaluation import generator as generator_eval, report
 from relattr_tf.models import cvae as cvae_lib
-from relattr_tf.training import callbacks, task
+from relattr_tf.training import callbacks, generator_goals, task
 from relattr_tf.training.vae_losses import gaussian_kl, reconstruction_nll
 
 RESULT_FILE = "eval_generator.json"
 SWEEP_FILE = "sweeps.png"  # one row per attribute, low to high
-GOAL_CURVE_FILE = "goal_curve.json"  # --goal_eval_every: the goals' figures against epochs
 
 
 @keras.saving.register_keras_serializable(package="relattr_tf")
@@ -201,6 +201,9 @@ class CvaeTask(task.ImageTableTask):
     # ------------------------------------------------------------------ model
     def check_config(self, replicas):
         super().check_config(replicas)
+        if self.config.family.background_y and self.config.model == "cvae":
+            raise ConfigError("--background_y: the plain CVAE has no background decoder "
+                              "(--model=layered_cvae has)")
         if self.config.data.image_size % 16:
             raise ConfigError(f"--image_size={self.config.data.image_size}: the CVAE needs a "
                               f"multiple of 16 (64 in ATTIC)")
@@ -245,29 +248,9 @@ class CvaeTask(task.ImageTableTask):
                                                  y[:count].numpy(), self.strength_statistics(),
                                                  seed=self.config.train.seed))
         if self.config.family.goal_eval_every:
-            # The run's directory holds the curve beside eval_generator.json.
-            out.append(callbacks.GoalCurve(
-                self._goal_evaluation(model), generator_table.goals_missed,
-                self.config.family.goal_eval_every,
-                os.path.join(os.path.dirname(log_dir), GOAL_CURVE_FILE), log_dir,
-                [key for key, *_ in generator_table.GOALS]))
+            # The run's directory (log_dir's parent) holds the curve beside its results.
+            out.append(generator_goals.goal_curve_callback(self, model, log_dir))
         return out
-
-    def _goal_evaluation(self, model):
-        """evaluate() -> the generator's figures now, as evaluate() measures the export."""
-        meta = schema.read_metadata(self.config.data.data_dir)
-        real, strengths = self.validation_images(meta), self.validation_strengths(meta)
-        net = self.config.family
-
-        def evaluate():
-            info = generator_artifact.generator_info(
-                self.artifact_statistics(model), model.decoder.inputs[1].shape[-1],
-                self.config.data.image_size)
-            return generator_eval.evaluate_generator(
-                model.decoder, info, meta, sweep_steps=net.sweep_steps,
-                sweep_samples=net.sweep_samples, pairs=net.eval_pairs,
-                seed=self.config.train.seed, real_images=real, real_strengths=strengths)
-        return evaluate
 
     # ------------------------------------------------------------------ results
     def artifact_statistics(self, model):
@@ -284,6 +267,7 @@ class CvaeTask(task.ImageTableTask):
 
     def evaluate(self, model_dir, batch_size=64, **options):
         data, net = self.config.data, self.config.family
+        started = time.time()
         decoder, info = generator_artifact.load_generator(
             os.path.join(model_dir, generator_artifact.GENERATOR_DIR))
         meta = schema.read_metadata(data.data_dir)
@@ -302,9 +286,9 @@ class CvaeTask(task.ImageTableTask):
         result.update(heldout_negative_elbo=float(heldout["neg_elbo"]),
                       heldout_nll=float(heldout["nll"]), heldout_kl=float(heldout["kl"]),
                       heldout_reconstruction_mse=float(heldout["mse"]),
-                      kl_weight=net.kl_weight, data_dir=data.data_dir, table=net.image_table,
-                      goal_curve=callbacks.read_goal_curve(os.path.join(model_dir,
-                                                                        GOAL_CURVE_FILE)))
+                      kl_weight=net.kl_weight, data_dir=data.data_dir, table=net.image_table)
+        result["goal_curve"] = generator_goals.final_goal_curve(
+            self.config, model_dir, result, time.time() - started)
         report.write_json(os.path.join(model_dir, RESULT_FILE), result)
         return {"generator": result}
 
@@ -328,13 +312,19 @@ class CvaeTask(task.ImageTableTask):
 
     def validation_images(self, meta, count=512):
         """Up to `count` validation images, (N, S, S, 3) floats in [0, 1]."""
-        out, seen = [], 0
-        for images, _ in self.image_dataset("validation", False, meta):
-            out.append(np.asarray(images, np.float32)[..., :3])
-            seen += len(out[-1])
+        return self.validation_examples(meta, count)[0]
+
+    def validation_examples(self, meta, count=512):
+        """Up to `count` validation (images (N, S, S, 3) in [0, 1], their strengths (N, K)),
+        from the same batches, so a skipped unreadable image takes its strengths with it."""
+        images, strengths, seen = [], [], 0
+        for batch, y in self.image_dataset("validation", False, meta):
+            images.append(np.asarray(batch, np.float32)[..., :3])
+            strengths.append(np.asarray(y, np.float64))
+            seen += len(images[-1])
             if seen >= count:
                 break
-        return np.concatenate(out)[:count]
+        return np.concatenate(images)[:count], np.concatenate(strengths)[:count]
 
     def summary_line(self, name, result):
         return generator_eval.summary_line(result)

@@ -62,8 +62,9 @@ def check_resumable(config, model_dir):
                           f"--model_dir or the same settings to resume")
     if compared:
         what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in compared.items())
-        if callbacks.checkpoint_epoch(os.path.join(model_dir, "checkpoints")) >= \
-                config.train.epochs:
+        checkpoints = os.path.join(model_dir, "checkpoints")
+        if callbacks.checkpoint_epoch(checkpoints) >= config.train.epochs or \
+                callbacks.checkpoint_stopped(checkpoints):
             raise ConfigError(f"{path}: this model_dir finished training with other settings "
                               f"({what}); its results are not this recipe's: use a new "
                               f"--model_dir, or the same settings")
@@ -133,10 +134,15 @@ def _train_and_evaluate(config, model_dir, strategy):
     print(f"training {task.describe(model)}: {steps_per_epoch} steps x {train.epochs} epochs, "
           f"batch {train.batch_size}, {strategy.num_replicas_in_sync} replica(s) -> {model_dir}"
           + (f" (resuming after epoch {initial_epoch})" if initial_epoch else ""), flush=True)
+    history, stopped = None, callbacks.checkpoint_stopped(checkpoint_dir)
+    if stopped:
+        print(f"{model_dir}: training stopped after epoch {initial_epoch} on purpose (its goals "
+              f"were met); not training further", flush=True)
     try:
-        model.fit(train_ds, epochs=train.epochs, initial_epoch=initial_epoch,
-                  steps_per_epoch=steps_per_epoch, validation_data=val_ds, callbacks=cbs,
-                  verbose=1 if train.progress == "bar" else 0)
+        if not stopped:
+            history = model.fit(train_ds, epochs=train.epochs, initial_epoch=initial_epoch,
+                                steps_per_epoch=steps_per_epoch, validation_data=val_ds,
+                                callbacks=cbs, verbose=1 if train.progress == "bar" else 0)
     except tf.errors.DataLossError as e:
         pipeline.raise_for_unreadable(task.shard_files(meta), e)
 
@@ -147,7 +153,9 @@ def _train_and_evaluate(config, model_dir, strategy):
     summary = dict(results=results, seconds=round(time.time() - started, 1),
                    inputs=task.input_fingerprint(),
                    optimizer_steps=model.optimizer_steps(), steps_per_epoch=steps_per_epoch,
-                   epochs=train.epochs, replicas=strategy.num_replicas_in_sync)
+                   epochs=train.epochs, replicas=strategy.num_replicas_in_sync,
+                   # fewer than --epochs where a callback stopped it (GoalCurve: goals met)
+                   epochs_run=initial_epoch + len(history.epoch if history else []))
     report.write_json(os.path.join(model_dir, SUMMARY_FILE), summary)
     return results
 

@@ -262,11 +262,13 @@ def generators(config, options):
     each generator (model_dir's, then --compare's), a row drawn from the same strengths with
     a fresh prior z, so rows differ by the generator alone."""
     from relattr_tf.training import task as task_lib
+    if options.data_dir:
+        config = dataclasses.replace(config, data=dataclasses.replace(
+            config.data, data_dir=options.data_dir))
     task = task_lib.make_task(config)
     meta = schema.read_metadata(config.data.data_dir)
-    real = task.validation_images(meta, options.count)
-    strengths = task.validation_strengths(meta)[:len(real)]
-    names = list(meta["strength_names"])
+    real, strengths = task.validation_examples(meta, options.count)
+    names = list(meta["strength_names"])[:strengths.shape[1]]
     rows, labels, figures = [[sheets.tile(image) for image in real]], ["real"], {}
     for model_dir in (options.model_dir,) + tuple(options.compare):
         decoder, info = generator_artifact.load_generator(
