@@ -76,6 +76,8 @@ def test_the_smoke_config_trains_and_leaves_the_plain_cvaes_artifact(layered):
     result = json.load(open(os.path.join(model_dir, "eval_generator.json")))
     assert np.isfinite(result["heldout_reconstruction_mse"]) and result["sharpness"] > 0
     assert set(result["attributes"]) == set(info["attributes"])
+    assert -1 <= result["attributes"]["brightness"]["reconstruction_spearman"] <= 1
+    assert 0 <= result["attributes"]["size"]["reconstruction_unreadable"] <= 1
     # --goal_eval_every=1: the goals measured after each epoch, in the result (and ledger).
     assert [e["epoch"] for e in result["goal_curve"]] == [1, 2]
     assert "goals after epoch 1:" in stdout  # the final evaluation measures epoch 2

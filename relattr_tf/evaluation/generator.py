@@ -221,6 +221,27 @@ def evaluate_generator(decoder, info, meta, *, sweep_steps=9, sweep_samples=16, 
     return out
 
 
+def add_reconstruction_figures(result, meta, real, reconstructions):
+    """Per measured attribute of `result`: how well its held-out reconstructions (z from q's
+    mean) keep each image's strength (Spearman between the two measurements) and how often
+    the strength is unreadable on a reconstruction of an image where it is readable. It
+    tells an attribute the decoder cannot draw from one its prior z cannot reach."""
+    if meta.get("dataset") != "synthetic" or not len(real):
+        return result
+    names = list(meta["strength_names"])
+    before, after = measure_all(real), measure_all(reconstructions)
+    for name, entry in result["attributes"].items():
+        if name not in attributes.BY_NAME or name not in names:
+            continue
+        k = names.index(name)
+        readable = np.isfinite(before[:, k])
+        both = readable & np.isfinite(after[:, k])
+        entry.update(reconstruction_spearman=float(stats.spearmanr(
+            before[both, k], after[both, k]).statistic) if both.sum() > 2 else float("nan"),
+            reconstruction_unreadable=float(1 - both.sum() / max(readable.sum(), 1)))
+    return result
+
+
 def write_sweep_sheet(decoder, info, path, attributes=None, steps=7, seed=0, scale=2):
     """A PNG contact sheet: one row per attribute, its strength from low to high (left to
     right) with one z and the other strengths fixed (at their means); nearest-neighbour

@@ -14,9 +14,11 @@ GOALS = (("sweep_spearman", "sweep Spearman, pooled", 0.9, True),
          ("same_z_illegible_rate", "same z for both: illegible (%)", None, False),
          ("measured_spread", "measured strength's spread at one y (scale units; step 0.03-0.15)",
           None, False),
-         ("same_z_measured_spread", "the same, same z for both", None, False))
+         ("same_z_measured_spread", "the same, same z for both", None, False),
+         ("reconstruction_spearman", "held-out reconstructions keep it (Spearman)", None, True),
+         ("reconstruction_unreadable", "unreadable on reconstructions (%)", None, False))
 PERCENT = {"sweep_unreadable", "pair_agreement", "illegible_rate", "equal_rate",
-           "real_equal_rate",
+           "real_equal_rate", "reconstruction_unreadable",
            "same_z_pair_agreement", "same_z_illegible_rate"}
 # Whole-generator figures: (key, what it reads, format).
 OVERALL = (("sharpness", "sharpness: high-frequency energy / real images'", ".2f"),

@@ -2,9 +2,11 @@
 reuse a finished run in model_dir), then one ledger cell per (model, image size, seed) with
 its evaluation (evaluation.generator: sweeps, fine-step pairs with independent z and with one
 z, sharpness, reconstruction against the blur references), as the oracle's cell has."""
+import os
+
 from relattr_tf.data import pipeline
 from relattr_tf.evaluation.ledger import record_of
-from relattr_tf.training import run
+from relattr_tf.training import run, task as task_lib
 
 
 def generator_cell(config):
@@ -18,12 +20,17 @@ def generator_cell(config):
 
 def train_and_record(config, model_dir, ledger, command):
     """Trains into model_dir unless a run there finished with this config, and records the
-    cell unless the ledger has it. Returns (eval_generator result, record)."""
+    cell unless the ledger has it; a finished run's new cell is evaluated again, so a cell
+    holds every figure the evaluation now makes. Returns (eval_generator result, record)."""
     run.ensure_data(config)
     data_hash = pipeline.data_hash(config.data.data_dir)
     cell = generator_cell(config)
     record = ledger.finished(cell, config, data_sha256=data_hash)
-    result = dict(run.train_or_reuse(config, model_dir)["generator"], kind="learned")
+    reused = os.path.exists(os.path.join(model_dir, run.SUMMARY_FILE))
+    result = run.train_or_reuse(config, model_dir)["generator"]
+    if reused and record is None:  # a new cell: measured by today's evaluation
+        result = task_lib.make_task(config).evaluate(model_dir)["generator"]
+    result = dict(result, kind="learned")
     if record is None:
         record = ledger.write(cell, record_of(
             "generator", ledger.study, cell, command, config, result,

@@ -281,6 +281,7 @@ class CvaeTask(task.ImageTableTask):
             pairs=net.eval_pairs, seed=self.config.train.seed, batch_size=batch_size,
             real_images=real, real_strengths=self.validation_strengths(meta))
         result.update(generator_eval.blur_references(real))
+        generator_eval.add_reconstruction_figures(result, meta, *self._reconstructions(vae, meta))
         generator_eval.write_sweep_sheet(decoder, info, os.path.join(model_dir, SWEEP_FILE),
                                          seed=self.config.train.seed)
         result.update(heldout_negative_elbo=float(heldout["neg_elbo"]),
@@ -299,6 +300,18 @@ class CvaeTask(task.ImageTableTask):
                                           safe_mode=True)
         return ConditionalVAE(encoder, decoder, kl_weight=net.kl_weight,
                               likelihood=net.likelihood, likelihood_sigma=net.likelihood_sigma)
+
+    def _reconstructions(self, vae, meta, count=512):
+        """(validation images, their reconstructions from q's mean), both in [0, 1]."""
+        real, out, seen = [], [], 0
+        for images, y in self.image_dataset("validation", False, meta):
+            out.append((np.asarray(vae((images, y), training=False, sample=False)[0],
+                                   np.float32) + 1) / 2)
+            real.append(np.asarray(images, np.float32)[..., :3])
+            seen += len(out[-1])
+            if seen >= count:
+                break
+        return np.concatenate(real)[:count], np.clip(np.concatenate(out)[:count], 0, 1)
 
     def validation_strengths(self, meta):
         """The validation part's strength vectors (N, strengths), NaN where unknown."""
