@@ -11,7 +11,7 @@ from relattr_tf.training import run, task as task_lib
 
 def generator_cell(config):
     cell = dict(model=config.model, image_size=config.data.image_size, seed=config.train.seed)
-    if getattr(config.family, "background_y", False) and config.model == "layered_cvae":
+    if config.family.background_y:  # the plain CVAE refuses it
         cell["background_y"] = True  # beside the reference's background of z_bg alone
     if config.train.mixed_precision != "float32":
         cell["precision"] = config.train.mixed_precision

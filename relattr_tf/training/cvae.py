@@ -275,13 +275,13 @@ class CvaeTask(task.ImageTableTask):
         vae.compile(optimizers={}, group_variables={})
         heldout = vae.evaluate(self.image_dataset("validation", False, meta), verbose=0,
                                return_dict=True)
-        real = self.validation_images(meta)
+        real, reconstructions = self._reconstructions(vae, meta)
         result = generator_eval.evaluate_generator(
             decoder, info, meta, sweep_steps=net.sweep_steps, sweep_samples=net.sweep_samples,
             pairs=net.eval_pairs, seed=self.config.train.seed, batch_size=batch_size,
             real_images=real, real_strengths=self.validation_strengths(meta))
         result.update(generator_eval.blur_references(real))
-        generator_eval.add_reconstruction_figures(result, meta, *self._reconstructions(vae, meta))
+        generator_eval.add_reconstruction_figures(result, meta, real, reconstructions)
         generator_eval.write_sweep_sheet(decoder, info, os.path.join(model_dir, SWEEP_FILE),
                                          seed=self.config.train.seed)
         result.update(heldout_negative_elbo=float(heldout["neg_elbo"]),
@@ -322,10 +322,6 @@ class CvaeTask(task.ImageTableTask):
     def image_channels(self, meta=None):
         """3 (RGB); a generator that reads the subject masks asks for 4."""
         return 3
-
-    def validation_images(self, meta, count=512):
-        """Up to `count` validation images, (N, S, S, 3) floats in [0, 1]."""
-        return self.validation_examples(meta, count)[0]
 
     def validation_examples(self, meta, count=512):
         """Up to `count` validation (images (N, S, S, 3) in [0, 1], their strengths (N, K)),

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from relattr_tf.artifacts import generator as generator_artifact
 from relattr_tf.data import schema
-from relattr_tf.evaluation import generator as generator_eval, generator_table
+from relattr_tf.evaluation import generator as generator_eval, generator_table, report
 from relattr_tf.training import callbacks
 
 GOAL_CURVE_FILE = "goal_curve.json"
@@ -36,9 +36,9 @@ class GoalCurve(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self.first_epoch is None:  # a fresh or resumed run: later entries are not its own
             self.first_epoch = epoch
-            kept = [e for e in read_goal_curve(self.path) if e["epoch"] <= epoch]
-            if kept or tf.io.gfile.exists(self.path):
-                write_goal_curve(self.path, kept)
+            if tf.io.gfile.exists(self.path):
+                write_goal_curve(self.path, [e for e in read_goal_curve(self.path)
+                                             if e["epoch"] <= epoch])
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every or epoch + 1 >= self.params.get("epochs", 0):
@@ -81,9 +81,7 @@ def read_goal_curve(path):
 
 
 def write_goal_curve(path, entries):
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        f.write(json.dumps(entries, indent=1))
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    report.write_json(path, entries)
 
 
 def goal_curve_callback(task, model, log_dir):
