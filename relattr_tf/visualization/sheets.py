@@ -71,7 +71,8 @@ def sheet(rows, title="", row_labels=None):
     """Rows of tiles (a list of lists of PIL images) on one white sheet, with a title line and
     a label before each row; uint8 (H, W, 3)."""
     labels = list(row_labels or [""] * len(rows))
-    label_width = 8 + max(int(_font().getlength(s)) for s in labels) if any(labels) else 0
+    label_width = 8 + max(int(_font().getlength(line)) for s in labels
+                          for line in s.split("\n")) if any(labels) else 0
     width = max(label_width + max(sum(t.width + PAD for t in row) for row in rows) + PAD,
                 int(_font().getlength(title)) + 2 * PAD)
     height_of = [max(t.height for t in row) for row in rows]
