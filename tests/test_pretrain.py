@@ -107,19 +107,26 @@ def test_no_label_reads_the_subjects_strengths():
 def test_the_varied_scenery_labels_read_its_own_draws_and_never_the_subject():
     heads = render.label_heads(render.VARIED_SCENERY)
     columns = schema.label_columns(heads)
-    seen = set()
+    seen, shapes = set(), set()
     for seed in range(30):
         labels = []
         for strengths in (np.zeros(8), np.ones(8)):
             scene = {}
             render.render(strengths, np.random.default_rng(seed), 32, scene,
                           render.VARIED_SCENERY)
-            labels.append(np.delete(render.scene_labels(scene, heads), 1))
-            level = render.scene_labels(scene, heads)[slice(*columns["background_level"])][0]
+            # With the subject's fixed margin its cell is the same whatever its strengths too.
+            labels.append(render.scene_labels(scene, heads))
+            level = labels[-1][slice(*columns["background_level"])][0]
             assert level == min(int(scene["background_grey"] * 3), 2)
             seen.add(int(level))
+            main = render.main_distractor(scene)
+            elongated, orientation = (labels[-1][slice(*columns[name])][0] for name in (
+                "main_distractor_elongated", "main_distractor_orientation"))
+            assert elongated == (main["elongation"] >= render.ELONGATED)
+            assert orientation == int(main["orientation"] / np.pi * 4)
+            shapes.add((int(elongated), int(orientation)))
         np.testing.assert_array_equal(labels[0], labels[1])
-    assert seen == {0, 1, 2}
+    assert seen == {0, 1, 2} and len(shapes) == 8
     assert render.label_heads() == render.LABEL_HEADS  # the benchmark's table keeps its heads
 
 
@@ -128,8 +135,9 @@ def test_pretrain_images_drawn_with_varied_scenery_and_middle_global_strengths(t
                          "--pretrain_global=middle")
     table = schema.image_table(schema.read_metadata(data_dir), data_dir, "pretrain")
     assert table["scenery"] == "varied" and table["global_strengths"] == "middle"
-    assert [h["name"] for h in table["label_heads"]][-3:] == [
-        "background_level", "background_tint", "texture_strong"]
+    assert [h["name"] for h in table["label_heads"]][-5:] == [
+        "background_level", "background_tint", "texture_strong", "main_distractor_elongated",
+        "main_distractor_orientation"]
     records = _records(data_dir, "pretrain")
     assert len(records[0]["labels"]) == sum(schema.label_columns(table["label_heads"])[
         h["name"]][1] - schema.label_columns(table["label_heads"])[h["name"]][0]

@@ -5,7 +5,7 @@ For the heads whose label a picture may not show (an occluded or tiny distractor
 stripes, a faint light gradient), the oracle renders fresh scenes as the pretrain table was
 drawn, takes each object's visible pixels from the renderer's owner map, reads one measurement
 from the final pixels (mean colour, radial kurtosis, stripe contrast, visible area, the fitted
-light gradient) and classifies it with the best rule fitted on half of the scenes (nearest
+light gradient, the outline's second moments) and classifies it with the best rule fitted on half of the scenes (nearest
 centroid, or one threshold), scored on the other half. That accuracy is the head's ceiling in
 the acceptance gate (evaluation.trunk_gate): a trunk is not asked to read what a mask-given
 oracle cannot. The oracle sees more than a network does (the masks), so a ceiling is an
@@ -15,7 +15,7 @@ import numpy as np
 
 from relattr_tf.data import schema
 from relattr_tf.data.synthetic import attributes, render
-from relattr_tf.data.synthetic.measure import LUMA, _radial_kurtosis
+from relattr_tf.data.synthetic.measure import LUMA, _principal_axes, _radial_kurtosis
 
 MIN_PIXELS = 5  # fewer visible pixels than this: the oracle cannot read the object
 
@@ -27,18 +27,19 @@ def _visible(owner, index, size, cover):
 
 
 def _object_readings(image, owner, index, size):
-    """(mean colour, radial kurtosis, stripe contrast, visible pixels) of one object; NaNs
-    where too little of it shows."""
+    """(mean colour, radial kurtosis, stripe contrast, visible pixels, elongation, long axis'
+    orientation in [0, pi)) of one object; NaNs where too little of it shows."""
     mask = _visible(owner, index, size, 0.5)
     core = _visible(owner, index, size, 1.0)
     count = int(mask.sum())
     colour = image[core].mean(0) if core.sum() >= 1 else np.full(3, np.nan)
     if count < MIN_PIXELS:
-        return colour, np.nan, np.nan, count
-    rows, cols = np.nonzero(mask)
-    kurtosis = _radial_kurtosis(cols + 0.5, -(rows + 0.5))
+        return colour, np.nan, np.nan, count, np.nan, np.nan
+    elongation, angle, x, y = _principal_axes(mask)
+    kurtosis = _radial_kurtosis(x, y)
     luma = image[core] @ LUMA if core.sum() >= 2 else image[mask] @ LUMA
-    return colour, kurtosis, float(np.std(luma) / max(np.mean(luma), 1e-6)), count
+    return (colour, kurtosis, float(np.std(luma) / max(np.mean(luma), 1e-6)), count,
+            elongation, np.radians(angle) % np.pi)
 
 
 def _light_side(image, owner, size):
@@ -54,7 +55,7 @@ def _light_side(image, owner, size):
 def render_readings(count, size, scenery=render.BENCHMARK_SCENERY, global_strengths="drawn",
                     seed=0):
     """Renders `count` scenes as make_synthetic's pretrain table does and returns, per scene,
-    its label vector (render.LABEL_HEADS layout) and the oracle's readings."""
+    its label vector (laid out as render.label_heads(scenery)) and the oracle's readings."""
     heads = render.label_heads(scenery)
     labels, readings = [], []
     for index in range(count):
@@ -100,9 +101,10 @@ def _nearest_colour(centroids, colour):
     return int(np.argmin(np.sum((centroids - colour) ** 2, axis=1)))
 
 
-def ceilings(labels, readings):
-    """{head: oracle accuracy} for the heads whose labels a picture may hide."""
-    columns = {name: start for name, (start, _) in schema.label_columns(render.LABEL_HEADS).items()}
+def ceilings(labels, readings, heads=render.LABEL_HEADS):
+    """{head: oracle accuracy} for the heads whose labels a picture may hide; labels laid out
+    as `heads`."""
+    columns = {name: start for name, (start, _) in schema.label_columns(heads).items()}
     half = len(labels) // 2
     fit, test = slice(0, half), slice(half, None)
     main = [r["objects"][r["main"]] for r in readings]
@@ -128,11 +130,22 @@ def ceilings(labels, readings):
         right.append(np.array_equal(named, lab[start:start + len(render.DISTRACTOR_RGB)]))
     out["distractor_colours"] = float(np.mean(right))
 
-    for head, reading in (("main_distractor_pointed", 1), ("main_distractor_striped", 2),
-                          ("main_distractor_large", 3)):
+    shape_heads = (("main_distractor_pointed", 1), ("main_distractor_striped", 2),
+                   ("main_distractor_large", 3), ("main_distractor_elongated", 4))
+    for head, reading in shape_heads:
+        if head not in columns:
+            continue
         x = np.array([m[reading] for m in main], np.float64)
         y = labels[:, columns[head]].astype(int)
         out[head] = _threshold_accuracy(x[fit], y[fit], x[test], y[test])
+    if "main_distractor_orientation" in columns:
+        # The outline's long axis, binned as the label; an unreadable one counts as wrong.
+        quarters = render.ORIENTATION_QUARTERS
+        axis = np.array([m[5] for m in main[half:]], np.float64)
+        read = np.where(np.isfinite(axis), np.minimum(
+            np.nan_to_num(axis) / np.pi * quarters, quarters - 1).astype(int), -1)
+        out["main_distractor_orientation"] = float(np.mean(
+            read == labels[half:, columns["main_distractor_orientation"]]))
     side = np.array([r["light_side"] for r in readings])
     out["light_side"] = float(np.mean(side[test] == labels[test, columns["light_side"]]))
     return out
@@ -142,4 +155,4 @@ def head_ceilings(size, scenery=render.BENCHMARK_SCENERY, global_strengths="draw
                   count=3000, seed=0):
     """{head: oracle accuracy} on `count` fresh scenes (half fit, half scored)."""
     labels, readings = render_readings(count, size, scenery, global_strengths, seed)
-    return ceilings(labels, readings)
+    return ceilings(labels, readings, render.label_heads(scenery))

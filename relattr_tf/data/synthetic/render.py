@@ -29,13 +29,19 @@ class Scenery:
     texture_amplitude: tuple = (0.08, 0.12)
     tint: float = 0.0  # the background's red-blue tint is drawn from [-tint, tint]
     light: float = 0.08  # the lighting gradient's strength across the picture: [0, light]
+    # None: the subject's centre keeps its reach (longer semi-axis + 2 px) from the border, so
+    # it is never cut, and where it stands depends on its size and elongation. A fraction of
+    # the side: the centre keeps that far from the border whatever the subject's shape, so
+    # where it stands (the subject_cell label) tells nothing of its strengths.
+    subject_margin: float = None
 
 
 BENCHMARK_SCENERY = Scenery()
 # Wider draws for the pretrain table: backgrounds whose level, tint and texture strength vary
 # more than the global attributes do, so that labels about them ask the trunk to keep each
 # region's level and colour balance (which the benchmark's narrow draws never ask for).
-VARIED_SCENERY = Scenery(grey=(0.3, 0.7), texture_amplitude=(0.04, 0.16), tint=0.2, light=0.3)
+VARIED_SCENERY = Scenery(grey=(0.3, 0.7), texture_amplitude=(0.04, 0.16), tint=0.2, light=0.3,
+                         subject_margin=0.15)
 SCENERIES = {"benchmark": BENCHMARK_SCENERY, "varied": VARIED_SCENERY}
 
 
@@ -80,7 +86,7 @@ def render(y, rng, size=64, scene=None, scenery=BENCHMARK_SCENERY):
 
     A dict passed as `scene` receives what else is in the picture (see `scene_labels`): the
     texture's orientation and frequency, each distractor's colour index, shape exponent,
-    stripe depth, radius and visible area, the subject's centre, and the light's direction and
+    stripe depth, radius, elongation, long axis' orientation and visible area, the subject's centre, and the light's direction and
     strength, and "owner": which object each supersampled pixel shows (-1 background,
     distractor index, SUBJECT_OWNER). Recording it draws nothing from `rng`, so the pictures are the same with or
     without it. `scenery` sets the background and light ranges; the benchmark's draws nothing
@@ -120,13 +126,17 @@ def render(y, rng, size=64, scene=None, scenery=BENCHMARK_SCENERY):
         scene["distractor_colours"].append(colour)
         scene["distractors"].append(dict(colour=colour, exponent=d["exponent"],
                                          stripes=float(stripes),
-                                         radius=d["radius"] * 0.8 / size))
+                                         radius=d["radius"] * 0.8 / size,
+                                         elongation=float(d["a"] / d["b"]),
+                                         orientation=float(angle % math.pi)))
         owner[_paint(canvas, xx, yy, size, DISTRACTOR_RGB[colour], cx, cy,
                      d["a"] * SUPERSAMPLE * 0.8, d["b"] * SUPERSAMPLE * 0.8, d["exponent"],
                      angle, stripes)] = index
 
     s = local_parameters(y, size)
     reach = min(max(s["a"], s["b"]) * SUPERSAMPLE + 2 * SUPERSAMPLE, big / 2)
+    if scenery.subject_margin is not None:
+        reach = scenery.subject_margin * big
     cx, cy = rng.uniform(reach, big - reach, size=2)
     scene["subject_centre"] = (float(cx / big), float(cy / big))  # (x, y) fractions
     colour = np.asarray(SUBJECT_RGB) + rng.uniform(-0.05, 0.05, size=3)
@@ -198,9 +208,23 @@ SCENERY_HEADS = (
 )
 
 
+# Heads about the main distractor's outline, which the top of the trunk otherwise never needs
+# (without them the subject's size and tilt are read inside the trunk and lost at its top). A
+# distractor's shape is drawn from its own uniform strengths, never the subject's.
+ELONGATED = 1.75  # length over width, drawn from 1 to 2.5: split at the middle
+ORIENTATION_QUARTERS = 4  # the long axis' orientation, binned over [0, pi)
+SHAPE_HEADS = (
+    dict(name="main_distractor_elongated", kind="softmax", size=2),
+    dict(name="main_distractor_orientation", kind="softmax", size=ORIENTATION_QUARTERS),
+)
+
+
 def label_heads(scenery=BENCHMARK_SCENERY):
-    """The pretrain table's heads for pictures drawn with `scenery`."""
-    return LABEL_HEADS + (SCENERY_HEADS if scenery != BENCHMARK_SCENERY else ())
+    """The pretrain table's heads for pictures drawn with `scenery` (the benchmark's keeps the
+    heads it was first drawn with)."""
+    if scenery == BENCHMARK_SCENERY:
+        return LABEL_HEADS
+    return LABEL_HEADS + SCENERY_HEADS + SHAPE_HEADS
 
 
 def _thirds(fraction):
@@ -228,7 +252,10 @@ def scene_labels(scene, heads=LABEL_HEADS):
         light_side=int((scene["light_direction"] + np.pi / 4) % (2 * np.pi) // (np.pi / 2)),
         background_level=_thirds(scene["background_grey"]),
         background_tint=_thirds(scene["background_tint"]),
-        texture_strong=int(scene["texture_amplitude"] >= 0.5))
+        texture_strong=int(scene["texture_amplitude"] >= 0.5),
+        main_distractor_elongated=int(main["elongation"] >= ELONGATED),
+        main_distractor_orientation=min(int(main["orientation"] / np.pi *
+                                            ORIENTATION_QUARTERS), ORIENTATION_QUARTERS - 1))
     return np.concatenate([np.atleast_1d(values[h["name"]]).astype(np.float64) for h in heads])
 
 
