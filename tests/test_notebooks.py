@@ -57,6 +57,7 @@ def test_quickstart_notebook(attention_run, tmp_path):
     assert os.path.exists(dacrl_dir / "visualize" / "saliency.png")
 
 
+@pytest.mark.slow  # a minute; the default run has the same one-round loop in test_attic_experiment
 def test_attic_notebook(tiny_data_dir, smoke_generator, tmp_path):
     data_dir = str(shutil.copytree(tiny_data_dir, tmp_path / "data"))  # rounds append pairs
     generator_dir, _ = smoke_generator  # the notebook finds it finished and reuses it
