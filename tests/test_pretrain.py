@@ -163,6 +163,10 @@ def test_the_oracle_ceilings_read_what_the_pictures_show():
     assert 0.5 < benchmark["light_side"] < 0.97  # a faint gradient under the texture
     varied = head_ceilings.head_ceilings(64, render.VARIED_SCENERY, count=400)
     assert varied["light_side"] > max(0.9, benchmark["light_side"])  # up to 30 %, not 8 %
+    # The outline heads (varied only): read from the outline's second moments, well above
+    # chance (50 and 25 %) but short of 100 (near-round distractors hide their axis).
+    assert 0.7 < varied["main_distractor_elongated"] < 0.98
+    assert 0.6 < varied["main_distractor_orientation"] < 0.98
 
 
 @pytest.mark.parametrize("init", ["he", "glorot"])
