@@ -36,6 +36,40 @@ def test_pair_models_output_one_clipped_probability_per_pair(name):
     assert parts.trunk.name == "trunk"
 
 
+@pytest.mark.parametrize("name", ["dacrl", "dacrl_noatt", "ranknet", "deepstn_crop", "deepstn"])
+def test_the_loss_is_taken_from_the_logit_so_a_saturated_wrong_pair_still_pulls(name):
+    """p is clipped into [1e-7, 1 - 1e-7]; the cross-entropy of a clipped p has no gradient.
+    A pair scored far the wrong way (logit -40, target 1) must still move the head."""
+    import tensorflow as tf
+    from relattr_tf.training.ranker import PairwiseRanker
+    parts = build_model(name, **SMALL)
+    a, b = (np.random.default_rng(k).uniform(size=(1, 32, 32, 3)).astype("float32")
+            for k in (0, 1))
+    logit = float(np.asarray(parts.logits((a, b)))[0, 0])
+    np.testing.assert_allclose(np.asarray(parts.network((a, b)))[0, 0],
+                               np.clip(1 / (1 + np.exp(-logit)), 1e-7, 1 - 1e-7), rtol=1e-5)
+    last = parts.groups["head"][-1]
+    kernel, bias = last.get_layer("head_logit").get_weights() if name.startswith("dacrl") \
+        else last.get_weights()
+    if name.startswith("dacrl"):  # the logit's bias moves it; a score's cancels in v_a - v_b
+        last = last.get_layer("head_logit")
+        last.set_weights([kernel, bias - 41.0 - logit])
+    else:
+        last.set_weights([kernel * (-41.0 / logit), bias])
+    assert float(np.asarray(parts.logits((a, b)))[0, 0]) == pytest.approx(-41.0, rel=1e-3)
+    target = np.ones((1, 1), np.float32)
+    grads = {}
+    for key, logits in (("logit", parts.logits), ("clipped p", None)):
+        ranker = PairwiseRanker(parts.network, logits)
+        with tf.GradientTape() as tape:
+            p, loss = ranker._forward((a, b), target, training=False)
+        grads[key] = float(tf.norm(tape.gradient(loss, last.trainable_variables[0])))
+        assert np.all(np.asarray(p) < 1e-6)
+        if key == "logit":
+            assert float(loss) > 40  # -log sigmoid(logit) = |logit| here
+    assert grads["logit"] > 1e-3 and grads["clipped p"] == 0.0
+
+
 def test_parameter_counts_of_the_heads():
     width, filters, units, reduction = 0.125, 16, 32, 4
     kw = dict(image_size=32, width=width, cross_filters=filters, head_units=units,

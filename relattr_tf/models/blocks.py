@@ -74,6 +74,12 @@ def score_pair_model(scorer, image_size, name):
     return keras.Model([image_a, image_b], p, name=name)
 
 
+def score_pair_logits(network):
+    """(image_a, image_b) -> v_a - v_b, the logit of a score_pair_model's p (its weights)."""
+    return keras.Model(network.inputs, network.get_layer("score_difference").output,
+                       name=f"{network.name}_logits")
+
+
 def apply_vgg_block(x, filters, convs, block, pool=True, kernel_initializer="glorot_uniform"):
     """`convs` 3x3 ReLU convolutions then 2x2 max pooling, named as Keras' VGG16."""
     for i in range(1, convs + 1):

@@ -48,6 +48,12 @@ def build_dacrl(image_size=224, width=1.0, attention=True, reduction=16, cross_f
     image_b = keras.Input((image_size, image_size, 3), name="image_b")
     features_a, features_b = blocks.apply_siamese(trunk, image_a, image_b, name="siamese")
     p = comparator([features_a, features_b])
-    network = keras.Model([image_a, image_b], p, name="dacrl" if attention else "dacrl_noatt")
+    name = "dacrl" if attention else "dacrl_noatt"
+    network = keras.Model([image_a, image_b], p, name=name)
+    # The same comparator up to its last Dense: the logit the loss is computed from.
+    comparator_logit = keras.Model(comparator.inputs, comparator.get_layer("head_logit").output,
+                                   name="comparator_logit")
+    logits = keras.Model([image_a, image_b], comparator_logit([features_a, features_b]),
+                         name=f"{name}_logits")
     return ModelParts(network, groups={"trunk": [trunk], "head": [comparator]},
-                             trunk=trunk, encoder=trunk, comparator=comparator)
+                      trunk=trunk, encoder=trunk, comparator=comparator, logits=logits)

@@ -128,4 +128,5 @@ def build_deepstn(image_size=64, width=1.0, crop_only=False, scale_init=0.33, se
                                       name="deepstn_crop" if crop_only else "deepstn")
     return ModelParts(
         network, groups={"trunk": [trunk], "localizer": [localizer], "head": [score_layer]},
-        trunk=trunk, scorer=scorer, localizer=transform_model)
+        trunk=trunk, scorer=scorer, localizer=transform_model,
+        logits=blocks.score_pair_logits(network))

@@ -17,6 +17,8 @@ class ModelParts:
     encoder, comparator: image -> features and (features_a, features_b) -> p, for models that
       compare feature maps (DACRL): evaluation encodes each image once.
     localizer: image -> the transform theta (B, 6) of the region a model looks at (DeepSTN).
+    logits: (image_a, image_b) -> the logit of p (B, 1), sharing the network's weights: the
+      loss is computed from it, since p is clipped and a clipped p has no gradient.
     """
     network: keras.Model
     groups: dict
@@ -25,6 +27,7 @@ class ModelParts:
     encoder: keras.Model = None
     comparator: keras.Model = None
     localizer: keras.Model = None
+    logits: keras.Model = None
 
     def group_variables(self):
         """{group: trainable variables}; each variable in exactly one group (checked)."""

@@ -21,4 +21,4 @@ def build_ranknet(image_size=224, width=1.0, seed=None, trunk_init="glorot"):
     scorer = keras.Model(image, score_layer(x), name="scorer")
     network = blocks.score_pair_model(scorer, image_size, name="ranknet")
     return ModelParts(network, groups={"trunk": [trunk], "head": [score_layer]},
-                             trunk=trunk, scorer=scorer)
+                      trunk=trunk, scorer=scorer, logits=blocks.score_pair_logits(network))

@@ -45,13 +45,17 @@ class AdversarialRanker(task.TaskModel):
     """The ranker (image_a, image_b) -> p against `control` through the frozen `decoder`.
 
     slots: (T, 2 * z_size) q's; attribute_index: the column of y the pairs are about;
-    image_size: the ranker's input size (generated images are resized to it).
+    image_size: the ranker's input size (generated images are resized to it); ranker_logits:
+    the ranker's logit of p (its weights), which both players' cross-entropies are taken from
+    where given (a clipped p gives no gradient: ranker.PairwiseRanker).
     """
 
     def __init__(self, ranker_network, control, decoder, slots, attribute_index,
-                 generated_batch=8, generated_weight=1.0, image_size=64, **kwargs):
+                 generated_batch=8, generated_weight=1.0, image_size=64, ranker_logits=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.network, self.control, self.decoder = ranker_network, control, decoder
+        self.logits = ranker_logits
         self.decoder.trainable = False
         self.slots = self.add_weight(shape=np.shape(slots), name="slots", trainable=False,
                                      initializer=keras.initializers.Constant(
@@ -61,6 +65,7 @@ class AdversarialRanker(task.TaskModel):
         self.generated_weight = float(generated_weight)
         self.image_size = int(image_size)
         self.bce = keras.losses.BinaryCrossentropy(name="bce")
+        self.bce_of_logits = keras.losses.BinaryCrossentropy(from_logits=True, name="bce")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
         self.generated_loss_tracker = keras.metrics.Mean(name="generated_loss")
@@ -114,12 +119,22 @@ class AdversarialRanker(task.TaskModel):
         return ops.mod(start + ops.arange(per_replica, dtype="int32"), ops.shape(self.slots)[0])
 
     # ------------------------------------------------------------------ steps
+    def rank(self, images, training):
+        """(p, logit or None) of pairs: the logit where the ranker has one."""
+        if self.logits is None:
+            return ops.cast(self.network(images, training=training), "float32"), None
+        logit = ops.cast(self.logits(images, training=training), "float32")
+        return ops.sigmoid(logit), logit
+
+    def cross_entropy(self, target, p, logit):
+        return self.bce(target, p) if logit is None else self.bce_of_logits(target, logit)
+
     def control_step(self, q):
         """The control's move: pairs that the ranker orders against their own labels."""
         with tf.GradientTape() as tape:
             images, target, _ = self.generate(q, training=True)
-            p = self.network(images, training=False)
-            loss = self.bce(1.0 - target, ops.cast(p, "float32"))  # flipped targets
+            p, logit = self.rank(images, training=False)
+            loss = self.cross_entropy(1.0 - target, p, logit)  # flipped targets
         self.apply_gradients_of(tape, loss, ["control"])
         return ops.stop_gradient(images[0]), ops.stop_gradient(images[1]), target, loss
 
@@ -129,14 +144,17 @@ class AdversarialRanker(task.TaskModel):
         gen_a, gen_b, gen_target = generated
         count = ops.shape(target)[0]
         with tf.GradientTape() as tape:
-            p = ops.cast(self.network((ops.concatenate([ops.cast(image_a, "float32"), gen_a], 0),
-                                       ops.concatenate([ops.cast(image_b, "float32"), gen_b], 0)),
-                                      training=True), "float32")
-            real_loss = self.bce(target, p[:count])
-            generated_loss = self.bce(gen_target, p[count:])
+            p, logit = self.rank((ops.concatenate([ops.cast(image_a, "float32"), gen_a], 0),
+                                  ops.concatenate([ops.cast(image_b, "float32"), gen_b], 0)),
+                                 training=True)
+            real, generated = ((None, None) if logit is None else
+                               (logit[:count], logit[count:]))
+            real_loss = self.cross_entropy(target, p[:count], real)
+            generated_loss = self.cross_entropy(gen_target, p[count:], generated)
             loss = real_loss + self.generated_weight * generated_loss
-            if self.network.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(self.network.losses))
+            called = self.network if self.logits is None else self.logits
+            if called.losses:  # DeepSTN's pull on a box that leaves the image
+                loss += tf.nn.scale_regularization_loss(tf.add_n(called.losses))
         self.apply_gradients_of(tape, loss, self.ranker_groups)
         return p[:count], p[count:], real_loss, generated_loss
 
@@ -167,14 +185,14 @@ class AdversarialRanker(task.TaskModel):
 
     def test_step(self, data):
         (image_a, image_b), target = data[0], ops.reshape(ops.cast(data[1], "float32"), (-1, 1))
-        p = ops.cast(self.network((image_a, image_b), training=False), "float32")
+        p, logit = self.rank((image_a, image_b), training=False)
         # The same first slots every time: the held-out figure follows the control alone.
         (gen_a, gen_b), gen_target, _ = self.generate(
             ops.take(self.slots, self.slot_ids(0), axis=0), training=False)
-        gen_p = ops.cast(self.network((gen_a, gen_b), training=False), "float32")
-        generated_loss = self.bce(gen_target, gen_p)
-        return self._update_metrics(target, p, self.bce(target, p), gen_target, gen_p,
-                                    generated_loss, self.bce(1.0 - gen_target, gen_p))
+        gen_p, gen_logit = self.rank((gen_a, gen_b), training=False)
+        return self._update_metrics(target, p, self.cross_entropy(target, p, logit), gen_target,
+                                    gen_p, self.cross_entropy(gen_target, gen_p, gen_logit),
+                                    self.cross_entropy(1.0 - gen_target, gen_p, gen_logit))
 
 
 # --------------------------------------------------------------------------- the task
@@ -258,6 +276,7 @@ class AtticTask(ranker.RankerTask):
             parts.network, self.control, decoder, slots,
             self.info["attributes"].index(self.generator_attribute()),
             generated_batch=net.generated_batch, generated_weight=net.generated_weight,
+            ranker_logits=parts.logits,
             image_size=size, name="attic")
         blank = tf.zeros((1, size, size, 3))
         model((blank, blank))

@@ -36,12 +36,17 @@ def pair_correct(target, p):
 
 @keras.saving.register_keras_serializable(package="relattr_tf")
 class PairwiseRanker(task.TaskModel):
-    """Trains `network` ((image_a, image_b) -> p) on ((image_a, image_b), target) batches."""
+    """Trains `network` ((image_a, image_b) -> p) on ((image_a, image_b), target) batches.
 
-    def __init__(self, network, **kwargs):
+    With `logits` (the same weights, (image_a, image_b) -> the logit of p) the cross-entropy
+    is computed from the logit: p is clipped into [1e-7, 1 - 1e-7], and a p at its clip bound
+    gives no gradient, however wrong it is."""
+
+    def __init__(self, network, logits=None, **kwargs):
         super().__init__(**kwargs)
-        self.network = network
+        self.network, self.logits = network, logits
         self.bce = keras.losses.BinaryCrossentropy(name="bce")
+        self.bce_of_logits = keras.losses.BinaryCrossentropy(from_logits=True, name="bce")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
 
@@ -63,22 +68,30 @@ class PairwiseRanker(task.TaskModel):
         self.accuracy_tracker.update_state(correct, sample_weight=weight)
         return {m.name: m.result() for m in self.metrics}
 
+    def _forward(self, images, target, training):
+        """(p, the cross-entropy) of a batch; from the logit where the model has one."""
+        if self.logits is None:
+            p = ops.cast(self.network(images, training=training), "float32")
+            return p, self.bce(target, p)
+        logit = ops.cast(self.logits(images, training=training), "float32")
+        return ops.sigmoid(logit), self.bce_of_logits(target, logit)
+
     def train_step(self, data):
         images, target = data
         target = ops.reshape(ops.cast(target, "float32"), (-1, 1))
         with tf.GradientTape() as tape:
-            p = self.network(images, training=True)
-            loss = self.bce(target, ops.cast(p, "float32"))
-            if self.network.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(self.network.losses))
+            p, loss = self._forward(images, target, training=True)
+            called = self.network if self.logits is None else self.logits
+            if called.losses:  # DeepSTN's pull on a box that leaves the image
+                loss += tf.nn.scale_regularization_loss(tf.add_n(called.losses))
         self.apply_gradients_of(tape, loss)
         return self._update_metrics(target, p, loss)
 
     def test_step(self, data):
         images, target = data[0], data[1]
         target = ops.reshape(ops.cast(target, "float32"), (-1, 1))
-        p = self.network(images, training=False)
-        return self._update_metrics(target, p, self.bce(target, ops.cast(p, "float32")))
+        p, loss = self._forward(images, target, training=False)
+        return self._update_metrics(target, p, loss)
 
 
 class RankerTask(task.Task):
@@ -90,7 +103,15 @@ class RankerTask(task.Task):
 
     # ------------------------------------------------------------------ data
     def _val_split(self):
-        return self.config.family.val_split or self.config.family.eval_split[0]
+        """The split validation reads: --val_split, or the first training split, whose
+        held-out part (`_hold_out`) it then is."""
+        return self.config.family.val_split or next(iter(self.config.family.train_weights()))
+
+    def _hold_out(self):
+        """(fraction, seed) of the first training split's pairs held out for validation, or
+        None with an explicit --val_split."""
+        net = self.config.family
+        return None if net.val_split else (net.val_fraction, self.config.train.seed)
 
     def run_name(self):
         return f"{self.config.model}-{self.config.family.attribute}-seed{self.config.train.seed}"
@@ -106,6 +127,10 @@ class RankerTask(task.Task):
 
     def check_data(self, meta):
         net, data_dir = self.config.family, self.config.data.data_dir
+        if net.val_split in net.eval_split:
+            raise ConfigError(f"--val_split={net.val_split}: an evaluation split; validation "
+                              f"must not see the pairs a model is judged on (leave --val_split "
+                              f"empty to hold out --val_fraction of the training pairs)")
         for split in list(net.train_weights()) + list(net.eval_split) + [self._val_split()]:
             schema.pair_split(meta, data_dir, net.attribute, split)
 
@@ -120,6 +145,9 @@ class RankerTask(task.Task):
         net, batch = self.config.family, self.config.train.batch_size
         pairs = pipeline.pair_count(meta, self.config.data.data_dir, net.attribute,
                                     net.train_weights())
+        if self._hold_out():  # about that share of the first split's pairs is not trained on
+            pairs -= round(net.val_fraction * pipeline.pair_count(
+                meta, self.config.data.data_dir, net.attribute, self._val_split()))
         examples = pairs * (2 if net.swap else 1)
         if examples < batch:
             raise ConfigError(f"{self.config.data.data_dir}: {net.attribute}/"
@@ -136,16 +164,25 @@ class RankerTask(task.Task):
                                      list(weights) + [self._val_split()], config)
         train_ds = pipeline.make_dataset(data.data_dir, net.attribute, weights, config,
                                          training=True, seed=self.config.train.seed,
-                                         start_batch=start_batch, meta=meta, store=store)
+                                         start_batch=start_batch, meta=meta, store=store,
+                                         hold_out=self._hold_out())
         val_ds = pipeline.make_dataset(data.data_dir, net.attribute, self._val_split(), config,
-                                       training=False, meta=meta, store=store)
+                                       training=False, meta=meta, store=store,
+                                       hold_out=self._hold_out())
+        if int(val_ds.cardinality()) == 0:
+            raise ConfigError(f"--val_fraction={net.val_fraction:g}: no pair of "
+                              f"{net.attribute}/{self._val_split()} is held out for validation; "
+                              f"raise it or name a --val_split")
         if data.val_steps:
             val_ds = val_ds.take(data.val_steps)
         return train_ds, val_ds
 
     def shard_files(self, meta):
-        # Training pairs and images are read before fit; inside it only validation streams.
+        # Training pairs and images are read before fit; inside it only validation streams
+        # (a held-out validation part is read before fit too).
         net = self.config.family
+        if self._hold_out():
+            return []
         return pipeline.pair_split_files(meta, self.config.data.data_dir, net.attribute,
                                          self._val_split())
 
@@ -188,7 +225,8 @@ class RankerTask(task.Task):
 
     def build(self):
         size = self.config.data.image_size
-        ranker = PairwiseRanker(self.build_parts().network, name=f"{self.config.model}_ranker")
+        parts = self.build_parts()
+        ranker = PairwiseRanker(parts.network, parts.logits, name=f"{self.config.model}_ranker")
         blank = tf.zeros((1, size, size, 3))
         ranker((blank, blank))  # built before restoring into it
         return ranker
