@@ -38,6 +38,10 @@ def test_both_stages_train_and_report_box_coverage(stages):
         result = json.load(open(os.path.join(model_dir, "eval_test.json")))
         coverage = result["box_coverage"]
         assert coverage["images"] > 0 and 0 <= coverage["mean_iou"] <= 1
+        # The floor: the untrained localiser's centred box of --box_scale_init, measured alike.
+        floor = coverage["centred_box"]
+        assert set(floor) == {"mean_iou", "iou_at_least_half", "contains_centre"}
+        assert 0 <= floor["mean_iou"] <= 1 and "(the untrained centred box: " in stdout
         assert result["method"] == "score"
 
 

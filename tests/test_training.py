@@ -135,7 +135,9 @@ def test_evaluation_from_the_image_table_matches_the_pair_by_pair_path(smoke_run
         pairwise = evaluation.evaluate_split(model_dir, tiny_data_dir, "brightness", split,
                                              method="pairwise")
         assert table["method"] == "features" and pairwise["method"] == "pairwise"
-        for key in ("accuracy", "truth_accuracy", "pairs_used", "pairs_excluded_equal"):
+        # Both paths score each pair in both orders too: DACRL's symmetrised accuracy.
+        for key in ("accuracy", "truth_accuracy", "pairs_used", "pairs_excluded_equal",
+                    "symmetrised_accuracy", "symmetrised_truth_accuracy"):
             assert table[key] == pairwise[key], (split, key)
 
 
@@ -196,6 +198,8 @@ def test_ranknet_export_also_scores_single_images(tiny_data_dir, tmp_path):
     assert table["method"] == "score"
     assert (table["accuracy"], table["truth_accuracy"]) == (pairwise["accuracy"],
                                                             pairwise["truth_accuracy"])
+    # A score model is antisymmetric: both orders averaged is the single order.
+    assert table["symmetrised_accuracy"] == table["accuracy"]
     exported = tf.saved_model.load(os.path.join(model_dir, "export"))
     x = np.random.default_rng(1).uniform(size=(4, 32, 32, 3)).astype("float32")
     score = exported.score(image=x)["score"].numpy().ravel()

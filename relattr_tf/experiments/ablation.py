@@ -72,7 +72,8 @@ def run_cell(run_config, directory, cell, study, command, data_hash, model_dir, 
     split = run_config.family.eval_split[0]
     result = run.train_or_reuse(run_config, directory)[split]
     seconds = run.read_summary(directory)["seconds"]
-    metrics = {k: result[k] for k in ("accuracy", "truth_accuracy", "pairs_used",
+    metrics = {k: result[k] for k in ("accuracy", "truth_accuracy", "symmetrised_accuracy",
+                                      "symmetrised_truth_accuracy", "pairs_used",
                                       "box_coverage", "split") if k in result}
     return record_of("ablation", study, cell, command, run_config, metrics, seconds,
                      run_config.data.data_dir, data_hash, inputs, settings)
