@@ -78,8 +78,9 @@ class RankerConfig:
     attribute: str = setting("brightness", "Attribute to train, or 'all' (one network each).")
     train_split: tuple = setting(("train",), "Training split(s); SPLIT:WEIGHT mixes several "
                                  "in every batch, e.g. train:1,synthetic-round-01:0.5.")
-    val_split: str = setting("", "Split monitored during training ('' = the first eval split; "
-                             "monitoring only, nothing is selected on it).")
+    val_split: str = setting("", "Validation split ('' = --val_fraction of the first training "
+                             "split's pairs, held out of training); never an eval split.")
+    val_fraction: float = setting(0.1, "Held-out validation share.", lower=0.01, upper=0.5)
     eval_split: tuple = setting(("test",), "Split(s) evaluated at the end.", compared=False)
     swap: bool = setting(True, "Also train every pair swapped, with target 1 - t.")
     width: float = setting(1.0, "VGG16 channel multiplier; 1 = the real VGG16.", lower=0.01,
@@ -139,10 +140,8 @@ class RankerConfig:
         """Whether a field means anything for `model` (RankNet has no cross-image head)."""
         if name == "reduction":
             return model == "dacrl"
-        if name in self.DACRL_ONLY:
-            return model.startswith("dacrl")
-        if name in self.DEEPSTN_ONLY:
-            return model.startswith("deepstn")
+        if name in self.DACRL_ONLY or name in self.DEEPSTN_ONLY:
+            return model.startswith("dacrl" if name in self.DACRL_ONLY else "deepstn")
         return True
 
 

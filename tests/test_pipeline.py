@@ -63,6 +63,23 @@ def test_training_swap_adds_each_pair_reversed_with_complement_target(tiny_data_
     assert matched >= len(by_ids) * 0.9
 
 
+def test_held_out_validation_pairs_never_reach_training(tiny_data_dir):
+    """--val_fraction: a seeded part of the training split's pairs is validation only."""
+    config = pipeline.InputConfig(batch_size=4, image_size=32, augment=(), swap=True)
+    n = schema.read_metadata(tiny_data_dir)["splits"]["brightness"]["train"]["pairs"]
+    held = lambda seed: {(p[0], p[1]) for p in _collect(pipeline.make_dataset(
+        tiny_data_dir, "brightness", "train", CONFIG, training=False, with_info=True,
+        hold_out=(0.25, seed)))}
+    validation = held(3)
+    assert 0.1 * n < len(validation) < 0.4 * n and validation == held(3) != held(4)
+    ds = pipeline.make_dataset(tiny_data_dir, "brightness", "train", config, training=True,
+                               seed=1, with_info=True, hold_out=(0.25, 3))
+    trained = {(p[0], p[1]) for p in _collect(ds, batches=2 * n // 4)}  # a pass and more
+    assert not trained & validation  # neither order of a held-out pair is trained on
+    assert not {(b, a) for a, b in trained} & validation
+    assert len({frozenset(p) for p in trained}) == n - len(validation)
+
+
 def test_batches_are_full_when_training_and_shapes_follow_image_size(tiny_data_dir):
     config = pipeline.InputConfig(batch_size=5, image_size=48)
     ds = pipeline.make_dataset(tiny_data_dir, "brightness", "train", config, training=True,

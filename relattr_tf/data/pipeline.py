@@ -177,12 +177,24 @@ def _endless(arrays, seed):
     return tf.data.Dataset.range(FOREVER).flat_map(one_pass)
 
 
+def held_out(pairs, fraction, seed):
+    """Which pairs of a training split are held out for validation: a stable hash of the seed
+    and the pair's two ids in either order, so the part is the same for every model, shard
+    layout and resume, and a pair and its swapped copy fall on the same side."""
+    return np.asarray([_stable_hash(seed, *sorted((bytes(a), bytes(b)))) % 10_000
+                       < fraction * 10_000 for a, b in zip(pairs[schema.ID_A],
+                                                           pairs[schema.ID_B])], bool)
+
+
 def make_dataset(data_dir, attribute, splits, config=InputConfig(), *, training, seed=0,
-                 start_batch=0, with_info=False, meta=None, store=None):
+                 start_batch=0, with_info=False, meta=None, store=None, hold_out=None):
     """Batched ((image_a, image_b), target[, info]) of one attribute's pair split(s).
 
     splits: a split name, or {split: weight} to mix several in each batch (training).
     Training streams are endless; `start_batch` continues one after that many batches.
+    hold_out: (fraction, seed): the first split's held-out pairs (`held_out`) are left out of
+    training, and an evaluation stream (training=False) is those pairs alone: the validation
+    part of a training split.
     """
     meta = meta or schema.read_metadata(data_dir)
     weights = as_weights(splits)
@@ -190,14 +202,21 @@ def make_dataset(data_dir, attribute, splits, config=InputConfig(), *, training,
         raise ValueError("evaluation reads one split at a time")
     augment = allowed_augmentations(meta, attribute, config.augment) if training else ()
     store = store or image_store(meta, data_dir, attribute, weights, config)
-    streams = []
-    for split in weights:
-        if not training:
+    streams, count = [], None
+    for index, split in enumerate(weights):
+        if not training and not hold_out:
             streams.append(_streamed_pair_rows(meta, data_dir, attribute, split, store,
                                       config.skip_corrupt))
             continue
         pairs = pair_rows(read_pairs(meta, data_dir, attribute, split, config.skip_corrupt), store,
                           f"{attribute}/{split}", config.skip_corrupt)
+        if hold_out and index == 0:
+            keep = held_out(pairs, *hold_out) != training
+            pairs = {k: v[keep] for k, v in pairs.items()}
+        if not training:
+            streams.append(tf.data.Dataset.from_tensor_slices(pairs))
+            count = len(pairs["row_a"])
+            continue
         if not len(pairs["row_a"]):
             raise schema.DataError(f"{schema.metadata_path(data_dir)}: {attribute}/{split} has "
                                    f"no pairs to train on")
@@ -231,10 +250,10 @@ def make_dataset(data_dir, attribute, splits, config=InputConfig(), *, training,
         return pair, pairs[schema.TARGET]
 
     ds = ds.map(materialize, num_parallel_calls=AUTOTUNE, deterministic=True)
-    if not training and not config.skip_corrupt:
+    if not training and (count is not None or not config.skip_corrupt):
         # Known length: Keras then ends evaluation without probing past the end, and a shard
         # set that disagrees with metadata.json fails loudly.
-        count = pair_count(meta, data_dir, attribute, splits)
+        count = pair_count(meta, data_dir, attribute, splits) if count is None else count
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-count // config.batch_size)))
     return ds.prefetch(AUTOTUNE)
 
