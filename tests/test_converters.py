@@ -276,6 +276,7 @@ def test_converted_real_data_trains_end_to_end(tmp_path):
     assert "smile / test: accuracy" in proc.stdout
 
 
+@pytest.mark.slow  # converted data trains in the default run (test_converted_real_data...)
 def test_numbered_splits_are_trained_and_summarised(tmp_path):
     real_fixtures.make_zappos(str(tmp_path / "zappos"), with_missing_image_pair=False)
     data_dir = str(tmp_path / "zap50k1")

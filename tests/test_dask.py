@@ -53,6 +53,7 @@ def test_short_runner_names_map_to_their_classes_and_dask_workers_default_to_the
         runners.dask_workers(["--direct_num_workers=x"])
 
 
+@pytest.mark.slow  # the default run has the DaskRunner in the converter test below
 def test_make_synthetic_on_a_local_dask_cluster_writes_the_direct_runners_files(tmp_path,
                                                                                capsys):
     """As a user runs it: --runner=dask starts a 2-worker cluster and closes it. Partitions of

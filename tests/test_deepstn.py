@@ -94,6 +94,7 @@ def test_one_and_two_replicas_take_the_same_deepstn_step():
     assert result["max_weight_diff"] < 1e-6 * max(1.0, result["step_one"] * 1e3)
 
 
+@pytest.mark.slow  # a second transform; the box one trains in both stages above
 def test_the_affine_option_starts_at_the_centred_box_and_trains(tiny_data_dir, tmp_path):
     from relattr_tf.models.boxes import box_corners
     parts = models.build_model("deepstn", image_size=32, width=0.125, seed=0,

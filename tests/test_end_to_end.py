@@ -28,6 +28,7 @@ def test_beam_job_then_train_then_evaluate(tmp_path):
     assert result["truth_pairs"] == meta["pairs"]
 
 
+@pytest.mark.slow  # one network per attribute; one attribute trains in the default run
 def test_all_attributes_writes_the_table(tiny_data_dir, tmp_path):
     model_dir = str(tmp_path / "all")
     run_module("relattr_tf.train", *smoke_args(tiny_data_dir, model_dir, "--attribute=all",

@@ -272,6 +272,7 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tin
     assert "epoch 1/2" not in resumed.stdout and "epoch 2/2" in resumed.stdout
 
 
+@pytest.mark.slow  # kill -9 resumes in the default run; the stream in test_pipeline
 def test_a_resumed_run_continues_the_data_stream_and_ends_where_one_run_ends(tiny_data_dir,
                                                                             tmp_path):
     args = lambda d, *extra: smoke_args(tiny_data_dir, str(tmp_path / d), "--deterministic",
