@@ -141,6 +141,22 @@ def test_evaluation_from_the_image_table_matches_the_pair_by_pair_path(smoke_run
             assert table[key] == pairwise[key], (split, key)
 
 
+def test_validation_reads_held_out_training_pairs_and_never_an_evaluation_split(smoke_run,
+                                                                               tiny_data_dir):
+    from relattr_tf.data import schema
+    from relattr_tf.training import task as task_lib
+    model_dir, stdout = smoke_run
+    config = run_config.load_run_config(model_dir)
+    assert config.family.val_split == "" and config.family.val_fraction == 0.1
+    meta = schema.read_metadata(tiny_data_dir)
+    task = task_lib.make_task(config.with_values(val_split="test"))
+    with pytest.raises(config_lib.ConfigError, match="--val_split=test: an evaluation split; "):
+        task.check_data(meta)
+    task = task_lib.make_task(config.with_values(val_fraction=0.01))  # 40 pairs: none held out
+    with pytest.raises(config_lib.ConfigError, match="--val_fraction=0.01: no pair of "):
+        task.datasets(meta, 0)
+
+
 def test_a_finished_run_is_reused_only_with_the_same_recipe(smoke_run, capsys):
     model_dir, _ = smoke_run
     config = run_config.load_run_config(model_dir)
