@@ -70,6 +70,18 @@ def test_the_loss_is_taken_from_the_logit_so_a_saturated_wrong_pair_still_pulls(
     assert grads["logit"] > 1e-3 and grads["clipped p"] == 0.0
 
 
+def test_deepstns_pull_on_a_box_outside_the_image_reaches_the_loss_through_the_logit():
+    """The localiser's add_loss penalty must survive training through `logits`."""
+    parts = build_model("deepstn_crop", **SMALL)
+    fc = parts.groups["localizer"][0].get_layer("loc_fc2")
+    kernel, bias = fc.get_weights()
+    fc.set_weights([kernel * 0, np.array([0.33 / 0.05, 5.0, 0.0], np.float32)])  # centre 1.65
+    a = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+    parts.logits((a, a[::-1]))
+    assert len(parts.logits.losses) == 1
+    assert float(parts.logits.losses[0]) == pytest.approx(0.5 * (0.33 * 5.0) ** 2, rel=1e-4)
+
+
 def test_parameter_counts_of_the_heads():
     width, filters, units, reduction = 0.125, 16, 32, 4
     kw = dict(image_size=32, width=width, cross_filters=filters, head_units=units,

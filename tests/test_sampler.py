@@ -64,3 +64,11 @@ def test_a_box_half_outside_the_image_is_pulled_back_in_a_few_steps():
     assert abs(s * tx) <= 1.0 + 1e-6 and abs(s * ty) <= 1.0 + 1e-6
     inside = tf.reduce_sum(blocks.box_outside_penalty(0.5, 1.0, -1.0))
     assert float(inside) == 0.0  # no pull on a box that is inside
+
+
+def test_the_centred_box_floor_is_the_untrained_transforms_box():
+    from relattr_tf.models import boxes
+    for scale in (0.33, 0.4, 1.0):
+        np.testing.assert_allclose(boxes.centred_corners(scale, 2), boxes.box_corners(
+            np.tile(blocks.box_transform([scale], [0.0], [0.0]).numpy().reshape(1, 6), (2, 1))),
+            atol=1e-6)

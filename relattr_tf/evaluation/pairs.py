@@ -110,9 +110,7 @@ def box_coverage(model, meta, data_dir, attribute, split, image_size, batch_size
     truth = store.boxes[rows]
     out = dict(images=int(len(rows)), **_coverage(predicted, truth))
     if floor_scale is not None:
-        half = floor_scale / 2  # a centred box of scale s spans [-s, s] of [-1, 1]
-        centred = np.tile([[0.5 - half, 0.5 - half, 0.5 + half, 0.5 + half]], (len(rows), 1))
-        out["centred_box"] = _coverage(centred, truth)
+        out["centred_box"] = _coverage(boxes.centred_corners(floor_scale, len(rows)), truth)
     return out
 
 

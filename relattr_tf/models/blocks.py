@@ -68,7 +68,8 @@ def score_pair_model(scorer, image_size, name):
     image_a = keras.Input((image_size, image_size, 3), name="image_a")
     image_b = keras.Input((image_size, image_size, 3), name="image_b")
     score_a, score_b = apply_siamese(scorer, image_a, image_b, name="siamese")
-    logit = layers.Subtract(name="score_difference")([score_a, score_b])
+    # float32 under any policy: the loss is taken from this logit.
+    logit = layers.Subtract(name="score_difference", dtype="float32")([score_a, score_b])
     p = layers.Activation("sigmoid", dtype="float32", name="p_sigmoid")(logit)
     p = ClipProbability(1e-7, dtype="float32", name="p")(p)
     return keras.Model([image_a, image_b], p, name=name)

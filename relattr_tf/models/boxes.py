@@ -17,6 +17,13 @@ def box_corners(theta):
     return np.stack([low[:, 1], low[:, 0], high[:, 1], high[:, 0]], axis=1)
 
 
+def centred_corners(scale, count=1):
+    """[ymin, xmin, ymax, xmax] rows of the centred box of `scale` (theta [[s, 0, 0],
+    [0, s, 0]]): what an untrained localiser looks at."""
+    half = scale / 2
+    return np.tile([[0.5 - half, 0.5 - half, 0.5 + half, 0.5 + half]], (count, 1))
+
+
 def box_of(theta):
     """(s, tx, ty) of a box transform (flattened theta, a tensor); for an affine one, the mean
     scale of its diagonal and its centre divided by it."""

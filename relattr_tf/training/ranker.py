@@ -127,10 +127,11 @@ class RankerTask(task.Task):
 
     def check_data(self, meta):
         net, data_dir = self.config.family, self.config.data.data_dir
-        if net.val_split in net.eval_split:
-            raise ConfigError(f"--val_split={net.val_split}: an evaluation split; validation "
-                              f"must not see the pairs a model is judged on (leave --val_split "
-                              f"empty to hold out --val_fraction of the training pairs)")
+        if net.val_split in net.eval_split or net.val_split in net.train_weights():
+            role = "an evaluation" if net.val_split in net.eval_split else "a training"
+            raise ConfigError(f"--val_split={net.val_split}: {role} split; validation must be "
+                              f"pairs neither trained on nor judged on (leave --val_split empty "
+                              f"to hold out --val_fraction of the training pairs)")
         for split in list(net.train_weights()) + list(net.eval_split) + [self._val_split()]:
             schema.pair_split(meta, data_dir, net.attribute, split)
 
@@ -145,9 +146,10 @@ class RankerTask(task.Task):
         net, batch = self.config.family, self.config.train.batch_size
         pairs = pipeline.pair_count(meta, self.config.data.data_dir, net.attribute,
                                     net.train_weights())
-        if self._hold_out():  # about that share of the first split's pairs is not trained on
-            pairs -= round(net.val_fraction * pipeline.pair_count(
-                meta, self.config.data.data_dir, net.attribute, self._val_split()))
+        if self._hold_out():  # the first split's held-out pairs are not trained on
+            pairs -= int(pipeline.held_out(pipeline.read_pairs(
+                meta, self.config.data.data_dir, net.attribute, self._val_split()),
+                *self._hold_out()).sum())
         examples = pairs * (2 if net.swap else 1)
         if examples < batch:
             raise ConfigError(f"{self.config.data.data_dir}: {net.attribute}/"
@@ -169,7 +171,7 @@ class RankerTask(task.Task):
         val_ds = pipeline.make_dataset(data.data_dir, net.attribute, self._val_split(), config,
                                        training=False, meta=meta, store=store,
                                        hold_out=self._hold_out())
-        if int(val_ds.cardinality()) == 0:
+        if self._hold_out() and int(val_ds.cardinality()) == 0:
             raise ConfigError(f"--val_fraction={net.val_fraction:g}: no pair of "
                               f"{net.attribute}/{self._val_split()} is held out for validation; "
                               f"raise it or name a --val_split")

@@ -209,7 +209,8 @@ def boxes(config, parts, options):
     grid = [tiles[i:i + per_row] for i in range(0, len(tiles), per_row)]
     figures = pair_evaluation.box_coverage(
         pair_model.load_exported(options.model_dir), meta, data_dir, attribute, split,
-        config.data.image_size, image_memory_mb=config.data.image_memory_mb) or {
+        config.data.image_size, image_memory_mb=config.data.image_memory_mb,
+        floor_scale=config.family.box_scale_init) or {
         "note": "the data has no subject boxes to measure the predicted ones against"}
     title = (f"DeepSTN's boxes ({config.model}, {attribute}) on {split} images of "
              f"{data_dir}: red predicted, green the subject")
