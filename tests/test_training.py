@@ -157,6 +157,24 @@ def test_validation_reads_held_out_training_pairs_and_never_an_evaluation_split(
         task.datasets(meta, 0)
 
 
+def test_the_stall_check_reports_every_run_and_fires_on_one_built_to_stall(smoke_run,
+                                                                           tiny_data_dir,
+                                                                           tmp_path):
+    from relattr_tf.training import stall
+    model_dir, stdout = smoke_run
+    check = json.load(open(os.path.join(model_dir, "summary.json")))["training_check"]
+    assert "stall check: training loss " in stdout and "% of the cross-image units" in stdout
+    assert 0 <= check["active_cross_units"] <= 1 and check["p_std"] >= 0
+    assert check["stalled"] == stall.stalled(check["final_loss"])
+    assert stall.stalled(0.6951) and not stall.stalled(0.6851) and not stall.stalled(None)
+    # Nothing can learn at a zero rate: p stays near 0.5 and the loss at ln 2.
+    proc = run_module("relattr_tf.train", *smoke_args(tiny_data_dir, str(tmp_path / "stall"),
+                                                      "--trunk_lr=0", "--head_lr=0",
+                                                      "--epochs=1", "--tensorboard_images=0"))
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("stall check: "))
+    assert "WARNING: the training loss ended within 0.005 of ln 2" in line, line
+
+
 def test_a_finished_run_is_reused_only_with_the_same_recipe(smoke_run, capsys):
     model_dir, _ = smoke_run
     config = run_config.load_run_config(model_dir)

@@ -21,7 +21,7 @@ from relattr_tf.config import ConfigError
 from relattr_tf.data import pipeline, schema
 from relattr_tf.evaluation import pairs as pair_evaluation, report
 from relattr_tf.models import vgg16
-from relattr_tf.training import callbacks, task
+from relattr_tf.training import callbacks, stall, task
 
 
 def pair_correct(target, p):
@@ -260,6 +260,11 @@ class RankerTask(task.Task):
                                                image_a[:count].numpy()))
             return out
         return []
+
+    def training_check(self, val_ds, history):
+        """The stall detector's report (training.stall) and its line."""
+        check = stall.stall_report(self.parts, val_ds, history)
+        return check, stall.report_line(check)
 
     # ------------------------------------------------------------------ results
     def export(self, model, model_dir):

@@ -146,6 +146,9 @@ def _train_and_evaluate(config, model_dir, strategy):
     except tf.errors.DataLossError as e:
         pipeline.raise_for_unreadable(task.shard_files(meta), e)
 
+    check = task.training_check(val_ds, history) if history and val_ds is not None else None
+    if check:
+        print(check[1], flush=True)
     task.export(model, model_dir)
     results = task.evaluate(model_dir)
     for name, result in results.items():
@@ -155,7 +158,8 @@ def _train_and_evaluate(config, model_dir, strategy):
                    optimizer_steps=model.optimizer_steps(), steps_per_epoch=steps_per_epoch,
                    epochs=train.epochs, replicas=strategy.num_replicas_in_sync,
                    # fewer than --epochs where a callback stopped it (GoalCurve: goals met)
-                   epochs_run=initial_epoch + len(history.epoch if history else []))
+                   epochs_run=initial_epoch + len(history.epoch if history else []),
+                   training_check=check[0] if check else None)
     report.write_json(os.path.join(model_dir, SUMMARY_FILE), summary)
     return results
 

@@ -180,6 +180,10 @@ class Task:
         """Task-specific callbacks (TensorBoard images)."""
         return []
 
+    def training_check(self, val_ds, history):
+        """(a summary entry, a line to print) about how training went, or None."""
+        return None
+
     # ------------------------------------------------------------------ results
     def export(self, model, model_dir):
         raise NotImplementedError
