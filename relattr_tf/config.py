@@ -47,15 +47,15 @@ class TrainConfig:
     optimizer: str = setting("rmsprop", "Optimizer of every parameter group.",
                              choices=("rmsprop", "adam", "adamw", "sgd"))
     weight_decay: float = setting(5e-4, "Kernels' weight decay.", lower=0.0, upper=1.0)
-    weight_decay_mode: str = setting("l2", "l2: wd * w added to the gradient, as Caffe, Torch "
-                                     "and the papers apply it; decoupled: w -= lr * wd * w "
-                                     "(AdamW style).", choices=("l2", "decoupled"))
+    weight_decay_mode: str = setting("l2", "l2: wd * w added to the gradient (Caffe, Torch); "
+                                     "decoupled: w -= lr wd w.", choices=("l2", "decoupled"))
     rho: float = setting(0.9, "RMSProp's squared-gradient decay.", lower=0.0, upper=0.9999)
     epsilon: float = setting(1e-7, "Optimizer epsilon (RMSProp, Adam).", lower=0.0, upper=1.0)
     momentum: float = setting(0.9, "SGD momentum.", lower=0.0, upper=0.9999)
     lr_drop_epochs: tuple = setting((5, 12), "Divide learning rates by --lr_drop_factor after "
                                     "these many epochs.", lower=1)
     lr_drop_factor: float = setting(10.0, "Learning-rate drop factor.", lower=1.0)
+    warmup_steps: int = setting(0, "Rates ramped linearly from 0 over these first steps.", lower=0)
     epochs: int = setting(16, "Epochs.", lower=1)
     steps_per_epoch: int = setting(0, "Steps per epoch (0: one pass over the data).", lower=0)
     batch_size: int = setting(24, "Global batch size (pairs or images).", lower=1)
@@ -81,6 +81,7 @@ class RankerConfig:
     val_split: str = setting("", "Validation split ('' = --val_fraction of the first training "
                              "split's pairs, held out of training); never an eval split.")
     val_fraction: float = setting(0.1, "Held-out validation share.", lower=0.01, upper=0.5)
+    trunk_frozen_epochs: int = setting(0, "The trunk's rate is 0 for these first epochs.", lower=0)
     eval_split: tuple = setting(("test",), "Split(s) evaluated at the end.", compared=False)
     swap: bool = setting(True, "Also train every pair swapped, with target 1 - t.")
     width: float = setting(1.0, "VGG16 channel multiplier; 1 = the real VGG16.", lower=0.01,

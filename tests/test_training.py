@@ -68,6 +68,29 @@ def test_step_schedule_drops_at_the_start_of_the_given_epochs():
     assert float(optimizers.step_schedule(0.5, (), 10.0, 4)(100)) == 0.5
 
 
+def test_a_frozen_group_waits_then_warms_up_on_top_of_its_step_schedule():
+    inner = optimizers.step_schedule(1.0, (2,), 10.0, steps_per_epoch=4)
+    schedule = optimizers.ramped(inner, start=4, ramp=2)  # frozen for epoch 1, 2 warm-up steps
+    rates = [float(schedule(step)) for step in range(12)]
+    np.testing.assert_allclose(rates, [0] * 4 + [0.5, 1, 1, 1] + [0.1] * 4, rtol=1e-6)
+    warm = optimizers.ramped(optimizers.ConstantSchedule(2.0), ramp=4)
+    np.testing.assert_allclose([float(warm(s)) for s in range(6)], [0.5, 1, 1.5, 2, 2, 2])
+    assert optimizers.ramped(inner) is inner
+    again = optimizers.Ramped.from_config(schedule.get_config())  # as a saved optimizer holds it
+    np.testing.assert_allclose([float(again(s)) for s in range(12)], rates, rtol=1e-6)
+
+
+def test_the_ranker_freezes_only_its_trunk_for_the_asked_epochs(smoke_run):
+    from relattr_tf.training import task as task_lib
+    config = run_config.load_run_config(smoke_run[0]).with_values(
+        trunk_frozen_epochs=2, warmup_steps=3, lr_drop_epochs=())
+    task = task_lib.make_task(config)
+    trunk = task.learning_rate_schedule("trunk", 1e-3, steps_per_epoch=5)
+    head = task.learning_rate_schedule("head", 1e-3, steps_per_epoch=5)
+    assert float(trunk(9)) == 0.0 and float(trunk(10)) == pytest.approx(1e-3 / 3)
+    assert float(head(0)) == pytest.approx(1e-3 / 3) and float(head(2)) == pytest.approx(1e-3)
+
+
 def test_accuracy_excludes_equal_pairs_and_counts_p_one_half_as_wrong():
     targets = [1.0, 0.0, 1.0, 0.5, 0.0]
     p = [0.9, 0.2, 0.5, 0.99, 0.5]

@@ -31,6 +31,38 @@ def step_schedule(learning_rate, drop_epochs, factor, steps_per_epoch):
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
+@keras.saving.register_keras_serializable(package="relattr_tf")
+class Ramped(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule` held at 0 for the first `start` optimizer steps (a frozen group), then ramped
+    linearly from 0 over `ramp` steps (a warm-up: Adam's first step is lr * sign(g) for every
+    weight, which can switch a fresh head's ReLUs off at once)."""
+
+    def __init__(self, schedule, start=0, ramp=0):
+        self.schedule, self.start, self.ramp = schedule, int(start), int(ramp)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        since = step - self.start
+        factor = keras.ops.cast(since >= 0, "float32")
+        if self.ramp:
+            factor = keras.ops.clip((since + 1.0) / self.ramp, 0.0, 1.0)
+        return self.schedule(step) * factor
+
+    def get_config(self):
+        return dict(schedule=keras.optimizers.schedules.serialize(self.schedule),
+                    start=self.start, ramp=self.ramp)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.optimizers.schedules.deserialize(config["schedule"]),
+                   config["start"], config["ramp"])
+
+
+def ramped(schedule, start=0, ramp=0):
+    """`schedule` itself when nothing is frozen or warmed up, else Ramped."""
+    return Ramped(schedule, start, ramp) if start or ramp else schedule
+
+
 def make_optimizer(train, learning_rate, name):
     """A Keras optimizer for one parameter group from the TrainConfig section.
 

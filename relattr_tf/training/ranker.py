@@ -243,6 +243,9 @@ class RankerTask(task.Task):
     def group_variables(self, model):
         return self.parts.group_variables()
 
+    def frozen_steps(self, group, steps_per_epoch):
+        return self.config.family.trunk_frozen_epochs * steps_per_epoch if group == "trunk" else 0
+
     def describe(self, model):
         net = self.config.family
         return (f"{self.config.model} ({model.network.count_params():,} parameters) on "

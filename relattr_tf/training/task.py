@@ -160,10 +160,17 @@ class Task:
         raise NotImplementedError
 
     def learning_rate_schedule(self, group, learning_rate, steps_per_epoch):
-        """A group's schedule: by default the rate divided at --lr_drop_epochs."""
+        """A group's schedule: the rate divided at --lr_drop_epochs, held at 0 while the group
+        is frozen (`frozen_steps`) and ramped up over --warmup_steps after that."""
         train = self.config.train
-        return optimizer_lib.step_schedule(learning_rate, train.lr_drop_epochs,
-                                        train.lr_drop_factor, steps_per_epoch)
+        schedule = optimizer_lib.step_schedule(learning_rate, train.lr_drop_epochs,
+                                               train.lr_drop_factor, steps_per_epoch)
+        return optimizer_lib.ramped(schedule, self.frozen_steps(group, steps_per_epoch),
+                                    train.warmup_steps)
+
+    def frozen_steps(self, group, steps_per_epoch):
+        """Optimizer steps at the start during which `group` does not move."""
+        return 0
 
     def weight_decay(self):
         """The L2 factor added to kernel gradients: one number, or {group: factor}."""
