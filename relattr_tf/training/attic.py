@@ -64,8 +64,6 @@ class AdversarialRanker(task.TaskModel):
         self.generated_batch = int(generated_batch)
         self.generated_weight = float(generated_weight)
         self.image_size = int(image_size)
-        self.bce = keras.losses.BinaryCrossentropy(name="bce")
-        self.bce_of_logits = keras.losses.BinaryCrossentropy(from_logits=True, name="bce")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
         self.generated_loss_tracker = keras.metrics.Mean(name="generated_loss")
@@ -120,21 +118,14 @@ class AdversarialRanker(task.TaskModel):
 
     # ------------------------------------------------------------------ steps
     def rank(self, images, training):
-        """(p, logit or None) of pairs: the logit where the ranker has one."""
-        if self.logits is None:
-            return ops.cast(self.network(images, training=training), "float32"), None
-        logit = ops.cast(self.logits(images, training=training), "float32")
-        return ops.sigmoid(logit), logit
-
-    def cross_entropy(self, target, p, logit):
-        return self.bce(target, p) if logit is None else self.bce_of_logits(target, logit)
+        return ranker.rank_pairs(self.network, self.logits, images, training)
 
     def control_step(self, q):
         """The control's move: pairs that the ranker orders against their own labels."""
         with tf.GradientTape() as tape:
             images, target, _ = self.generate(q, training=True)
             p, logit = self.rank(images, training=False)
-            loss = self.cross_entropy(1.0 - target, p, logit)  # flipped targets
+            loss = ranker.pair_cross_entropy(1.0 - target, p, logit)  # flipped targets
         self.apply_gradients_of(tape, loss, ["control"])
         return ops.stop_gradient(images[0]), ops.stop_gradient(images[1]), target, loss
 
@@ -149,12 +140,10 @@ class AdversarialRanker(task.TaskModel):
                                  training=True)
             real, generated = ((None, None) if logit is None else
                                (logit[:count], logit[count:]))
-            real_loss = self.cross_entropy(target, p[:count], real)
-            generated_loss = self.cross_entropy(gen_target, p[count:], generated)
+            real_loss = ranker.pair_cross_entropy(target, p[:count], real)
+            generated_loss = ranker.pair_cross_entropy(gen_target, p[count:], generated)
             loss = real_loss + self.generated_weight * generated_loss
-            called = self.network if self.logits is None else self.logits
-            if called.losses:  # DeepSTN's pull on a box that leaves the image
-                loss += tf.nn.scale_regularization_loss(tf.add_n(called.losses))
+            loss += ranker.added_losses(self.network, self.logits)
         self.apply_gradients_of(tape, loss, self.ranker_groups)
         return p[:count], p[count:], real_loss, generated_loss
 
@@ -190,9 +179,10 @@ class AdversarialRanker(task.TaskModel):
         (gen_a, gen_b), gen_target, _ = self.generate(
             ops.take(self.slots, self.slot_ids(0), axis=0), training=False)
         gen_p, gen_logit = self.rank((gen_a, gen_b), training=False)
-        return self._update_metrics(target, p, self.cross_entropy(target, p, logit), gen_target,
-                                    gen_p, self.cross_entropy(gen_target, gen_p, gen_logit),
-                                    self.cross_entropy(1.0 - gen_target, gen_p, gen_logit))
+        loss = ranker.pair_cross_entropy
+        return self._update_metrics(target, p, loss(target, p, logit), gen_target, gen_p,
+                                    loss(gen_target, gen_p, gen_logit),
+                                    loss(1.0 - gen_target, gen_p, gen_logit))
 
 
 # --------------------------------------------------------------------------- the task

@@ -34,6 +34,32 @@ def pair_correct(target, p):
     return correct, weight
 
 
+def rank_pairs(network, logits, images, training):
+    """(p, its logit or None) of a batch of pairs: from `logits` (the same weights) where the
+    model has it, since the loss is taken from the logit; else the network's clipped p."""
+    if logits is None:
+        return ops.cast(network(images, training=training), "float32"), None
+    logit = ops.cast(logits(images, training=training), "float32")
+    return ops.sigmoid(logit), logit
+
+
+def pair_cross_entropy(target, p, logit):
+    """The cross-entropy of pairs: from the logit where rank_pairs gave one (a p clipped at its
+    bound has no gradient). Keras loss objects: each replica's share of the global mean."""
+    return _BCE(target, p) if logit is None else _BCE_OF_LOGITS(target, logit)
+
+
+def added_losses(network, logits):
+    """The add_loss terms of the model rank_pairs called (DeepSTN's pull on a box that leaves
+    the image), scaled for the replicas; 0 when there are none."""
+    called = network if logits is None else logits
+    return tf.nn.scale_regularization_loss(tf.add_n(called.losses)) if called.losses else 0.0
+
+
+_BCE = keras.losses.BinaryCrossentropy(name="bce")
+_BCE_OF_LOGITS = keras.losses.BinaryCrossentropy(from_logits=True, name="bce")
+
+
 @keras.saving.register_keras_serializable(package="relattr_tf")
 class PairwiseRanker(task.TaskModel):
     """Trains `network` ((image_a, image_b) -> p) on ((image_a, image_b), target) batches.
@@ -45,8 +71,6 @@ class PairwiseRanker(task.TaskModel):
     def __init__(self, network, logits=None, **kwargs):
         super().__init__(**kwargs)
         self.network, self.logits = network, logits
-        self.bce = keras.losses.BinaryCrossentropy(name="bce")
-        self.bce_of_logits = keras.losses.BinaryCrossentropy(from_logits=True, name="bce")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
 
@@ -70,20 +94,15 @@ class PairwiseRanker(task.TaskModel):
 
     def _forward(self, images, target, training):
         """(p, the cross-entropy) of a batch; from the logit where the model has one."""
-        if self.logits is None:
-            p = ops.cast(self.network(images, training=training), "float32")
-            return p, self.bce(target, p)
-        logit = ops.cast(self.logits(images, training=training), "float32")
-        return ops.sigmoid(logit), self.bce_of_logits(target, logit)
+        p, logit = rank_pairs(self.network, self.logits, images, training)
+        return p, pair_cross_entropy(target, p, logit)
 
     def train_step(self, data):
         images, target = data
         target = ops.reshape(ops.cast(target, "float32"), (-1, 1))
         with tf.GradientTape() as tape:
             p, loss = self._forward(images, target, training=True)
-            called = self.network if self.logits is None else self.logits
-            if called.losses:  # DeepSTN's pull on a box that leaves the image
-                loss += tf.nn.scale_regularization_loss(tf.add_n(called.losses))
+            loss += added_losses(self.network, self.logits)
         self.apply_gradients_of(tape, loss)
         return self._update_metrics(target, p, loss)
 
